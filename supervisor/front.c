@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,18 @@ struct front {
 	struct MHD_Daemon *daemon; /* owned */
 };
 
-/* Marks "first call seen" in *req_cls; no allocation needed for these routes. */
-static int request_started;
+/*
+ * Per-request state: created on the first handler call, freed by
+ * request_completed(). Bodies nobody asked for are read and dropped up to
+ * DISCARD_LIMIT, so the answer is not lost to a TCP reset: closing a socket
+ * with unread bytes makes the kernel send RST, and clients then report
+ * "connection reset" instead of our status code.
+ */
+struct request {
+	uint64_t discarded;
+};
+
+#define DISCARD_LIMIT (1024 * 1024)
 
 static const char placeholder_page[] =
 	"<!doctype html>\n"
@@ -77,24 +88,32 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 	       const char *version, const char *upload_data, size_t *upload_data_size,
 	       void **req_cls)
 {
+	struct request *req = *req_cls;
 	bool get;
 
 	(void)cls;
 	(void)version;
 	(void)upload_data;
 
-	if (!*req_cls) {
-		*req_cls = &request_started;
+	if (!req) {
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		*req_cls = req;
 		return MHD_YES;
 	}
 
 	get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	if (!get) {
-		/* Queued while a body may still be arriving: MHD then closes the connection. */
+	if (*upload_data_size > 0) {
+		req->discarded += *upload_data_size;
 		*upload_data_size = 0;
+		/* Past the limit, answer now; MHD then closes the connection. */
+		if (req->discarded <= DISCARD_LIMIT)
+			return MHD_YES;
+	}
+	if (!get)
 		return queue_static(connection, MHD_HTTP_METHOD_NOT_ALLOWED,
 				    "text/plain; charset=utf-8", "Method not allowed\n");
-	}
 	if (strcmp(url, "/healthz") == 0)
 		return queue_static(connection, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n");
 	if (strcmp(url, "/") == 0)
@@ -102,6 +121,17 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 				    placeholder_page);
 	return queue_static(connection, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
 			    "Not found\n");
+}
+
+static void
+request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
+		  enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)connection;
+	(void)toe;
+	free(*req_cls);
+	*req_cls = NULL;
 }
 
 int
@@ -117,11 +147,17 @@ front_start(const struct front_config *config, struct front **ret)
 	 * The socket is bound by our caller, so a bind error is reported with its
 	 * real errno, and a privileged port can later be bound before dropping root.
 	 */
+	/* clang-format off */
 	f->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-		handle_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-		MHD_OPTION_LISTEN_SOCKET, config->listen_fd, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_END);
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+		0, NULL, NULL, handle_request, NULL,
+		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+		MHD_OPTION_LISTEN_SOCKET, config->listen_fd,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+		MHD_OPTION_END);
+	/* clang-format on */
 	if (!f->daemon)
 		return -EIO;
 	*ret = TAKE_PTR(f);

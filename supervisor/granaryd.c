@@ -187,6 +187,8 @@ main(int argc, char *argv[])
 		log_error_errno(r, "Failed to start the HTTP server: %m");
 		return EXIT_FAILURE;
 	}
+	/* libmicrohttpd owns the socket now and closes it in MHD_stop_daemon(). */
+	listen_fd = -EBADF;
 
 	log_info("Granary %s listening on http://%s/ (state in '%s')", GRANARY_VERSION,
 		 listen_address_format(&listen_address, port, where, sizeof(where)), arg_state);
