@@ -149,7 +149,6 @@ RUN_LISTEN ?= 127.0.0.1:6080
 .PHONY: run
 run: deps
 	$(Q)$(MAKE) --no-print-directory programs
-	@mkdir -p var
 	@echo "Granary $(VERSION): http://localhost:6080/ (state in ./var, Ctrl-C stops it)"
 	$(BUILD)/granaryd --state ./var --listen $(RUN_LISTEN)
 
