@@ -1,11 +1,17 @@
-# supervisor/: granaryd (the daemon) and granary (the admin CLI).
+# supervisor/: granaryd (the daemon) and granary (the admin CLI), on a library
+# of the parts both (and the unit tests) use.
+
+SUPERVISOR_SOURCES := \
+	supervisor/db.c \
+	supervisor/front.c \
+	supervisor/listen.c
+
+$(BUILD)/lib/libgranary-supervisor.a: $(SUPERVISOR_SOURCES:%.c=$(BUILD)/obj/%.o)
+LIBRARIES += $(BUILD)/lib/libgranary-supervisor.a
 
 PROGRAM_NAMES += granaryd granary
 
-granaryd_OBJS := $(addprefix $(BUILD)/obj/supervisor/, \
-	front.o \
-	granaryd.o \
-	listen.o)
+granaryd_OBJS := $(BUILD)/obj/supervisor/granaryd.o
+granary_OBJS := $(BUILD)/obj/supervisor/granary.o
 
-granary_OBJS := $(addprefix $(BUILD)/obj/supervisor/, \
-	granary.o)
+UNIT_TESTS += test-db

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * db-schema.h: the SQLite schema, as migrations. Included by db.c only.
+ *
+ * Migration N takes a database from user_version N-1 to N, inside one
+ * transaction. Never edit a migration that has shipped: add the next one.
+ *
+ * | table        | one row per                       | notes                                   |
+ * |--------------|-----------------------------------|-----------------------------------------|
+ * | users        | local account                     | argon2id hash (crypto_pwhash_str)       |
+ * | sessions     | signed-in browser or CLI session  | only the BLAKE2b hash of the token      |
+ * | apps         | app id (public key of its signer) | package_id: the version in use          |
+ * | packages     | installed .spk file               | id = hash of the whole file; manifest   |
+ * | grains       | grain                             | trashed_at set: in the trash            |
+ * | capabilities | grant of access to a grain        | tree via parent_id; see below           |
+ * | audit        | event worth telling an owner      | detail is JSON                          |
+ *
+ * capabilities: kind 'owner' (the grain's owner, the root of its tree), 'link'
+ * (a share link: token_hash set), 'user' (a signed-in person who opened a
+ * link: holder_id set), 'api' (a bearer token). permissions is the JSON array
+ * granted on this edge; what a holder really gets is the intersection along
+ * the path to the root at the time of use (the sharing issue). Revoking a row
+ * (revoked_at) cuts everything below it.
+ *
+ * Times are Unix seconds (INTEGER). Ids of grains are 32 hex characters
+ * (128 random bits); of packages 64 hex (BLAKE2b-256 of the file); of apps the
+ * 52-character base32 public key.
+ */
+#ifndef GRANARY_SUPERVISOR_DB_SCHEMA_H
+#define GRANARY_SUPERVISOR_DB_SCHEMA_H
+
+static const char *const db_migrations[] = {
+	/* 1: the first schema */
+	"CREATE TABLE users ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
+	"  password_hash TEXT NOT NULL,"
+	"  is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
+	"  created_at INTEGER NOT NULL,"
+	"  password_changed_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE sessions ("
+	"  token_hash BLOB PRIMARY KEY CHECK (length(token_hash) = 32),"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  created_at INTEGER NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  last_seen_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX sessions_user ON sessions(user_id);"
+	"CREATE TABLE apps ("
+	"  id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),"
+	"  package_id TEXT NOT NULL REFERENCES packages(id) DEFERRABLE INITIALLY DEFERRED,"
+	"  installed_at INTEGER NOT NULL,"
+	"  installed_by INTEGER REFERENCES users(id) ON DELETE SET NULL"
+	");"
+	"CREATE TABLE packages ("
+	"  id TEXT PRIMARY KEY CHECK (length(id) = 64),"
+	"  app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE"
+	"    DEFERRABLE INITIALLY DEFERRED,"
+	"  version INTEGER NOT NULL,"
+	"  title TEXT NOT NULL,"
+	"  manifest TEXT NOT NULL CHECK (json_valid(manifest)),"
+	"  size INTEGER NOT NULL,"
+	"  installed_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX packages_app ON packages(app_id);"
+	"CREATE TABLE grains ("
+	"  id TEXT PRIMARY KEY CHECK (length(id) = 32),"
+	"  app_id TEXT NOT NULL REFERENCES apps(id),"
+	"  package_id TEXT NOT NULL REFERENCES packages(id),"
+	"  owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),"
+	"  created_at INTEGER NOT NULL,"
+	"  last_used_at INTEGER,"
+	"  trashed_at INTEGER"
+	");"
+	"CREATE INDEX grains_owner ON grains(owner_id);"
+	"CREATE INDEX grains_app ON grains(app_id);"
+	"CREATE TABLE capabilities ("
+	"  id INTEGER PRIMARY KEY,"
+	"  grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,"
+	"  parent_id INTEGER REFERENCES capabilities(id) ON DELETE CASCADE,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('owner', 'link', 'user', 'api')),"
+	"  token_hash BLOB UNIQUE CHECK (token_hash IS NULL OR length(token_hash) = 32),"
+	"  holder_id INTEGER REFERENCES users(id) ON DELETE CASCADE,"
+	"  created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,"
+	"  role TEXT,"
+	"  permissions TEXT NOT NULL CHECK (json_valid(permissions)),"
+	"  label TEXT,"
+	"  can_reshare INTEGER NOT NULL DEFAULT 1,"
+	"  expires_at INTEGER,"
+	"  revoked_at INTEGER,"
+	"  created_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX capabilities_grain ON capabilities(grain_id);"
+	"CREATE INDEX capabilities_parent ON capabilities(parent_id);"
+	"CREATE INDEX capabilities_holder ON capabilities(holder_id);"
+	"CREATE TABLE audit ("
+	"  id INTEGER PRIMARY KEY,"
+	"  at INTEGER NOT NULL,"
+	"  grain_id TEXT REFERENCES grains(id) ON DELETE CASCADE,"
+	"  user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,"
+	"  action TEXT NOT NULL,"
+	"  detail TEXT CHECK (detail IS NULL OR json_valid(detail))"
+	");"
+	"CREATE INDEX audit_grain ON audit(grain_id, at);",
+};
+
+#endif

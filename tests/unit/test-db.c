@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "supervisor/supervisor-internal.h"
+#include "tests/unit/tap.h"
+#include "common/banned.h"
+
+/* A fresh database file in a fresh directory; path written to path[]. */
+static struct db *
+fresh(char path[static 256])
+{
+	char dir[] = "/tmp/test-db-XXXXXX";
+	struct db *db = NULL;
+
+	if (!mkdtemp(dir))
+		return NULL;
+	(void)snprintf(path, 256, "%s/granary.sqlite3", dir);
+	if (db_open(path, DB_OPEN_CREATE, &db) < 0)
+		return NULL;
+	return db;
+}
+
+static void
+remove_db(const char *path)
+{
+	char other[300], dir[256];
+
+	(void)unlink(path);
+	(void)snprintf(other, sizeof(other), "%s-wal", path);
+	(void)unlink(other);
+	(void)snprintf(other, sizeof(other), "%s-shm", path);
+	(void)unlink(other);
+	(void)snprintf(dir, sizeof(dir), "%s", path);
+	*strrchr(dir, '/') = '\0';
+	(void)rmdir(dir);
+}
+
+TEST(open_creates_migrates_and_reopens)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	char path[256];
+	int64_t v = 0;
+
+	db = fresh(path);
+	CHECK(db != NULL);
+	if (!db)
+		return;
+	CHECK_OK(db_schema_version(db, &v));
+	CHECK_INT_EQ(v, 1);
+	db = db_free(db);
+	CHECK_OK(db_open(path, 0, &db));
+	CHECK_OK(db_schema_version(db, &v));
+	CHECK_INT_EQ(v, 1);
+	db = db_free(db);
+	remove_db(path);
+}
+
+TEST(missing_file_without_create)
+{
+	struct db *db = NULL;
+
+	CHECK_ERR(db_open("/tmp/no-such-dir-granary/x.sqlite3", 0, &db), ENOENT);
+	CHECK(db == NULL);
+}
+
+TEST(garbage_file_is_refused_untouched)
+{
+	char path[] = "/tmp/test-db-garbage-XXXXXX";
+	int fd = mkstemp(path);
+	char buf[64] = { 0 };
+	struct db *db = NULL;
+
+	CHECK(fd >= 0);
+	CHECK(write(fd, "this is not a database, and it must stay so", 43) == 43);
+	CHECK_ERR(db_open(path, DB_OPEN_CREATE, &db), EBADMSG);
+	CHECK(pread(fd, buf, sizeof(buf) - 1, 0) == 43);
+	CHECK_STR_EQ(buf, "this is not a database, and it must stay so");
+	close(fd);
+	unlink(path);
+}
+
+TEST(newer_schema_is_refused)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	char path[256];
+	sqlite3 *raw;
+
+	db = fresh(path);
+	CHECK(db != NULL);
+	db = db_free(db);
+	CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
+	CHECK(sqlite3_exec(raw, "PRAGMA user_version = 999", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(raw);
+	CHECK_ERR(db_open(path, 0, &db), EPROTONOSUPPORT);
+	remove_db(path);
+}
+
+TEST(corrupted_page_fails_integrity_check)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	char path[256], name[32];
+	int fd;
+
+	db = fresh(path);
+	CHECK(db != NULL);
+	if (!db)
+		return;
+	for (int i = 0; i < 200; i++) {
+		(void)snprintf(name, sizeof(name), "user%03d", i);
+		CHECK_OK(db_user_add(db, name, "hash", false, 1, NULL));
+	}
+	db = db_free(db);
+	/* Scribble over an index page in the middle of the file. */
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	for (off_t off = 4096 * 2; off < 4096 * 3; off += 64)
+		CHECK(pwrite(fd, "\xde\xad\xbe\xef\xde\xad\xbe\xef", 8, off) == 8);
+	close(fd);
+	CHECK_ERR(db_open(path, 0, &db), EBADMSG);
+	remove_db(path);
+}
+
+TEST(users)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	char path[256], hash[PASSWORD_HASH_MAX + 1];
+	struct db_user u;
+	int64_t id = 0, n = 0;
+
+	db = fresh(path);
+	CHECK(db != NULL);
+	if (!db)
+		return;
+	CHECK_OK(db_user_count(db, &n));
+	CHECK_INT_EQ(n, 0);
+	CHECK_OK(db_user_add(db, "alice", "$argon2id$x", true, 100, &id));
+	CHECK(id > 0);
+	CHECK_ERR(db_user_add(db, "alice", "h", false, 100, NULL), EEXIST);
+	CHECK_ERR(db_user_add(db, "", "h", false, 100, NULL), EINVAL);
+	CHECK_OK(db_user_by_name(db, "alice", &u, hash, sizeof(hash)));
+	CHECK_INT_EQ(u.id, id);
+	CHECK(u.admin);
+	CHECK_STR_EQ(hash, "$argon2id$x");
+	CHECK_ERR(db_user_by_name(db, "bob", &u, NULL, 0), ENOENT);
+	CHECK_ERR(db_user_by_name(db, "alice' OR '1'='1", &u, NULL, 0), ENOENT);
+	CHECK_OK(db_user_set_password(db, id, "$argon2id$y", 200));
+	CHECK_OK(db_user_by_id(db, id, &u, hash, sizeof(hash)));
+	CHECK_STR_EQ(hash, "$argon2id$y");
+	CHECK_INT_EQ(u.password_changed_at, 200);
+	CHECK_ERR(db_user_set_password(db, 9999, "h", 1), ENOENT);
+	db = db_free(db);
+	remove_db(path);
+}
+
+TEST(sessions_expire_and_cascade)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	uint8_t h1[32], h2[32];
+	char path[256];
+	int64_t uid, who = 0, exp = 0;
+
+	memset(h1, 1, sizeof(h1));
+	memset(h2, 2, sizeof(h2));
+	db = fresh(path);
+	CHECK(db != NULL);
+	if (!db)
+		return;
+	CHECK_OK(db_user_add(db, "carol", "h", false, 1, &uid));
+	CHECK_OK(db_session_add(db, h1, uid, 100, 200));
+	CHECK_OK(db_session_add(db, h2, uid, 100, 300));
+	CHECK_ERR(db_session_add(db, h2, uid, 100, 300), EEXIST);
+	CHECK_ERR(db_session_add(db, h2, 424242, 100, 300), EEXIST);
+	CHECK_OK(db_session_get(db, h1, 150, &who, &exp));
+	CHECK_INT_EQ(who, uid);
+	CHECK_INT_EQ(exp, 200);
+	CHECK_ERR(db_session_get(db, h1, 200, &who, NULL), ENOENT);
+	CHECK_OK(db_session_touch(db, h1, 199, 500));
+	CHECK_OK(db_session_get(db, h1, 400, &who, NULL));
+	CHECK_OK(db_session_delete_for_user(db, uid, h1));
+	CHECK_ERR(db_session_get(db, h2, 150, &who, NULL), ENOENT);
+	CHECK_OK(db_session_get(db, h1, 150, &who, NULL));
+	CHECK_OK(db_session_purge(db, 1000));
+	CHECK_ERR(db_session_get(db, h1, 150, &who, NULL), ENOENT);
+	db = db_free(db);
+	remove_db(path);
+}
+
+static int
+count_cb(const void *item, void *userdata)
+{
+	(void)item;
+	(*(int *)userdata)++;
+	return 0;
+}
+
+static int
+count_users(const struct db_user *u, void *userdata)
+{
+	return count_cb(u, userdata);
+}
+
+static int
+count_packages(const struct db_package *p, void *userdata)
+{
+	return count_cb(p, userdata);
+}
+
+static int
+count_grains(const struct db_grain *g, void *userdata)
+{
+	return count_cb(g, userdata);
+}
+
+static int
+count_ids(const char *id, void *userdata)
+{
+	return count_cb(id, userdata);
+}
+
+TEST(apps_packages_grains)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	struct db_package p = {
+		.app_id = "appidappidappidappidappidappidappidappidappidappidap",
+		.version = 1,
+		.title = "Notes",
+		.manifest = (char *)"{\"app\":{}}",
+		.size = 1234,
+		.installed_at = 10,
+	};
+	struct db_grain g = { .app_id = "", .title = "My notes", .created_at = 20 };
+	struct db_package got = {};
+	struct db_grain gg;
+	char path[256];
+	int64_t uid, n;
+	int seen;
+
+	memset(p.id, 'a', PACKAGE_ID_LEN);
+	db = fresh(path);
+	CHECK(db != NULL);
+	if (!db)
+		return;
+	CHECK_OK(db_user_add(db, "dave", "h", false, 1, &uid));
+	CHECK_OK(db_package_add(db, &p, uid));
+	CHECK_ERR(db_package_add(db, &p, uid), EEXIST);
+	CHECK_OK(db_package_get(db, p.id, &got));
+	CHECK_STR_EQ(got.title, "Notes");
+	CHECK_STR_EQ(got.manifest, "{\"app\":{}}");
+	db_package_release(&got);
+	seen = 0;
+	CHECK_OK(db_app_list(db, count_packages, &seen));
+	CHECK_INT_EQ(seen, 1);
+
+	/* Bad manifest JSON never lands. */
+	struct db_package bad = p;
+	memset(bad.id, 'b', PACKAGE_ID_LEN);
+	bad.manifest = (char *)"{not json";
+	CHECK_ERR(db_package_add(db, &bad, uid), EINVAL);
+	CHECK_ERR(db_package_get(db, bad.id, &got), ENOENT);
+
+	memset(g.id, 'c', GRAIN_ID_LEN);
+	(void)snprintf(g.app_id, sizeof(g.app_id), "%s", p.app_id);
+	(void)snprintf(g.package_id, sizeof(g.package_id), "%s", p.id);
+	g.owner_id = uid;
+	CHECK_OK(db_grain_add(db, &g, "[\"read\",\"write\"]"));
+	CHECK_ERR(db_grain_add(db, &g, "[]"), EEXIST);
+	CHECK_OK(db_grain_get(db, g.id, &gg));
+	CHECK_STR_EQ(gg.owner_name, "dave");
+	CHECK_STR_EQ(gg.title, "My notes");
+	CHECK_OK(db_grain_rename(db, g.id, "Renamed"));
+	CHECK_ERR(db_grain_rename(db, g.id, ""), EINVAL);
+	CHECK_OK(db_grain_get(db, g.id, &gg));
+	CHECK_STR_EQ(gg.title, "Renamed");
+	CHECK_ERR(db_grain_rename(db, "nope", "x"), ENOENT);
+
+	/* An app with grains cannot go. */
+	CHECK_ERR(db_app_remove(db, p.app_id, NULL, NULL), EBUSY);
+	CHECK_OK(db_grain_trash(db, g.id, 30));
+	seen = 0;
+	CHECK_OK(db_grain_list(db, uid, false, count_grains, &seen));
+	CHECK_INT_EQ(seen, 0);
+	seen = 0;
+	CHECK_OK(db_grain_list(db, uid, true, count_grains, &seen));
+	CHECK_INT_EQ(seen, 1);
+	CHECK_OK(db_grain_trash(db, g.id, 0));
+	seen = 0;
+	CHECK_OK(db_grain_list(db, 0, false, count_grains, &seen));
+	CHECK_INT_EQ(seen, 1);
+	CHECK_OK(db_audit_add(db, 40, g.id, uid, "grain.renamed", "{\"title\":\"Renamed\"}"));
+	CHECK_ERR(db_audit_add(db, 40, g.id, uid, "x", "{bad"), EINVAL);
+	CHECK_OK(db_grain_delete(db, g.id));
+	CHECK_ERR(db_grain_get(db, g.id, &gg), ENOENT);
+	CHECK_OK(db_grain_count(db, &n));
+	CHECK_INT_EQ(n, 0);
+
+	seen = 0;
+	CHECK_OK(db_app_remove(db, p.app_id, count_ids, &seen));
+	CHECK_INT_EQ(seen, 1);
+	CHECK_ERR(db_package_get(db, p.id, &got), ENOENT);
+	CHECK_ERR(db_app_remove(db, p.app_id, NULL, NULL), ENOENT);
+	seen = 0;
+	CHECK_OK(db_user_list(db, count_users, &seen));
+	CHECK_INT_EQ(seen, 1);
+	db = db_free(db);
+	remove_db(path);
+}
