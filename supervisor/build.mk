@@ -2,8 +2,10 @@
 # of the parts both (and the unit tests) use.
 
 SUPERVISOR_SOURCES := \
+	supervisor/auth.c \
 	supervisor/db.c \
 	supervisor/front.c \
+	supervisor/front_api.c \
 	supervisor/listen.c
 
 $(BUILD)/lib/libgranary-supervisor.a: $(SUPERVISOR_SOURCES:%.c=$(BUILD)/obj/%.o)

@@ -65,7 +65,7 @@ enum statement {
 };
 
 #define GRAIN_COLUMNS                                                                              \
-	"g.id, g.app_id, g.package_id, g.owner_id, u.name, g.title, g.created_at, "               \
+	"g.id, g.app_id, g.package_id, g.owner_id, u.name, g.title, g.created_at, "                \
 	"coalesce(g.last_used_at, 0), coalesce(g.trashed_at, 0) "
 #define PACKAGE_COLUMNS "p.id, p.app_id, p.version, p.title, p.manifest, p.size, p.installed_at "
 
@@ -123,9 +123,9 @@ static const char *const statement_sql[_ST_MAX] = {
 };
 
 struct db {
-	sqlite3 *sqlite;		/* owned */
-	sqlite3_stmt *stmt[_ST_MAX];	/* owned, prepared on first use */
-	char *path;			/* owned */
+	sqlite3 *sqlite;	     /* owned */
+	sqlite3_stmt *stmt[_ST_MAX]; /* owned, prepared on first use */
+	char *path;		     /* owned */
 };
 
 /* SQLite result code → -errno, logged at debug with SQLite's message. */
@@ -138,7 +138,8 @@ db_error(struct db *db, int rc, const char *what)
 	log_debug("SQLite: %s (%d) in: %.200s", sqlite3_errmsg(db->sqlite), extended, what);
 	switch (rc & 0xff) {
 	case SQLITE_CONSTRAINT:
-		if (extended == SQLITE_CONSTRAINT_UNIQUE || extended == SQLITE_CONSTRAINT_PRIMARYKEY)
+		if (extended == SQLITE_CONSTRAINT_UNIQUE ||
+		    extended == SQLITE_CONSTRAINT_PRIMARYKEY)
 			return -EEXIST;
 		if (extended == SQLITE_CONSTRAINT_FOREIGNKEY)
 			return -ENOENT;
@@ -420,8 +421,8 @@ db_user_add(struct db *db, const char *name, const char *password_hash, bool adm
 }
 
 static int
-user_lookup(struct db *db, enum statement st, sqlite3_stmt *s, struct db_user *ret,
-	    char *ret_hash, size_t hash_size)
+user_lookup(struct db *db, enum statement st, sqlite3_stmt *s, struct db_user *ret, char *ret_hash,
+	    size_t hash_size)
 {
 	int rc = sqlite3_step(s), r = 0;
 
@@ -963,8 +964,8 @@ db_grain_count(struct db *db, int64_t *ret)
 /* ---- audit ------------------------------------------------------------------ */
 
 int
-db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id,
-	     const char *action, const char *detail_json)
+db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id, const char *action,
+	     const char *detail_json)
 {
 	sqlite3_stmt *s = NULL;
 	int r;

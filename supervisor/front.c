@@ -2,19 +2,32 @@
 /*
  * front.c: the HTTP face of granaryd, on libmicrohttpd.
  *
- * Serves the shell (for now a placeholder page) and /healthz. libmicrohttpd
- * runs its own polling thread; the handler below never blocks.
+ * One libmicrohttpd polling thread runs every handler, so the front's state
+ * (the database connection, counters) is touched by one thread only. A
+ * request goes through:
  *
- * Keep-alive: Debian's libmicrohttpd 0.9.75 answers "Connection: close" when
- * a response is queued on the first handler call of a request (FIELD-NOTES.md:
- * 20k vs 97k req/s). So the first call only records that the request exists
- * and returns MHD_YES; the response is queued on the second call.
+ *   1st call   request_new(): Host check, route lookup, body policy. Nothing
+ *              is queued here: Debian's libmicrohttpd 0.9.75 answers
+ *              "Connection: close" to responses queued on the first call
+ *              (FIELD-NOTES.md: 20k vs 97k req/s).
+ *   body calls JSON bodies are collected up to BODY_LIMIT; bodies nobody
+ *              asked for are dropped up to DISCARD_LIMIT (closing a socket
+ *              with unread bytes makes the kernel send RST, and the client
+ *              sees a reset instead of our answer).
+ *   last call  origin check for unsafe methods, session lookup, the handler
+ *              (front_api.c), which queues exactly one response.
+ *   completed  request_free().
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -25,62 +38,196 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response)
 
-struct front {
-	struct MHD_Daemon *daemon; /* owned */
-};
-
-/*
- * Per-request state: created on the first handler call, freed by
- * request_completed(). Bodies nobody asked for are read and dropped up to
- * DISCARD_LIMIT, so the answer is not lost to a TCP reset: closing a socket
- * with unread bytes makes the kernel send RST, and clients then report
- * "connection reset" instead of our status code.
- */
-struct request {
-	uint64_t discarded;
-};
-
+#define BODY_LIMIT    (64 * 1024)
 #define DISCARD_LIMIT (1024 * 1024)
 
-static const char placeholder_page[] =
-	"<!doctype html>\n"
-	"<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-	"<title>Granary</title>\n"
-	"<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;"
-	"padding:0 1em;color:#222}code{background:#f3f3f3;padding:0 .3em}</style>\n"
-	"</head><body>\n"
-	"<h1>Granary is running</h1>\n"
-	"<p>This server is up (version " GRANARY_VERSION "). The app shell, where you "
-	"sign in, install apps and open grains, is not part of this build yet.</p>\n"
-	"<p>Health check: <a href=\"/healthz\"><code>/healthz</code></a></p>\n"
-	"</body></html>\n";
+int64_t
+now_seconds(void)
+{
+	return (int64_t)time(NULL);
+}
 
-static enum MHD_Result
-queue_static(struct MHD_Connection *connection, unsigned status, const char *content_type,
-	     const char *body)
+static int
+add_security_headers(struct MHD_Response *response)
+{
+	/* The shell's own answers: never framed, never sniffed, never cached. */
+	if (MHD_add_response_header(response, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+	    MHD_add_response_header(response, "X-Frame-Options", "DENY") != MHD_YES ||
+	    MHD_add_response_header(response, "Referrer-Policy", "same-origin") != MHD_YES ||
+	    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+respond(struct request *req, unsigned status, const char *content_type, const char *body,
+	size_t len, enum respond_flags flags)
 {
 	_cleanup_(MHD_destroy_responsep) struct MHD_Response *response = NULL;
 
-	response =
-		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	if (req->responded)
+		return -EALREADY;
+	response = MHD_create_response_from_buffer(len, (void *)body,
+						   flags & RESPOND_STATIC ? MHD_RESPMEM_PERSISTENT
+									  : MHD_RESPMEM_MUST_COPY);
 	if (!response)
-		return MHD_NO;
-	/* The shell's own pages: never framed, never sniffed, no referrer leaks. */
-	if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) !=
-		    MHD_YES ||
-	    MHD_add_response_header(response, "X-Content-Type-Options", "nosniff") != MHD_YES ||
-	    MHD_add_response_header(response, "X-Frame-Options", "DENY") != MHD_YES ||
-	    MHD_add_response_header(response, "Referrer-Policy", "same-origin") != MHD_YES ||
+		return -ENOMEM;
+	if (add_security_headers(response) < 0 ||
+	    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) !=
+		    MHD_YES)
+		return -ENOMEM;
+	if (content_type && strncmp(content_type, "text/html", 9) == 0 &&
 	    MHD_add_response_header(response, "Content-Security-Policy",
-				    "default-src 'self'; style-src 'unsafe-inline'; "
-				    "frame-ancestors 'none'") != MHD_YES ||
-	    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES)
-		return MHD_NO;
-	if (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
-	    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES)
-		return MHD_NO;
-	return MHD_queue_response(connection, status, response);
+				    "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+				    "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'") !=
+		    MHD_YES)
+		return -ENOMEM;
+	for (size_t i = 0; i < req->n_extra_headers; i++)
+		if (MHD_add_response_header(response, req->extra_headers[i].name,
+					    req->extra_headers[i].value) != MHD_YES)
+			return -ENOMEM;
+	if (MHD_queue_response(req->connection, status, response) != MHD_YES)
+		return -EIO;
+	req->responded = true;
+	req->status = status;
+	return 0;
+}
+
+int
+respond_header(struct request *req, const char *name, const char *format, ...)
+{
+	struct response_header *h;
+	va_list ap;
+
+	if (req->n_extra_headers >= ELEMENTSOF(req->extra_headers))
+		return -E2BIG;
+	h = &req->extra_headers[req->n_extra_headers];
+	h->name = name;
+	va_start(ap, format);
+	(void)vsnprintf(h->value, sizeof(h->value), format, ap);
+	va_end(ap);
+	req->n_extra_headers++;
+	return 0;
+}
+
+int
+respond_json(struct request *req, unsigned status, json_t *value)
+{
+	_cleanup_json_ json_t *owned = value;
+	_cleanup_free_ char *text = NULL;
+
+	if (!value)
+		return -ENOMEM;
+	text = json_dumps(value, JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	return respond(req, status, "application/json", text, strlen(text), 0);
+}
+
+int
+respond_error(struct request *req, unsigned status, const char *code, const char *format, ...)
+{
+	char message[512];
+	va_list ap;
+
+	va_start(ap, format);
+	(void)vsnprintf(message, sizeof(message), format, ap);
+	va_end(ap);
+	return respond_json(req, status,
+			    json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+}
+
+int
+respond_empty(struct request *req, unsigned status)
+{
+	return respond(req, status, "text/plain; charset=utf-8", "", 0, RESPOND_STATIC);
+}
+
+const char *
+request_header(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+const char *
+request_cookie(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->connection, MHD_COOKIE_KIND, name);
+}
+
+static void
+client_address(struct MHD_Connection *connection, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = info ? info->client_addr : NULL;
+
+	(void)snprintf(buf, size, "unknown");
+	if (!sa)
+		return;
+	if (sa->sa_family == AF_INET)
+		(void)inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+				(socklen_t)size);
+	else if (sa->sa_family == AF_INET6)
+		(void)inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+				(socklen_t)size);
+}
+
+static bool
+method_is_safe(const char *method)
+{
+	return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+	       strcmp(method, "OPTIONS") == 0;
+}
+
+/*
+ * CSRF: an unsafe request must come from the shell's own origin, exactly.
+ * Same-site is not same-origin: a grain on ui-xxx.localhost is same-site
+ * with localhost, so SameSite cookies alone would let it call the API.
+ */
+static bool
+origin_allowed(struct request *req)
+{
+	const char *origin = request_header(req, "Origin");
+	const char *fetch_site = request_header(req, "Sec-Fetch-Site");
+
+	if (fetch_site && strcmp(fetch_site, "same-origin") != 0 && strcmp(fetch_site, "none") != 0)
+		return false;
+	return origin && strcmp(origin, req->front->origin) == 0;
+}
+
+static void
+request_free(struct request *req)
+{
+	if (!req)
+		return;
+	json_decref(req->json);
+	buf_release(&req->body);
+	free(req);
+}
+
+static struct request *
+request_new(struct front *f, struct MHD_Connection *connection, const char *method, const char *url)
+{
+	struct request *req = calloc(1, sizeof(*req));
+	const char *host;
+
+	if (!req)
+		return NULL;
+	req->front = f;
+	req->connection = connection;
+	req->method = method;
+	req->url = url;
+	req->body = (struct buf)BUF_INIT_LIMIT(BODY_LIMIT);
+	client_address(connection, req->address, sizeof(req->address));
+
+	host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	/* Only the shell's own host is served here; grain session hosts come with the proxy. */
+	if (!host || strcasecmp(host, f->shell_host) != 0)
+		req->unknown_host = true;
+	else
+		route_find(req);
+	return req;
 }
 
 static enum MHD_Result
@@ -88,39 +235,69 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 	       const char *version, const char *upload_data, size_t *upload_data_size,
 	       void **req_cls)
 {
+	struct front *f = cls;
 	struct request *req = *req_cls;
-	bool get;
+	int r;
 
-	(void)cls;
 	(void)version;
-	(void)upload_data;
 
 	if (!req) {
-		req = calloc(1, sizeof(*req));
+		req = request_new(f, connection, method, url);
 		if (!req)
 			return MHD_NO;
 		*req_cls = req;
+		f->metrics.requests++;
 		return MHD_YES;
 	}
 
-	get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	if (*upload_data_size > 0) {
-		req->discarded += *upload_data_size;
+		size_t n = *upload_data_size;
+
 		*upload_data_size = 0;
-		/* Past the limit, answer now; MHD then closes the connection. */
+		if (req->route && (req->route->flags & ROUTE_BODY) && !req->body_too_large) {
+			if (buf_append(&req->body, upload_data, n) < 0)
+				req->body_too_large = true;
+		}
+		req->discarded += n;
+		/* Past the discard limit, answer now; MHD then closes the connection. */
 		if (req->discarded <= DISCARD_LIMIT)
 			return MHD_YES;
+		req->body_too_large = true;
 	}
-	if (!get)
-		return queue_static(connection, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "text/plain; charset=utf-8", "Method not allowed\n");
-	if (strcmp(url, "/healthz") == 0)
-		return queue_static(connection, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n");
-	if (strcmp(url, "/") == 0)
-		return queue_static(connection, MHD_HTTP_OK, "text/html; charset=utf-8",
-				    placeholder_page);
-	return queue_static(connection, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
-			    "Not found\n");
+	if (req->responded)
+		return MHD_YES;
+
+	if (req->unknown_host)
+		r = respond_error(req, MHD_HTTP_NOT_FOUND, "unknown_host",
+				  "This server does not serve that host name");
+	else if (!req->route && req->method_not_allowed) {
+		(void)respond_header(req, MHD_HTTP_HEADER_ALLOW, "%s", req->allow);
+		r = respond_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+				  "%s is not allowed here", method);
+	} else if (!req->route)
+		r = respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "No such page");
+	else if (req->body_too_large)
+		r = respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+				  "The request body is larger than %d bytes", BODY_LIMIT);
+	else if (!method_is_safe(method) && (req->route->flags & ROUTE_API) && !origin_allowed(req))
+		r = respond_error(req, MHD_HTTP_FORBIDDEN, "bad_origin",
+				  "Unsafe requests must come from %s (send an Origin header)",
+				  f->origin);
+	else
+		r = route_run(req);
+
+	if (r < 0 && !req->responded) {
+		log_error_errno(r, "Failed to answer %s %s: %m", method, url);
+		(void)respond_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+				    "Internal error; the server log says more");
+	}
+	if (!req->responded)
+		return MHD_NO;
+	if (req->status >= 500)
+		f->metrics.errors_5xx++;
+	else if (req->status >= 400)
+		f->metrics.errors_4xx++;
+	return MHD_YES;
 }
 
 static void
@@ -130,27 +307,107 @@ request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
 	(void)cls;
 	(void)connection;
 	(void)toe;
-	free(*req_cls);
+	request_free(*req_cls);
 	*req_cls = NULL;
+}
+
+/* Split base_url "http://host:port/..." into origin and host; -EINVAL if malformed. */
+static int
+parse_base_url(const char *base_url, char **ret_origin, char **ret_host, bool *ret_tls)
+{
+	const char *rest, *slash;
+	bool tls;
+
+	if (strncmp(base_url, "http://", 7) == 0) {
+		rest = base_url + 7;
+		tls = false;
+	} else if (strncmp(base_url, "https://", 8) == 0) {
+		rest = base_url + 8;
+		tls = true;
+	} else
+		return -EINVAL;
+	slash = strchr(rest, '/');
+	if (slash && slash[1] != '\0')
+		return -EINVAL; /* the shell lives at the root of its host */
+	size_t host_len = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (host_len == 0 || memchr(rest, '@', host_len))
+		return -EINVAL;
+	*ret_host = strndup(rest, host_len);
+	*ret_origin = strndup(base_url, (size_t)(rest - base_url) + host_len);
+	if (!*ret_host || !*ret_origin)
+		return -ENOMEM;
+	*ret_tls = tls;
+	return 0;
+}
+
+static int
+setup_hint(struct front *f)
+{
+	int64_t users = 0;
+	int r;
+
+	r = db_user_count(f->db, &users);
+	if (r < 0)
+		return r;
+	if (users > 0)
+		return 0;
+	r = token_new(f->setup_token);
+	if (r < 0)
+		return r;
+	log_notice("No user yet. Create the first admin with:");
+	log_notice("  granary --state '%s' user add NAME --admin", f->state_dir);
+	log_notice("or open this one-time setup link: %s/setup/%s", f->origin, f->setup_token);
+	return 0;
 }
 
 int
 front_start(const struct front_config *config, struct front **ret)
 {
-	_cleanup_free_ struct front *f = NULL;
+	_cleanup_(front_freep) struct front *f = NULL;
+	_cleanup_free_ char *db_path = NULL, *default_url = NULL;
+	const char *base_url = config->base_url;
+	int r;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	f->state_dir = strdup(config->state_dir);
+	if (!f->state_dir)
+		return -ENOMEM;
+	if (!base_url) {
+		if (asprintf(&default_url, "http://localhost:%u", config->port) < 0)
+			return -ENOMEM;
+		base_url = default_url;
+	}
+	r = parse_base_url(base_url, &f->origin, &f->shell_host, &f->tls);
+	if (r < 0)
+		return log_error_errno(r, "Invalid --base-url '%s': expected http(s)://HOST[:PORT]",
+				       base_url);
 
-	/*
-	 * The socket is bound by our caller, so a bind error is reported with its
-	 * real errno, and a privileged port can later be bound before dropping root.
-	 */
+	if (asprintf(&db_path, "%s/granary.sqlite3", config->state_dir) < 0)
+		return -ENOMEM;
+	r = db_open(db_path, DB_OPEN_CREATE, &f->db);
+	if (r == -EBADMSG)
+		return log_error_errno(r,
+				       "The database '%s' is damaged (integrity check failed). "
+				       "Restore it from a backup; Granary will not write to it",
+				       db_path);
+	if (r == -EPROTONOSUPPORT)
+		return log_error_errno(r,
+				       "The database '%s' was written by a newer Granary; "
+				       "run that version",
+				       db_path);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open the database '%s': %m", db_path);
+
+	r = setup_hint(f);
+	if (r < 0)
+		return log_error_errno(r, "Failed to read users: %m");
+
 	/* clang-format off */
 	f->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
-		0, NULL, NULL, handle_request, NULL,
+		0, NULL, NULL, handle_request, f,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
 		MHD_OPTION_LISTEN_SOCKET, config->listen_fd,
@@ -159,7 +416,7 @@ front_start(const struct front_config *config, struct front **ret)
 		MHD_OPTION_END);
 	/* clang-format on */
 	if (!f->daemon)
-		return -EIO;
+		return log_error_errno(EIO, "Failed to start the HTTP server");
 	*ret = TAKE_PTR(f);
 	return 0;
 }
@@ -171,6 +428,10 @@ front_free(struct front *f)
 		return NULL;
 	if (f->daemon)
 		MHD_stop_daemon(f->daemon);
+	db_free(f->db);
+	free(f->origin);
+	free(f->shell_host);
+	free(f->state_dir);
 	free(f);
 	return NULL;
 }

@@ -180,13 +180,13 @@ main(int argc, char *argv[])
 		return log_error_errno(r, "Failed to read the listening port: %m"), EXIT_FAILURE;
 
 	config.listen_fd = listen_fd;
+	config.port = port;
+	config.state_dir = arg_state;
 	config.base_url = arg_base_url;
 	config.wildcard = arg_wildcard;
 	r = front_start(&config, &front);
-	if (r < 0) {
-		log_error_errno(r, "Failed to start the HTTP server: %m");
-		return EXIT_FAILURE;
-	}
+	if (r < 0)
+		return EXIT_FAILURE; /* front_start() said why */
 	/* libmicrohttpd owns the socket now and closes it in MHD_stop_daemon(). */
 	listen_fd = -EBADF;
 

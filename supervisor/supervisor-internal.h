@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "common/macro.h"
+#include "common/token.h"
 
 struct listen_address {
 	struct sockaddr_storage addr;
@@ -23,9 +24,11 @@ struct listen_address {
 };
 
 struct front_config {
-	int listen_fd;	      /* borrowed: a listening socket (listen_socket_open()) */
-	const char *base_url; /* borrowed; NULL: derived from the listen address */
-	const char *wildcard; /* borrowed; NULL: "*.localhost:<port>" */
+	int listen_fd;	       /* a listening socket; front_start() takes it over on success */
+	uint16_t port;	       /* the port it is bound to, for default URLs */
+	const char *state_dir; /* borrowed */
+	const char *base_url;  /* borrowed; NULL: http://localhost:<port> */
+	const char *wildcard;  /* borrowed; NULL: "*.localhost:<port>" */
 };
 
 struct front;
@@ -40,6 +43,7 @@ int front_start(const struct front_config *config, struct front **ret);
 
 /* Stop accepting, finish with open connections and free. Accepts NULL; returns NULL. */
 struct front *front_free(struct front *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct front *, front_free)
 
 /* listen.c */
 
@@ -173,5 +177,126 @@ int db_grain_count(struct db *db, int64_t *ret);
 
 int db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id,
 		 const char *action, const char *detail_json);
+
+/* auth.c: accounts, sessions, login throttling */
+
+#define PASSWORD_MIN		8
+#define PASSWORD_MAX		1024
+#define SESSION_LIFETIME	(14 * 24 * 3600) /* seconds, sliding */
+#define LOGIN_THROTTLE_FAILURES 10		 /* per address and per name... */
+#define LOGIN_THROTTLE_WINDOW	300		 /* ...in this many seconds */
+
+/* 1-64 of [a-z0-9._-], starting with a letter or digit. -EINVAL otherwise. */
+int user_name_check(const char *name);
+/* -EINVAL: shorter than PASSWORD_MIN; -E2BIG: longer than PASSWORD_MAX. */
+int password_check(const char *password);
+/* argon2id hash string of password into ret. */
+int password_hash(const char *password, char ret[PASSWORD_HASH_MAX + 1]);
+/* 0 when password matches hash, -EACCES otherwise. */
+int password_verify(const char *hash, const char *password);
+
+/* A new session for user_id; the token (for the cookie) goes to ret_token. */
+int session_create(struct db *db, int64_t user_id, int64_t now,
+		   char ret_token[TOKEN_STRING_LEN + 1]);
+/* The user of a session token; -ENOENT for no, expired or malformed sessions. */
+int session_lookup(struct db *db, const char *token, int64_t now, struct db_user *ret_user);
+int session_end(struct db *db, const char *token);
+/* End every session of user_id except keep_token's (may be NULL). */
+int session_end_others(struct db *db, int64_t user_id, const char *keep_token);
+
+/* -EAGAIN (and seconds to wait) when address or name failed too often lately. */
+int login_throttled(const char *address, const char *name, int64_t now, int64_t *ret_retry_after);
+void login_failed(const char *address, const char *name, int64_t now);
+void login_throttle_reset(void);
+
+/* front.c and front_api.c: requests, responses, routes */
+
+#include "common/buf.h"
+#include "common/json-util.h"
+
+struct front {
+	struct MHD_Daemon *daemon; /* owned */
+	struct db *db;		   /* owned */
+	char *state_dir;	   /* owned */
+	char *origin;		   /* owned: "http://localhost:6080", what Origin must equal */
+	char *shell_host;	   /* owned: "localhost:6080", what Host must equal */
+	bool tls;
+	char setup_token[TOKEN_STRING_LEN + 1]; /* "" once a user exists */
+	struct {
+		uint64_t requests, errors_4xx, errors_5xx;
+		uint64_t logins, login_failures, installs;
+	} metrics;
+};
+
+enum route_flags {
+	ROUTE_API = 1 << 0,   /* under /api/: JSON answers, Origin checked for unsafe methods */
+	ROUTE_BODY = 1 << 1,  /* collects a JSON body (up to 64 KiB) */
+	ROUTE_USER = 1 << 2,  /* needs a signed-in user */
+	ROUTE_ADMIN = 1 << 3, /* needs an admin */
+	ROUTE_PARAM = 1 << 4, /* path is a prefix followed by one id segment */
+};
+
+struct request;
+
+struct route {
+	const char *method;
+	const char *path;
+	enum route_flags flags;
+	int (*handler)(struct request *req);
+};
+
+struct response_header {
+	const char *name; /* static */
+	char value[256];
+};
+
+struct request {
+	struct front *front;
+	struct MHD_Connection *connection;
+	const char *method, *url; /* borrowed from libmicrohttpd, valid for the request */
+	const struct route *route;
+	char param[128];  /* the id segment of a ROUTE_PARAM path */
+	char address[64]; /* client address, for throttling and logs */
+	char allow[64];	  /* methods the path allows, when method_not_allowed */
+	struct buf body;  /* owned: the collected body */
+	json_t *json;	  /* owned: the parsed body of ROUTE_BODY routes */
+	uint64_t discarded;
+	bool unknown_host, method_not_allowed, body_too_large, responded;
+	unsigned status;
+	struct db_user user; /* valid when has_user */
+	bool has_user;
+	const char *session_token; /* borrowed: the cookie, when has_user */
+	struct response_header extra_headers[4];
+	size_t n_extra_headers;
+};
+
+enum respond_flags {
+	RESPOND_STATIC = 1 << 0, /* body outlives the response: no copy */
+};
+
+int64_t now_seconds(void);
+/* Queue the one response of req. Extra headers set by respond_header() are added. */
+int respond(struct request *req, unsigned status, const char *content_type, const char *body,
+	    size_t len, enum respond_flags flags);
+int respond_header(struct request *req, const char *name, const char *format, ...) _printf_(3, 4);
+/* Takes the reference to value (NULL: -ENOMEM). */
+int respond_json(struct request *req, unsigned status, json_t *value);
+/* {"error": {"code": code, "message": ...}} */
+int respond_error(struct request *req, unsigned status, const char *code, const char *format, ...)
+	_printf_(4, 5);
+int respond_empty(struct request *req, unsigned status);
+const char *request_header(struct request *req, const char *name);
+const char *request_cookie(struct request *req, const char *name);
+
+/* front_api.c */
+
+/*
+ * Set req->route (and req->param for a ROUTE_PARAM route) from its method and
+ * URL; for a known path with another method, set req->method_not_allowed and
+ * req->allow instead.
+ */
+void route_find(struct request *req);
+/* Authenticate, parse the body, run the handler. */
+int route_run(struct request *req);
 
 #endif

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 BUILD = os.environ.get("GRANARY_BUILD") or os.path.abspath("build")
 SOURCE = os.environ.get("GRANARY_SOURCE") or os.path.abspath(".")
@@ -124,3 +125,35 @@ def wait_for(predicate, timeout=10, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+class Client(requests.Session):
+    """HTTP client for the shell host of a Daemon: talks to 127.0.0.1 but sends
+    the shell's Host and Origin (glibc does not resolve *.localhost)."""
+
+    def __init__(self, daemon, origin=True):
+        super().__init__()
+        self.daemon = daemon
+        self.host = f"localhost:{daemon.port}"
+        self.origin = f"http://{self.host}"
+        self.headers["Host"] = self.host
+        if origin:
+            self.headers["Origin"] = self.origin
+
+    def request(self, method, path, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, self.daemon.url + path, **kwargs)
+
+    def login(self, name, password):
+        r = self.post("/api/login", json={"name": name, "password": password})
+        assert r.status_code == 200, r.text
+        return r
+
+
+def add_user(state, name, password, admin=False):
+    """Add a user with the CLI, as an admin would."""
+    cmd = [program("granary"), "--state", str(state), "user", "add", name]
+    if admin:
+        cmd.append("--admin")
+    r = run(cmd, input=password + "\n", stdin=None)
+    assert r.returncode == 0, r.stderr

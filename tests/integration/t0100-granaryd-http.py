@@ -11,18 +11,18 @@ import pytest
 
 import requests
 
-from conftest import Daemon, program, run
+from conftest import Client, Daemon, program, run
 
 
 def test_healthz(granaryd):
-    r = requests.get(granaryd.url + "/healthz", timeout=5)
+    r = Client(granaryd).get("/healthz")
     assert r.status_code == 200
     assert r.text == "ok\n"
     assert r.headers["Content-Type"].startswith("text/plain")
 
 
 def test_placeholder_page(granaryd):
-    r = requests.get(granaryd.url + "/", timeout=5)
+    r = Client(granaryd).get("/")
     assert r.status_code == 200
     assert "Granary is running" in r.text
     assert r.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -34,23 +34,23 @@ def test_placeholder_page(granaryd):
 
 def test_head_has_no_body(granaryd):
     conn = http.client.HTTPConnection("127.0.0.1", granaryd.port, timeout=5)
-    conn.request("HEAD", "/healthz")
+    conn.request("HEAD", "/healthz", headers={"Host": f"localhost:{granaryd.port}"})
     resp = conn.getresponse()
     assert resp.status == 200
     assert resp.read() == b""
 
 
 def test_unknown_path_is_404(granaryd):
-    r = requests.get(granaryd.url + "/no/such/page", timeout=5)
+    r = Client(granaryd).get("/no/such/page")
     assert r.status_code == 404
 
 
 def test_unsafe_method_is_405_even_with_a_body(granaryd):
-    r = requests.post(granaryd.url + "/healthz", data=b"x" * 100000, timeout=5)
+    r = Client(granaryd).post("/healthz", data=b"x" * 100000)
     assert r.status_code == 405
     assert r.headers["Allow"] == "GET, HEAD"
     # The server is still fine afterwards.
-    assert requests.get(granaryd.url + "/healthz", timeout=5).status_code == 200
+    assert Client(granaryd).get("/healthz").status_code == 200
 
 
 def test_keep_alive(granaryd):
@@ -59,7 +59,7 @@ def test_keep_alive(granaryd):
     conn = http.client.HTTPConnection("127.0.0.1", granaryd.port, timeout=5)
     sockets = set()
     for _ in range(50):
-        conn.request("GET", "/healthz")
+        conn.request("GET", "/healthz", headers={"Host": f"localhost:{granaryd.port}"})
         resp = conn.getresponse()
         assert resp.read() == b"ok\n"
         assert (resp.getheader("Connection") or "").lower() != "close"
@@ -83,7 +83,7 @@ def test_binary_garbage_does_not_block_others(granaryd):
     junk = socket.create_connection(("127.0.0.1", granaryd.port), timeout=5)
     junk.sendall(b"\x00\xff GARBAGE \r\n\r\n" + bytes(range(256)))
     for _ in range(20):
-        assert requests.get(granaryd.url + "/healthz", timeout=5).status_code == 200
+        assert Client(granaryd).get("/healthz").status_code == 200
     idle.close()
     junk.close()
 
@@ -101,7 +101,7 @@ def test_oversized_body_is_refused_without_reading_it_all(granaryd):
         pass
     s.close()
     assert sent < 64 * 1024 * 1024, "the server kept reading a 1 GiB body"
-    assert requests.get(granaryd.url + "/healthz", timeout=5).status_code == 200
+    assert Client(granaryd).get("/healthz").status_code == 200
 
 
 def test_sigint_also_stops_cleanly(tmp_path):
@@ -120,7 +120,7 @@ def test_second_daemon_on_same_state_is_refused(granaryd):
     assert r.returncode != 0
     assert "Another granaryd is already running" in r.stderr
     # The first one is unaffected.
-    assert requests.get(granaryd.url + "/healthz", timeout=5).status_code == 200
+    assert Client(granaryd).get("/healthz").status_code == 200
 
 
 def test_port_in_use_says_so(granaryd, tmp_path):
@@ -148,11 +148,13 @@ def test_ipv6_loopback(tmp_path):
         [program("granaryd"), "--state", str(tmp_path / "v6"), "--listen", "[::1]:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        line = proc.stdout.readline()
+        for line in proc.stdout:
+            if "listening on" in line:
+                break
         assert "listening on http://[::1]:" in line, line
         port = int(re.search(r"http://\[::1\]:(\d+)/", line).group(1))
         conn = http.client.HTTPConnection("::1", port, timeout=5)
-        conn.request("GET", "/healthz")
+        conn.request("GET", "/healthz", headers={"Host": f"localhost:{port}"})
         assert conn.getresponse().status == 200
     finally:
         proc.terminate()

@@ -1,0 +1,823 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * front_api.c: the routes of the shell host: the JSON API under /api/ (see
+ * docs/api.md), /healthz, /metrics and the first-admin setup page.
+ *
+ * Every handler gets a request whose Host, method, body size and (for unsafe
+ * API methods) Origin were already checked by front.c, whose JSON body is
+ * parsed when the route collects one, and whose user is set when the route
+ * needs one. It queues exactly one response. Bad input gets a 4xx with a
+ * stable code and changes nothing.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "common/json-util.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/token.h"
+#include "supervisor/supervisor-internal.h"
+#include "common/banned.h"
+
+#define COOKIE_NAME "granary_session"
+#define COOKIE_NAME_TLS "__Host-granary_session"
+
+static const char *
+cookie_name(struct request *req)
+{
+	return req->front->tls ? COOKIE_NAME_TLS : COOKIE_NAME;
+}
+
+/* Host-only (no Domain), HttpOnly, SameSite=Lax; __Host- and Secure under TLS. */
+static int
+set_session_cookie(struct request *req, const char *token, int64_t max_age)
+{
+	return respond_header(req, MHD_HTTP_HEADER_SET_COOKIE,
+			      "%s=%s; Path=/; Max-Age=%" PRId64 "; HttpOnly; SameSite=Lax%s",
+			      cookie_name(req), token, max_age, req->front->tls ? "; Secure" : "");
+}
+
+static json_t *
+user_json(const struct db_user *u)
+{
+	return json_pack("{s:I,s:s,s:b,s:I}", "id", (json_int_t)u->id, "name", u->name, "admin",
+			 u->admin, "createdAt", (json_int_t)u->created_at);
+}
+
+/* ---- plain routes ------------------------------------------------------------ */
+
+static const char placeholder_page[] =
+	"<!doctype html>\n"
+	"<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+	"<title>Granary</title>\n"
+	"<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;"
+	"padding:0 1em;color:#222}code{background:#f3f3f3;padding:0 .3em}</style>\n"
+	"</head><body>\n"
+	"<h1>Granary is running</h1>\n"
+	"<p>This server is up (version " GRANARY_VERSION "). The app shell, where you "
+	"install apps and open grains in a browser, is not part of this build yet; the "
+	"JSON API under <code>/api/</code> and the <code>granary</code> command are.</p>\n"
+	"<p>Health check: <a href=\"/healthz\"><code>/healthz</code></a></p>\n"
+	"</body></html>\n";
+
+static int
+handle_root(struct request *req)
+{
+	return respond(req, MHD_HTTP_OK, "text/html; charset=utf-8", placeholder_page,
+		       sizeof(placeholder_page) - 1, RESPOND_STATIC);
+}
+
+static int
+handle_healthz(struct request *req)
+{
+	return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n", 3, RESPOND_STATIC);
+}
+
+static bool
+address_is_loopback(const char *a)
+{
+	return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
+	       strncmp(a, "::ffff:127.", 11) == 0;
+}
+
+static int
+handle_metrics(struct request *req)
+{
+	struct front *f = req->front;
+	_cleanup_(buf_release) struct buf b = BUF_INIT;
+	int64_t users = 0, grains = 0;
+
+	/* Operational data for the admin's monitoring, not for the world. */
+	if (!address_is_loopback(req->address))
+		return respond_error(req, MHD_HTTP_FORBIDDEN, "forbidden",
+				     "/metrics is served to loopback clients only");
+	(void)db_user_count(f->db, &users);
+	(void)db_grain_count(f->db, &grains);
+#define METRIC(name, type, help, value)                                                            \
+	(void)buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " " type "\n" name            \
+			     " %" PRIu64 "\n",                                                      \
+			 (uint64_t)(value))
+	METRIC("granary_http_requests_total", "counter", "HTTP requests received.",
+	       f->metrics.requests);
+	METRIC("granary_http_client_errors_total", "counter", "Answers with a 4xx status.",
+	       f->metrics.errors_4xx);
+	METRIC("granary_http_server_errors_total", "counter", "Answers with a 5xx status.",
+	       f->metrics.errors_5xx);
+	METRIC("granary_logins_total", "counter", "Successful logins.", f->metrics.logins);
+	METRIC("granary_login_failures_total", "counter", "Failed logins.",
+	       f->metrics.login_failures);
+	METRIC("granary_app_installs_total", "counter", "Packages installed.", f->metrics.installs);
+	METRIC("granary_users", "gauge", "Accounts.", users);
+	METRIC("granary_grains", "gauge", "Grains, trashed ones included.", grains);
+	METRIC("granary_grains_running", "gauge", "Grains running now.", 0);
+#undef METRIC
+	return respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data,
+		       b.len, 0);
+}
+
+static const char setup_page[] =
+	"<!doctype html>\n"
+	"<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+	"<title>Granary: first admin</title>\n"
+	"<style>body{font:16px/1.5 system-ui,sans-serif;max-width:30em;margin:4em auto;"
+	"padding:0 1em}label{display:block;margin:.8em 0}input{display:block;width:100%;"
+	"font:inherit;padding:.3em}#msg{color:#a00}</style>\n"
+	"</head><body>\n"
+	"<h1>Create the first admin</h1>\n"
+	"<form id=\"f\"><label>Name <input name=\"name\" autocomplete=\"username\" required "
+	"pattern=\"[a-z0-9][a-z0-9._-]{0,63}\"></label>\n"
+	"<label>Password (8 characters or more) <input name=\"password\" type=\"password\" "
+	"autocomplete=\"new-password\" minlength=\"8\" required></label>\n"
+	"<button>Create</button> <span id=\"msg\"></span></form>\n"
+	"<script>\n"
+	"document.getElementById('f').onsubmit = async (e) => {\n"
+	"  e.preventDefault();\n"
+	"  const d = new FormData(e.target);\n"
+	"  const r = await fetch('/api/setup', {method: 'POST', headers: {'Content-Type': "
+	"'application/json'}, body: JSON.stringify({token: location.pathname.split('/').pop(), "
+	"name: d.get('name'), password: d.get('password')})});\n"
+	"  if (r.ok) location.href = '/';\n"
+	"  else document.getElementById('msg').textContent = (await r.json()).error.message;\n"
+	"};\n"
+	"</script></body></html>\n";
+
+static bool
+setup_token_valid(struct front *f, const char *token)
+{
+	return f->setup_token[0] && token && strlen(token) == TOKEN_STRING_LEN &&
+	       token_equal(token, f->setup_token, TOKEN_STRING_LEN);
+}
+
+static int
+handle_setup_page(struct request *req)
+{
+	if (!setup_token_valid(req->front, req->param))
+		return respond(req, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
+			       "This setup link is not valid (anymore).\n", 40, RESPOND_STATIC);
+	return respond(req, MHD_HTTP_OK, "text/html; charset=utf-8", setup_page,
+		       sizeof(setup_page) - 1, RESPOND_STATIC);
+}
+
+/* ---- accounts ----------------------------------------------------------------- */
+
+struct credentials {
+	const char *token;
+	const char *name;
+	const char *password;
+	bool admin;
+};
+
+static const struct json_field credential_fields[] = {
+	{ "name", JSON_FIELD_STRING, JSON_FIELD_REQUIRED, offsetof(struct credentials, name),
+	  .min = 1, .max = USER_NAME_MAX },
+	{ "password", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+	  offsetof(struct credentials, password), .min = 1, .max = PASSWORD_MAX },
+	{},
+};
+
+static int
+bad_json(struct request *req, const struct json_error *err)
+{
+	return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err->message);
+}
+
+/* Validate a new account's name and password; answers 400 and returns 1 when bad. */
+static int
+check_new_account(struct request *req, const char *name, const char *password)
+{
+	int r;
+
+	if (user_name_check(name) < 0)
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_name",
+				     "Names are 1 to %d of a-z, 0-9, '.', '_', '-', starting with "
+				     "a letter or digit",
+				     USER_NAME_MAX) ?: 1;
+	r = password_check(password);
+	if (r < 0)
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_password",
+				     "Passwords are %d to %d bytes long", PASSWORD_MIN,
+				     PASSWORD_MAX) ?: 1;
+	return 0;
+}
+
+/* Create a user; answers the error itself and returns 1 when the input was bad. */
+static int
+create_user(struct request *req, const char *name, const char *password, bool admin,
+	    int64_t *ret_id)
+{
+	char hash[PASSWORD_HASH_MAX + 1];
+	int r;
+
+	r = check_new_account(req, name, password);
+	if (r != 0)
+		return r;
+	r = password_hash(password, hash);
+	if (r < 0)
+		return r;
+	r = db_user_add(req->front->db, name, hash, admin, now_seconds(), ret_id);
+	sodium_memzero(hash, sizeof(hash));
+	if (r == -EEXIST)
+		return respond_error(req, MHD_HTTP_CONFLICT, "name_taken",
+				     "There is already a user named '%s'", name) ?: 1;
+	return r;
+}
+
+static int
+start_session(struct request *req, int64_t user_id, unsigned status, json_t *body)
+{
+	char token[TOKEN_STRING_LEN + 1];
+	int r;
+
+	r = session_create(req->front->db, user_id, now_seconds(), token);
+	if (r < 0) {
+		json_decref(body);
+		return r;
+	}
+	r = set_session_cookie(req, token, SESSION_LIFETIME);
+	sodium_memzero(token, sizeof(token));
+	if (r < 0) {
+		json_decref(body);
+		return r;
+	}
+	return respond_json(req, status, body);
+}
+
+static int
+handle_setup(struct request *req)
+{
+	static const struct json_field fields[] = {
+		{ "token", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+		  offsetof(struct credentials, token), .min = 1, .max = 128 },
+		{ "name", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+		  offsetof(struct credentials, name), .min = 1, .max = USER_NAME_MAX },
+		{ "password", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+		  offsetof(struct credentials, password), .min = 1, .max = PASSWORD_MAX },
+		{},
+	};
+	struct front *f = req->front;
+	struct credentials c = {};
+	struct json_error err;
+	struct db_user u;
+	int64_t id, users = 0;
+	int r;
+
+	if (json_dispatch(req->json, "", fields, &c, 0, &err) < 0)
+		return bad_json(req, &err);
+	/* The link works once, and only while there is no user at all. */
+	r = db_user_count(f->db, &users);
+	if (r < 0)
+		return r;
+	if (users > 0)
+		f->setup_token[0] = '\0';
+	if (!setup_token_valid(f, c.token))
+		return respond_error(req, MHD_HTTP_FORBIDDEN, "bad_setup_token",
+				     "This setup link is not valid (anymore)");
+	r = create_user(req, c.name, c.password, true, &id);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	sodium_memzero(f->setup_token, sizeof(f->setup_token));
+	log_info("First admin '%s' created through the setup link", c.name);
+	r = db_user_by_id(f->db, id, &u, NULL, 0);
+	if (r < 0)
+		return r;
+	return start_session(req, id, MHD_HTTP_CREATED, json_pack("{s:o}", "user", user_json(&u)));
+}
+
+static int
+handle_login(struct request *req)
+{
+	struct front *f = req->front;
+	char hash[PASSWORD_HASH_MAX + 1] = "";
+	struct credentials c = {};
+	struct json_error err;
+	struct db_user u;
+	int64_t now = now_seconds(), retry_after = 0;
+	int r;
+
+	if (json_dispatch(req->json, "", credential_fields, &c, 0, &err) < 0)
+		return bad_json(req, &err);
+	if (login_throttled(req->address, c.name, now, &retry_after) < 0) {
+		(void)respond_header(req, "Retry-After", "%" PRId64, MAX(retry_after, 1));
+		return respond_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_failures",
+				     "Too many failed logins; try again in %" PRId64 " seconds",
+				     MAX(retry_after, 1));
+	}
+	r = db_user_by_name(f->db, c.name, &u, hash, sizeof(hash));
+	if (r < 0 && r != -ENOENT)
+		return r;
+	/*
+	 * An unknown name costs the same argon2 work as a wrong password, so the
+	 * answer's timing does not tell which names exist.
+	 */
+	if (r == -ENOENT) {
+		char dummy[PASSWORD_HASH_MAX + 1];
+
+		(void)password_hash("timing-equaliser", dummy);
+		r = -EACCES;
+	} else
+		r = password_verify(hash, c.password);
+	sodium_memzero(hash, sizeof(hash));
+	if (r < 0) {
+		login_failed(req->address, c.name, now);
+		f->metrics.login_failures++;
+		return respond_error(req, MHD_HTTP_UNAUTHORIZED, "bad_credentials",
+				     "Wrong name or password");
+	}
+	f->metrics.logins++;
+	return start_session(req, u.id, MHD_HTTP_OK, json_pack("{s:o}", "user", user_json(&u)));
+}
+
+static int
+handle_logout(struct request *req)
+{
+	int r = session_end(req->front->db, request_cookie(req, cookie_name(req)));
+
+	if (r < 0)
+		return r;
+	(void)respond_header(req, MHD_HTTP_HEADER_SET_COOKIE,
+			     "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s", cookie_name(req),
+			     req->front->tls ? "; Secure" : "");
+	return respond_empty(req, MHD_HTTP_NO_CONTENT);
+}
+
+static int
+handle_me(struct request *req)
+{
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "user", user_json(&req->user)));
+}
+
+static int
+handle_password(struct request *req)
+{
+	struct passwords {
+		const char *old, *new;
+	} p = {};
+	static const struct json_field fields[] = {
+		{ "old", JSON_FIELD_STRING, JSON_FIELD_REQUIRED, offsetof(struct passwords, old),
+		  .min = 1, .max = PASSWORD_MAX },
+		{ "new", JSON_FIELD_STRING, JSON_FIELD_REQUIRED, offsetof(struct passwords, new),
+		  .min = 1, .max = PASSWORD_MAX },
+		{},
+	};
+	char hash[PASSWORD_HASH_MAX + 1];
+	struct json_error err;
+	struct db_user u;
+	int r;
+
+	if (json_dispatch(req->json, "", fields, &p, 0, &err) < 0)
+		return bad_json(req, &err);
+	r = db_user_by_id(req->front->db, req->user.id, &u, hash, sizeof(hash));
+	if (r < 0)
+		return r;
+	if (password_verify(hash, p.old) < 0)
+		return respond_error(req, MHD_HTTP_FORBIDDEN, "bad_credentials",
+				     "The current password is wrong");
+	if (password_check(p.new) < 0)
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_password",
+				     "Passwords are %d to %d bytes long", PASSWORD_MIN,
+				     PASSWORD_MAX);
+	r = password_hash(p.new, hash);
+	if (r < 0)
+		return r;
+	r = db_user_set_password(req->front->db, u.id, hash, now_seconds());
+	sodium_memzero(hash, sizeof(hash));
+	if (r < 0)
+		return r;
+	/* Whoever else held a session of this account is signed out. */
+	r = session_end_others(req->front->db, u.id, req->session_token);
+	if (r < 0)
+		return r;
+	return respond_empty(req, MHD_HTTP_NO_CONTENT);
+}
+
+static int
+add_user_to_array(const struct db_user *u, void *userdata)
+{
+	return json_array_append_new(userdata, user_json(u)) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+handle_users_list(struct request *req)
+{
+	_cleanup_json_ json_t *users = json_array();
+	int r;
+
+	if (!users)
+		return -ENOMEM;
+	r = db_user_list(req->front->db, add_user_to_array, users);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "users", users));
+}
+
+static int
+handle_users_add(struct request *req)
+{
+	static const struct json_field fields[] = {
+		{ "name", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+		  offsetof(struct credentials, name), .min = 1, .max = USER_NAME_MAX },
+		{ "password", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+		  offsetof(struct credentials, password), .min = 1, .max = PASSWORD_MAX },
+		{ "admin", JSON_FIELD_BOOL, 0, offsetof(struct credentials, admin) },
+		{},
+	};
+	struct credentials c = {};
+	struct json_error err;
+	struct db_user u;
+	int64_t id;
+	int r;
+
+	if (json_dispatch(req->json, "", fields, &c, 0, &err) < 0)
+		return bad_json(req, &err);
+	r = create_user(req, c.name, c.password, c.admin, &id);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	log_info("User '%s' added by '%s'%s", c.name, req->user.name, c.admin ? " (admin)" : "");
+	r = db_user_by_id(req->front->db, id, &u, NULL, 0);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_CREATED, json_pack("{s:o}", "user", user_json(&u)));
+}
+
+/* ---- apps and grains ------------------------------------------------------------ */
+
+static json_t *
+package_json(const struct db_package *p, bool with_manifest)
+{
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:I,s:I}", "id", p->app_id, "packageId", p->id,
+			      "version", (json_int_t)p->version, "title", p->title, "size",
+			      (json_int_t)p->size, "installedAt", (json_int_t)p->installed_at);
+
+	if (o && with_manifest) {
+		json_t *m = json_loads(p->manifest, 0, NULL);
+
+		if (!m || json_object_set_new(o, "manifest", m) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static int
+add_app_to_array(const struct db_package *p, void *userdata)
+{
+	json_t *o = package_json(p, false);
+
+	return o && json_array_append_new(userdata, o) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+handle_apps_list(struct request *req)
+{
+	_cleanup_json_ json_t *apps = json_array();
+	int r;
+
+	if (!apps)
+		return -ENOMEM;
+	r = db_app_list(req->front->db, add_app_to_array, apps);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "apps", apps));
+}
+
+struct find_app {
+	const char *app_id;
+	json_t *found;
+};
+
+static int
+find_app(const struct db_package *p, void *userdata)
+{
+	struct find_app *fa = userdata;
+
+	if (strcmp(p->app_id, fa->app_id) != 0)
+		return 0;
+	fa->found = package_json(p, true);
+	return fa->found ? 0 : -ENOMEM;
+}
+
+static int
+handle_app_get(struct request *req)
+{
+	struct find_app fa = { .app_id = req->param };
+	int r;
+
+	/* O(apps): a server has tens of apps, not thousands. */
+	r = db_app_list(req->front->db, find_app, &fa);
+	if (r < 0)
+		return r;
+	if (!fa.found)
+		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app", "No such app");
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "app", fa.found));
+}
+
+static json_t *
+grain_json(const struct db_grain *g)
+{
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "id", g->id, "appId", g->app_id,
+			 "packageId", g->package_id, "title", g->title, "owner", g->owner_name,
+			 "createdAt", (json_int_t)g->created_at, "lastUsedAt",
+			 g->last_used_at ? json_integer(g->last_used_at) : json_null(),
+			 "trashedAt", g->trashed_at ? json_integer(g->trashed_at) : json_null());
+}
+
+static int
+add_grain_to_array(const struct db_grain *g, void *userdata)
+{
+	json_t *o = grain_json(g);
+
+	return o && json_array_append_new(userdata, o) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+handle_grains_list(struct request *req)
+{
+	_cleanup_json_ json_t *grains = json_array();
+	int r;
+
+	if (!grains)
+		return -ENOMEM;
+	r = db_grain_list(req->front->db, req->user.id, true, add_grain_to_array, grains);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "grains", grains));
+}
+
+/* The manifest's permission list as a JSON array text (the owner holds them all). */
+static char *
+owner_permissions(const char *manifest)
+{
+	_cleanup_json_ json_t *m = json_loads(manifest, 0, NULL);
+	json_t *perms = m ? json_object_get(m, "permissions") : NULL;
+
+	return json_dumps(json_is_array(perms) ? perms : json_array(), JSON_COMPACT);
+}
+
+static int
+handle_grain_create(struct request *req)
+{
+	struct grain_request {
+		const char *app;
+		const char *title;
+	} gr = {};
+	static const struct json_field fields[] = {
+		{ "app", JSON_FIELD_STRING, JSON_FIELD_REQUIRED, offsetof(struct grain_request, app),
+		  .min = 1, .max = APP_ID_MAX },
+		{ "title", JSON_FIELD_STRING, 0, offsetof(struct grain_request, title), .min = 1,
+		  .max = GRAIN_TITLE_MAX },
+		{},
+	};
+	struct find_app fa = {};
+	_cleanup_free_ char *perms = NULL;
+	struct db_package p = {};
+	struct db_grain g = {};
+	struct json_error err;
+	const char *package_id;
+	int r;
+
+	if (json_dispatch(req->json, "", fields, &gr, 0, &err) < 0)
+		return bad_json(req, &err);
+	fa.app_id = gr.app;
+	r = db_app_list(req->front->db, find_app, &fa);
+	if (r < 0)
+		return r;
+	if (!fa.found)
+		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app",
+				     "No app with id '%s' is installed", gr.app);
+	package_id = json_string_value(json_object_get(fa.found, "packageId"));
+	r = package_id ? db_package_get(req->front->db, package_id, &p) : -EIO;
+	json_decref(fa.found);
+	if (r < 0)
+		return r;
+
+	r = random_hex(g.id, GRAIN_ID_LEN / 2);
+	if (r >= 0) {
+		(void)snprintf(g.app_id, sizeof(g.app_id), "%s", p.app_id);
+		(void)snprintf(g.package_id, sizeof(g.package_id), "%s", p.id);
+		(void)snprintf(g.title, sizeof(g.title), "%s", gr.title ? gr.title : p.title);
+		g.owner_id = req->user.id;
+		g.created_at = now_seconds();
+		perms = owner_permissions(p.manifest);
+		r = perms ? db_grain_add(req->front->db, &g, perms) : -ENOMEM;
+	}
+	db_package_release(&p);
+	if (r < 0)
+		return r;
+	(void)db_audit_add(req->front->db, g.created_at, g.id, req->user.id, "grain.created",
+			   NULL);
+	r = db_grain_get(req->front->db, g.id, &g);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_CREATED, json_pack("{s:o}", "grain", grain_json(&g)));
+}
+
+/*
+ * The grain named by the path, if the user owns it. Someone else's grain is
+ * "not found", like a grain that does not exist: ids must not be probeable.
+ */
+static int
+owned_grain(struct request *req, struct db_grain *ret)
+{
+	int r = db_grain_get(req->front->db, req->param, ret);
+
+	if (r == -ENOENT || (r >= 0 && ret->owner_id != req->user.id)) {
+		(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_grain", "No such grain");
+		return 1;
+	}
+	return r;
+}
+
+static int
+handle_grain_get(struct request *req)
+{
+	struct db_grain g;
+	int r = owned_grain(req, &g);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "grain", grain_json(&g)));
+}
+
+static int
+handle_grain_update(struct request *req)
+{
+	struct grain_update {
+		const char *title;
+		bool trashed;
+	} u = {};
+	static const struct json_field fields[] = {
+		{ "title", JSON_FIELD_STRING, 0, offsetof(struct grain_update, title), .min = 1,
+		  .max = GRAIN_TITLE_MAX },
+		{ "trashed", JSON_FIELD_BOOL, 0, offsetof(struct grain_update, trashed) },
+		{},
+	};
+	struct json_error err;
+	struct db_grain g;
+	int r;
+
+	if (json_dispatch(req->json, "", fields, &u, 0, &err) < 0)
+		return bad_json(req, &err);
+	r = owned_grain(req, &g);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = db_begin(req->front->db);
+	if (r < 0)
+		return r;
+	if (u.title)
+		r = db_grain_rename(req->front->db, g.id, u.title);
+	if (r >= 0 && json_object_get(req->json, "trashed"))
+		r = db_grain_trash(req->front->db, g.id, u.trashed ? now_seconds() : 0);
+	if (r >= 0)
+		r = db_commit(req->front->db);
+	if (r < 0) {
+		db_rollback(req->front->db);
+		return r;
+	}
+	r = db_grain_get(req->front->db, g.id, &g);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "grain", grain_json(&g)));
+}
+
+static int
+handle_grain_delete(struct request *req)
+{
+	struct db_grain g;
+	int r = owned_grain(req, &g);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	/* Deleting moves to the trash; purging the storage comes with the grain manager. */
+	if (!g.trashed_at) {
+		r = db_grain_trash(req->front->db, g.id, now_seconds());
+		if (r < 0)
+			return r;
+		(void)db_audit_add(req->front->db, now_seconds(), g.id, req->user.id,
+				   "grain.trashed", NULL);
+	}
+	return respond_empty(req, MHD_HTTP_NO_CONTENT);
+}
+
+/* ---- the table ------------------------------------------------------------------- */
+
+static const struct route routes[] = {
+	{ "GET", "/", 0, handle_root },
+	{ "GET", "/healthz", 0, handle_healthz },
+	{ "GET", "/metrics", 0, handle_metrics },
+	{ "GET", "/setup/", ROUTE_PARAM, handle_setup_page },
+	{ "POST", "/api/setup", ROUTE_API | ROUTE_BODY, handle_setup },
+	{ "POST", "/api/login", ROUTE_API | ROUTE_BODY, handle_login },
+	{ "POST", "/api/logout", ROUTE_API, handle_logout },
+	{ "GET", "/api/me", ROUTE_API | ROUTE_USER, handle_me },
+	{ "POST", "/api/me/password", ROUTE_API | ROUTE_BODY | ROUTE_USER, handle_password },
+	{ "GET", "/api/users", ROUTE_API | ROUTE_ADMIN, handle_users_list },
+	{ "POST", "/api/users", ROUTE_API | ROUTE_BODY | ROUTE_ADMIN, handle_users_add },
+	{ "GET", "/api/apps", ROUTE_API | ROUTE_USER, handle_apps_list },
+	{ "GET", "/api/apps/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_app_get },
+	{ "GET", "/api/grains", ROUTE_API | ROUTE_USER, handle_grains_list },
+	{ "POST", "/api/grains", ROUTE_API | ROUTE_BODY | ROUTE_USER, handle_grain_create },
+	{ "GET", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_get },
+	{ "PATCH", "/api/grains/", ROUTE_API | ROUTE_BODY | ROUTE_USER | ROUTE_PARAM,
+	  handle_grain_update },
+	{ "DELETE", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_delete },
+};
+
+/* An id segment: 1..127 of [A-Za-z0-9_-], nothing else (no '/', '.', '%'). */
+static bool
+param_valid(const char *s, size_t size)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len >= size)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+void
+route_find(struct request *req)
+{
+	size_t allow_len = 0;
+
+	req->allow[0] = '\0';
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+		const struct route *rt = &routes[i];
+		size_t len = strlen(rt->path);
+		bool match;
+
+		if (rt->flags & ROUTE_PARAM)
+			match = strncmp(req->url, rt->path, len) == 0 &&
+				param_valid(req->url + len, sizeof(req->param));
+		else
+			match = strcmp(req->url, rt->path) == 0;
+		if (!match)
+			continue;
+		/* HEAD is GET without the body; libmicrohttpd drops the body itself. */
+		if (strcmp(rt->method, req->method) == 0 ||
+		    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
+			if (rt->flags & ROUTE_PARAM)
+				(void)snprintf(req->param, sizeof(req->param), "%s",
+					       req->url + len);
+			req->route = rt;
+			return;
+		}
+		/* Collect what the path allows, for the 405's Allow header. */
+		int n = snprintf(req->allow + allow_len, sizeof(req->allow) - allow_len, "%s%s%s",
+				 allow_len ? ", " : "", rt->method,
+				 strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
+		if (n > 0 && (size_t)n < sizeof(req->allow) - allow_len)
+			allow_len += (size_t)n;
+	}
+	req->method_not_allowed = allow_len > 0;
+}
+
+int
+route_run(struct request *req)
+{
+	const struct route *rt = req->route;
+	int r;
+
+	if (rt->flags & (ROUTE_USER | ROUTE_ADMIN)) {
+		const char *token = request_cookie(req, cookie_name(req));
+
+		r = session_lookup(req->front->db, token, now_seconds(), &req->user);
+		if (r == -ENOENT)
+			return respond_error(req, MHD_HTTP_UNAUTHORIZED, "not_signed_in",
+					     "Sign in first (POST /api/login)");
+		if (r < 0)
+			return r;
+		req->has_user = true;
+		req->session_token = token;
+		if ((rt->flags & ROUTE_ADMIN) && !req->user.admin)
+			return respond_error(req, MHD_HTTP_FORBIDDEN, "not_admin",
+					     "Only an admin may do this");
+	}
+	if (rt->flags & ROUTE_BODY) {
+		struct json_error err;
+
+		const char *type = request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+		if (!type || strncmp(type, "application/json", 16) != 0)
+			return respond_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "bad_content_type",
+					     "Send the body as Content-Type: application/json");
+		r = json_parse_strict(req->body.data ? req->body.data : "", req->body.len,
+				      64 * 1024, &req->json, &err);
+		if (r < 0)
+			return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_json", "%s",
+					     err.message);
+	}
+	return rt->handler(req);
+}
