@@ -1,4 +1,20 @@
-# spk/: the package format library and the spk CLI.
+# spk/: the package format library (libgranary-spk.a, API in spk/spk.h) and
+# the spk CLI.
+
+SPK_SOURCES := \
+	spk/base32.c \
+	spk/header.c \
+	spk/key.c \
+	spk/manifest.c \
+	spk/pack.c \
+	spk/package.c \
+	spk/path.c \
+	spk/unpack.c \
+	spk/util.c
+
+$(BUILD)/lib/libgranary-spk.a: $(SPK_SOURCES:%.c=$(BUILD)/obj/%.o)
+
+LIBRARIES += $(BUILD)/lib/libgranary-spk.a
 
 PROGRAM_NAMES += spk
 
