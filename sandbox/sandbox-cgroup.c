@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sandbox-cgroup.c: one cgroup per grain, holding its memory, pids and cpu
+ * limits, on either cgroup layout:
+ *
+ *	v2 (unified)  ROOT/OWN/PARENT/NAME: memory.max, memory.swap.max = 0,
+ *	              memory.oom.group = 1, pids.max, cpu.max; the child is
+ *	              cloned straight into it (CLONE_INTO_CGROUP)
+ *	v1 (legacy or ROOT/memory/OWN/PARENT/NAME: memory.limit_in_bytes and
+ *	    hybrid)   memory.memsw.limit_in_bytes (swap included);
+ *	              ROOT/pids/...: pids.max; ROOT/cpu/...: cpu.cfs_quota_us;
+ *	              the parent writes the child's pid to each before it runs
+ *
+ * OWN is the caller's own cgroup in that hierarchy (/proc/self/cgroup), so a
+ * granaryd started by systemd with Delegate=yes stays inside its slice, and
+ * PARENT (default "granary") can carry a limit for all grains together.
+ *
+ * Only the controllers of the limits asked for are used. Any step failing is
+ * an error naming the file: the caller refuses to run the grain unless told
+ * to run without limits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/sandbox-internal.h"
+#include "common/banned.h"
+
+const char *const cgroup_controller_names[_CGROUP_MAX] = { "memory", "pids", "cpu" };
+
+#define CPU_PERIOD_US 100000ULL
+
+static bool
+wanted(const struct sandbox_limits *l, enum cgroup_controller c)
+{
+	switch (c) {
+	case CGROUP_MEMORY:
+		return l->memory > 0;
+	case CGROUP_PIDS:
+		return l->pids > 0;
+	case CGROUP_CPU:
+		return l->cpu > 0;
+	default:
+		return false;
+	}
+}
+
+struct sandbox_cgroup *
+cgroup_free(struct sandbox_cgroup *cg)
+{
+	if (!cg)
+		return NULL;
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		free(cg->path[c]);
+	(void)safe_close(cg->dir_fd);
+	free(cg);
+	return NULL;
+}
+
+/* "a/b" with no empty, "." or ".." component and no leading slash. */
+static bool
+relative_path_ok(const char *p)
+{
+	const char *s = p;
+
+	if (!*p || *p == '/' || strlen(p) > 256)
+		return false;
+	while (*s) {
+		size_t len = strcspn(s, "/");
+
+		if (len == 0 || (len == 1 && s[0] == '.') ||
+		    (len == 2 && s[0] == '.' && s[1] == '.'))
+			return false;
+		s += len;
+		if (*s == '/')
+			s++;
+		if (!*s && s[-1] == '/')
+			return false;
+	}
+	return true;
+}
+
+static bool
+name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > 128 || strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+		return false;
+	return strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+	       len;
+}
+
+/* mkdir every component of rel below base (base must exist). */
+static int
+mkdir_below(const char *base, const char *rel)
+{
+	_cleanup_(buf_release) struct buf b = BUF_INIT;
+	const char *s = rel;
+	int r;
+
+	r = buf_append_str(&b, base);
+	while (r >= 0 && *s) {
+		size_t len = strcspn(s, "/");
+
+		if (len == 0) {
+			s++;
+			continue;
+		}
+		r = buf_append_char(&b, '/');
+		if (r >= 0)
+			r = buf_append(&b, s, len);
+		if (r >= 0 && mkdir(b.data, 0755) < 0 && errno != EEXIST)
+			r = negative_errno();
+		s += len;
+	}
+	return r;
+}
+
+static int
+file_is_empty(const char *dir, const char *name)
+{
+	_cleanup_close_ int fd = -EBADF;
+	char c;
+	ssize_t n;
+
+	fd = openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	fd = openat(fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	n = read(fd, &c, 1);
+	if (n < 0)
+		return negative_errno();
+	return n == 0;
+}
+
+static int
+set_limit(struct sandbox_cgroup *cg, enum cgroup_controller c, const char *file,
+	  unsigned long long value, bool optional, struct sandbox_error *e)
+{
+	char s[32];
+	_cleanup_close_ int dir = -EBADF;
+	int r;
+
+	(void)snprintf(s, sizeof(s), "%llu", value);
+	dir = open(cg->path[c], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return sandbox_error_set(e, negative_errno(), "Failed to open '%s': %m",
+					 cg->path[c]);
+	r = write_file_at(dir, file, s);
+	if (r == -ENOENT && optional)
+		return 0;
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to write %s to '%s/%s': %m", s, cg->path[c],
+					 file);
+	return 0;
+}
+
+static int
+set_string(struct sandbox_cgroup *cg, enum cgroup_controller c, const char *file, const char *value,
+	   bool optional, struct sandbox_error *e)
+{
+	_cleanup_close_ int dir = -EBADF;
+	int r;
+
+	dir = open(cg->path[c], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return sandbox_error_set(e, negative_errno(), "Failed to open '%s': %m",
+					 cg->path[c]);
+	r = write_file_at(dir, file, value);
+	if (r == -ENOENT && optional)
+		return 0;
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to write '%s' to '%s/%s': %m", value,
+					 cg->path[c], file);
+	return 0;
+}
+
+static int
+apply_v1(struct sandbox_cgroup *cg, const struct sandbox_limits *l, struct sandbox_error *e)
+{
+	int r = 0;
+
+	if (l->memory > 0) {
+		/*
+		 * memsw (memory + swap) must stay >= the memory limit at every
+		 * step: lift it, set the limit, then bring it down to the same
+		 * value so swap cannot extend the grain's memory.
+		 */
+		r = set_string(cg, CGROUP_MEMORY, "memory.memsw.limit_in_bytes", "-1", true, e);
+		if (r >= 0)
+			r = set_limit(cg, CGROUP_MEMORY, "memory.limit_in_bytes", l->memory, false,
+				      e);
+		if (r >= 0)
+			r = set_limit(cg, CGROUP_MEMORY, "memory.memsw.limit_in_bytes", l->memory,
+				      true, e);
+	}
+	if (r >= 0 && l->pids > 0)
+		r = set_limit(cg, CGROUP_PIDS, "pids.max", l->pids, false, e);
+	if (r >= 0 && l->cpu > 0) {
+		r = set_limit(cg, CGROUP_CPU, "cpu.cfs_period_us", CPU_PERIOD_US, false, e);
+		if (r >= 0)
+			r = set_limit(cg, CGROUP_CPU, "cpu.cfs_quota_us",
+				      l->cpu * CPU_PERIOD_US / 1000, false, e);
+	}
+	return r;
+}
+
+static int
+apply_v2(struct sandbox_cgroup *cg, const struct sandbox_limits *l, struct sandbox_error *e)
+{
+	int r = 0;
+
+	if (l->memory > 0) {
+		r = set_limit(cg, CGROUP_MEMORY, "memory.max", l->memory, false, e);
+		if (r >= 0)
+			r = set_string(cg, CGROUP_MEMORY, "memory.swap.max", "0", true, e);
+		/* An OOM kill takes the whole grain, not one worker of it. */
+		if (r >= 0)
+			r = set_string(cg, CGROUP_MEMORY, "memory.oom.group", "1", true, e);
+	}
+	if (r >= 0 && l->pids > 0)
+		r = set_limit(cg, CGROUP_PIDS, "pids.max", l->pids, false, e);
+	if (r >= 0 && l->cpu > 0) {
+		char s[64];
+
+		(void)snprintf(s, sizeof(s), "%llu %llu",
+			       (unsigned long long)(l->cpu * CPU_PERIOD_US / 1000), CPU_PERIOD_US);
+		r = set_string(cg, CGROUP_CPU, "cpu.max", s, false, e);
+	}
+	return r;
+}
+
+/*
+ * v2: controllers reach a cgroup only when every ancestor enables them in
+ * cgroup.subtree_control. A cgroup with processes of its own cannot (the
+ * no-internal-process rule, EBUSY): then the caller moves itself into a leaf
+ * "supervisor" below its own cgroup first, as systemd's delegation expects.
+ */
+static int
+enable_v2(const char *own_dir, const char *parent_dir, const struct sandbox_limits *l,
+	  struct sandbox_error *e)
+{
+	_cleanup_(buf_release) struct buf want = BUF_INIT;
+	const char *dirs[] = { own_dir, parent_dir };
+	int r = 0;
+
+	for (int c = 0; c < _CGROUP_MAX && r >= 0; c++)
+		if (wanted(l, c))
+			r = buf_printf(&want, "%s+%s", want.len ? " " : "",
+				       cgroup_controller_names[c]);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Out of memory");
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		_cleanup_close_ int dir = open(dirs[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+		if (dir < 0)
+			return sandbox_error_set(e, negative_errno(), "Failed to open '%s': %m",
+						 dirs[i]);
+		r = write_file_at(dir, "cgroup.subtree_control", want.data);
+		if (r == -EBUSY && i == 0) {
+			_cleanup_(buf_release) struct buf leaf = BUF_INIT;
+
+			log_debug("cgroup: '%s' has processes, moving into '%s/supervisor'",
+				  own_dir, own_dir);
+			r = buf_printf(&leaf, "%s/supervisor", own_dir);
+			if (r >= 0 && mkdir(leaf.data, 0755) < 0 && errno != EEXIST)
+				r = negative_errno();
+			if (r >= 0)
+				r = buf_append_str(&leaf, "/cgroup.procs");
+			if (r >= 0)
+				r = write_file(leaf.data, "0");
+			if (r >= 0)
+				r = write_file_at(dir, "cgroup.subtree_control", want.data);
+		}
+		if (r < 0)
+			return sandbox_error_set(e, r, "Failed to enable %s in '%s': %m", want.data,
+						 dirs[i]);
+	}
+	return 0;
+}
+
+int
+cgroup_create_in(int version, const char *root, const char *const own[_CGROUP_MAX],
+		 const char *parent, const char *name, const struct sandbox_limits *l,
+		 struct sandbox_cgroup **ret, struct sandbox_error *e)
+{
+	_cleanup_(cgroup_freep) struct sandbox_cgroup *cg = NULL;
+	const char *first = NULL;
+	int r;
+
+	if (!wanted(l, CGROUP_MEMORY) && !wanted(l, CGROUP_PIDS) && !wanted(l, CGROUP_CPU))
+		return sandbox_error_set(e, -EINVAL, "No cgroup limit asked for");
+	if (!parent)
+		parent = "granary";
+	if (!relative_path_ok(parent))
+		return sandbox_error_set(e, -EINVAL, "Bad cgroup parent '%s'", parent);
+	if (!name || !name_ok(name))
+		return sandbox_error_set(e, -EINVAL, "Bad cgroup name '%s'", strnull(name));
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return sandbox_error_set(e, -ENOMEM, "Out of memory");
+	cg->version = version;
+	cg->dir_fd = -EBADF;
+
+	for (int c = 0; c < _CGROUP_MAX; c++) {
+		_cleanup_(buf_release) struct buf base = BUF_INIT, dir = BUF_INIT;
+
+		if (!wanted(l, c))
+			continue;
+		if (version == 2 && first) {
+			/* One directory holds every controller. */
+			cg->path[c] = strdup(first);
+			if (!cg->path[c])
+				return sandbox_error_set(e, -ENOMEM, "Out of memory");
+			continue;
+		}
+		if (!own[c])
+			return sandbox_error_set(
+				e, -ENOENT, "This process is in no %s cgroup (/proc/self/cgroup)",
+				cgroup_controller_names[c]);
+		if (version == 1)
+			r = buf_printf(&base, "%s/%s%s", root, cgroup_controller_names[c], own[c]);
+		else
+			r = buf_printf(&base, "%s%s", root, own[c]);
+		/* own[] is "/" or "/a/b": trim a trailing slash. */
+		if (r >= 0 && base.len > 1 && base.data[base.len - 1] == '/')
+			base.data[--base.len] = '\0';
+		if (r >= 0)
+			r = buf_printf(&dir, "%s/%s", base.data, parent);
+		if (r < 0)
+			return sandbox_error_set(e, r, "Out of memory");
+		r = mkdir_below(base.data, parent);
+		if (r < 0)
+			return sandbox_error_set(e, r, "Failed to create the cgroup '%s': %m",
+						 dir.data);
+		if (version == 2) {
+			r = enable_v2(base.data, dir.data, l, e);
+			if (r < 0)
+				return r;
+		}
+		r = buf_printf(&dir, "/%s", name);
+		if (r < 0)
+			return sandbox_error_set(e, r, "Out of memory");
+		if (mkdir(dir.data, 0755) < 0) {
+			if (errno != EEXIST)
+				return sandbox_error_set(e, negative_errno(),
+							 "Failed to create the cgroup '%s': %m",
+							 dir.data);
+			/* Left by a sandbox that died with its launcher: reuse if empty. */
+			r = file_is_empty(dir.data, "cgroup.procs");
+			if (r < 0)
+				return sandbox_error_set(
+					e, r, "Failed to read '%s/cgroup.procs': %m", dir.data);
+			if (r == 0)
+				return sandbox_error_set(e, -EBUSY,
+							 "The cgroup '%s' is in use by other "
+							 "processes",
+							 dir.data);
+		}
+		cg->path[c] = buf_steal(&dir);
+		if (!cg->path[c])
+			return sandbox_error_set(e, -ENOMEM, "Out of memory");
+		first = cg->path[c];
+	}
+
+	r = version == 1 ? apply_v1(cg, l, e) : apply_v2(cg, l, e);
+	if (r < 0) {
+		(void)cgroup_destroy(cg);
+		return r;
+	}
+	if (version == 2) {
+		cg->dir_fd = open(first, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cg->dir_fd < 0) {
+			r = sandbox_error_set(e, negative_errno(), "Failed to open the cgroup: %m");
+			(void)cgroup_destroy(cg);
+			return r;
+		}
+	}
+	*ret = TAKE_PTR(cg);
+	return 0;
+}
+
+/* The caller's cgroup in each hierarchy, from /proc/self/cgroup. */
+static int
+own_cgroups(int version, char *own[_CGROUP_MAX])
+{
+	_cleanup_fclose_ FILE *f = NULL;
+	char line[4096];
+
+	f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return negative_errno();
+	while (fgets(line, sizeof(line), f)) {
+		char *controllers, *path, *save = NULL;
+
+		line[strcspn(line, "\n")] = '\0';
+		controllers = strchr(line, ':');
+		if (!controllers)
+			continue;
+		*controllers++ = '\0';
+		path = strchr(controllers, ':');
+		if (!path)
+			continue;
+		*path++ = '\0';
+		if (version == 2) {
+			if (strcmp(line, "0") == 0 && *controllers == '\0')
+				for (int c = 0; c < _CGROUP_MAX; c++) {
+					free(own[c]);
+					own[c] = strdup(path);
+					if (!own[c])
+						return -ENOMEM;
+				}
+			continue;
+		}
+		for (char *t = strtok_r(controllers, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			for (int c = 0; c < _CGROUP_MAX; c++)
+				if (strcmp(t, cgroup_controller_names[c]) == 0) {
+					free(own[c]);
+					own[c] = strdup(path);
+					if (!own[c])
+						return -ENOMEM;
+				}
+	}
+	return 0;
+}
+
+int
+cgroup_create(const char *root, const char *parent, const char *name,
+	      const struct sandbox_limits *l, struct sandbox_cgroup **ret, struct sandbox_error *e)
+{
+	char *own[_CGROUP_MAX] = {};
+	struct statfs sfs;
+	int version, r;
+
+	if (!root)
+		root = "/sys/fs/cgroup";
+	if (statfs(root, &sfs) < 0)
+		return sandbox_error_set(e, negative_errno(), "No cgroup file system at '%s': %m",
+					 root);
+	version = sfs.f_type == CGROUP2_SUPER_MAGIC ? 2 : 1;
+	if (version == 1)
+		for (int c = 0; c < _CGROUP_MAX; c++) {
+			char path[PATH_MAX];
+
+			if (!wanted(l, c))
+				continue;
+			(void)snprintf(path, sizeof(path), "%s/%s", root,
+				       cgroup_controller_names[c]);
+			if (statfs(path, &sfs) < 0 || sfs.f_type != CGROUP_SUPER_MAGIC)
+				return sandbox_error_set(e, -ENOENT,
+							 "No cgroup v1 hierarchy for the %s "
+							 "controller at '%s' (and '%s' is not "
+							 "cgroup v2)",
+							 cgroup_controller_names[c], path, root);
+		}
+	r = own_cgroups(version, own);
+	if (r < 0)
+		sandbox_error_set(e, r, "Failed to read /proc/self/cgroup: %m");
+	else
+		r = cgroup_create_in(version, root, (const char *const *)own, parent, name, l, ret,
+				     e);
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		free(own[c]);
+	return r;
+}
+
+int
+cgroup_attach(struct sandbox_cgroup *cg, pid_t pid)
+{
+	char s[32];
+
+	if (cg->version == 2)
+		return 0;
+	(void)snprintf(s, sizeof(s), "%d", (int)pid);
+	for (int c = 0; c < _CGROUP_MAX; c++) {
+		_cleanup_close_ int dir = -EBADF;
+		int r;
+
+		if (!cg->path[c])
+			continue;
+		dir = open(cg->path[c], O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dir < 0)
+			return negative_errno();
+		r = write_file_at(dir, "cgroup.procs", s);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+cgroup_destroy(struct sandbox_cgroup *cg)
+{
+	int result = 0;
+
+	if (!cg)
+		return 0;
+	for (int c = 0; c < _CGROUP_MAX; c++) {
+		bool seen = false;
+
+		if (!cg->path[c])
+			continue;
+		for (int d = 0; d < c; d++)
+			seen = seen || (cg->path[d] && strcmp(cg->path[d], cg->path[c]) == 0);
+		if (seen)
+			continue;
+		/*
+		 * Tasks killed with the pid namespace are reaped before its
+		 * init's wait returns, but a hierarchy may still count them for
+		 * a moment: retry EBUSY for up to about a second.
+		 */
+		for (int attempt = 0;; attempt++) {
+			if (rmdir(cg->path[c]) >= 0 || errno == ENOENT)
+				break;
+			if (errno != EBUSY || attempt >= 500) {
+				result = log_debug_errno(errno, "cgroup: Failed to remove '%s': %m",
+							 cg->path[c]);
+				break;
+			}
+			(void)nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
+		}
+	}
+	return result;
+}
