@@ -7,10 +7,26 @@ SANDBOX_SOURCES := \
 	sandbox/sandbox-host.c \
 	sandbox/sandbox-mount.c \
 	sandbox/sandbox-seccomp.c \
+	sandbox/sandbox-seccomp-bpf.c \
 	sandbox/sandbox-uid.c
 
 $(BUILD)/lib/libgranary-sandbox.a: $(SANDBOX_SOURCES:%.c=$(BUILD)/obj/%.o)
 LIBRARIES += $(BUILD)/lib/libgranary-sandbox.a
+
+# The filter is compiled from the table at build time by seccomp-gen (a
+# build tool linking only the table and libseccomp) into a header.
+$(BUILD)/sandbox/seccomp-gen: $(BUILD)/obj/sandbox/seccomp-gen.o \
+		$(BUILD)/obj/sandbox/sandbox-seccomp.o $(BUILD)/lib/libgranary-common.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/gen/sandbox/seccomp-bpf.h: $(BUILD)/sandbox/seccomp-gen
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)$< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/sandbox/sandbox-seccomp-bpf.o: $(BUILD)/gen/sandbox/seccomp-bpf.h
 
 PROGRAM_NAMES += granary-sandbox
 

@@ -22,9 +22,11 @@
  * from a short list (no PR_SET_SECCOMP, PR_SET_MM, securebits or capability
  * changes); personality only to query or to set plain PER_LINUX.
  *
- * The filter is built once per process with libseccomp and kept as BPF: the
- * bytes the child loads are the bytes tests/security exports and audits
- * against a reviewed golden file.
+ * libseccomp turns the table into BPF at build time (seccomp-gen.c writes
+ * it into a header, sandbox-seccomp-bpf.c serves it): a sandbox costs no
+ * filter compilation, and the bytes the child loads are the bytes
+ * tests/security audits against a reviewed golden file (and compares with a
+ * fresh build from this table).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -593,60 +595,6 @@ sandbox_seccomp_export(int fd)
 	return r < 0 ? log_debug_errno(r, "seccomp: exporting the filter failed: %m") : 0;
 }
 
-static struct sock_filter *program;
-static size_t program_len;
-static int program_error;
-static pthread_once_t program_once = PTHREAD_ONCE_INIT;
-
-static void
-program_build(void)
-{
-	_cleanup_close_ int fd = -EBADF;
-	_cleanup_free_ struct sock_filter *p = NULL;
-	struct stat st;
-
-	/* libseccomp 2.5 exports only to an fd: a memfd and back. */
-	fd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
-	if (fd < 0) {
-		program_error = negative_errno();
-		return;
-	}
-	program_error = sandbox_seccomp_export(fd);
-	if (program_error < 0)
-		return;
-	if (fstat(fd, &st) < 0) {
-		program_error = negative_errno();
-		return;
-	}
-	if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
-	    st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-		program_error = -E2BIG;
-		return;
-	}
-	p = malloc(st.st_size);
-	if (!p) {
-		program_error = -ENOMEM;
-		return;
-	}
-	if (pread(fd, p, st.st_size, 0) != st.st_size) {
-		program_error = -EIO;
-		return;
-	}
-	program_len = st.st_size / sizeof(struct sock_filter);
-	program = TAKE_PTR(p);
-}
-
-int
-sandbox_seccomp_program(const void **ret_filter, size_t *ret_len)
-{
-	(void)pthread_once(&program_once, program_build);
-	if (program_error < 0)
-		return program_error;
-	*ret_filter = program;
-	*ret_len = program_len;
-	return 0;
-}
-
 int
 seccomp_load_program(const void *filter, size_t len)
 {
@@ -655,21 +603,8 @@ seccomp_load_program(const void *filter, size_t len)
 		.filter = (struct sock_filter *)filter,
 	};
 
-	/* No libc wrapper: safe after a raw clone. */
+	/* No allocation, no lock: safe after a raw clone. */
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
 		return negative_errno();
 	return 0;
-}
-
-int
-sandbox_seccomp_load(void)
-{
-	const void *filter;
-	size_t len;
-	int r;
-
-	r = sandbox_seccomp_program(&filter, &len);
-	if (r < 0)
-		return r;
-	return seccomp_load_program(filter, len);
 }

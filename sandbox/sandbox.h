@@ -196,12 +196,13 @@ const struct sandbox_syscall_row *sandbox_syscall_table(size_t *ret_n);
 #define SANDBOX_SECCOMP_ERRNO 38 /* ENOSYS */
 
 /*
- * The filter as a classic BPF program for the native ABI, built once with
- * libseccomp and cached (library-owned memory). *ret_len is in instructions.
+ * The filter as a classic BPF program (struct sock_filter[]) for the native
+ * ABI, as built from the table at build time (static storage). *ret_len is
+ * in instructions.
  */
 int sandbox_seccomp_program(const void **ret_filter, size_t *ret_len);
 
-/* Write the program (struct sock_filter[]) to fd, for the offline audit. */
+/* Build the filter from the table now, with libseccomp, and write its BPF to fd. */
 int sandbox_seccomp_export(int fd);
 
 /* Load the filter into the calling thread (NO_NEW_PRIVS or CAP_SYS_ADMIN needed). */
