@@ -35,3 +35,17 @@ granary-sandbox_OBJS := $(addprefix $(BUILD)/obj/sandbox/, \
 
 # Where `make install` puts grain-init, for granary-sandbox to find it.
 $(BUILD)/obj/sandbox/granary-sandbox.o: CFLAGS += -DGRANARY_LIBEXECDIR='"$(LIBEXECDIR)"'
+
+# tests/security: the probe runs as a grain, so it is static (no sanitizers:
+# it runs where no runtime is); sandbox-tool reaches the library's internals.
+$(BUILD)/tests/security/probe: $(BUILD)/static/tests/security/probe.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@ (static)")
+	$(Q)$(CC) -static -pthread -o $@ $^
+
+$(BUILD)/tests/security/sandbox-tool: $(BUILD)/obj/tests/security/sandbox-tool.o $(LIBRARIES)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(LINK)
+
+TEST_PROGRAMS += $(BUILD)/tests/security/probe $(BUILD)/tests/security/sandbox-tool
