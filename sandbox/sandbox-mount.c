@@ -11,8 +11,9 @@
  *	                 (nosuid, nodev); top-level symlinks are copied
  *	/var             the grain's data: bind (nosuid, nodev), or a tmpfs
  *	/tmp             tmpfs of spec->tmp_size (nosuid, nodev)
- *	/dev             read-only tmpfs; null zero full random urandom: read-only
- *	                 binds of the host's nodes (nosuid, noexec); shm: tmpfs;
+ *	/dev             read-only tmpfs (nodev); null zero full random urandom:
+ *	                 read-only binds of the host's nodes (nosuid, noexec, the
+ *	                 only mounts without nodev); shm: tmpfs;
  *	                 fd stdin stdout stderr: symlinks into /proc/self/fd
  *	/proc            procfs of the grain's pid namespace with subset=pid
  *	<bind targets>   read-only binds asked for by the spec (nosuid, nodev)
@@ -245,7 +246,8 @@ mount_dev(int root, const int *node_fds, uint64_t shm_size, struct sandbox_error
 	_cleanup_close_ int dev = -EBADF, shm = -EBADF;
 	int r;
 
-	dev = new_tmpfs(64 << 10, "0755", false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, e);
+	dev = new_tmpfs(64 << 10, "0755", false,
+			MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, e);
 	if (dev < 0)
 		return dev;
 	if (mkdirat(root, "dev", 0755) < 0)

@@ -589,6 +589,26 @@ check_filesystem(const char *name, int argc, char **argv)
 		if (d)
 			closedir(d);
 		result(name, d && n == argc - 1 && matched == argc - 1, "%s: %s", argv[0], got);
+	} else if (strcmp(name, "proc-only-pids") == 0) {
+		/* /proc holds processes and nothing of the host's: no sys, kcore, meminfo... */
+		char other[1024] = "";
+		int pids = 0;
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] >= '0' && de->d_name[0] <= '9')
+				pids++;
+			else if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+				 strcmp(de->d_name, "self") && strcmp(de->d_name, "thread-self") &&
+				 strlen(other) < sizeof(other) - 300) {
+				size_t len = strlen(other);
+				snprintf(other + len, sizeof(other) - len, "%s ", de->d_name);
+			}
+		}
+		if (d)
+			closedir(d);
+		result(name, d && pids > 0 && !other[0], "%d processes; other entries: %s", pids,
+		       other[0] ? other : "none");
 	} else if (strcmp(name, "exe-not-writable") == 0) {
 		/* No /proc/PID/exe of any process we can see opens for writing. */
 		char bad[1024] = "";
