@@ -688,22 +688,23 @@ static int
 check_process(const char *name, int argc, char **argv)
 {
 	if (strcmp(name, "kill-all") == 0) {
-		/* kill(-1) from a child: a sibling dies, we (its parent) do not. */
-		pid_t sibling = fork(), killer;
-		int status;
+		/*
+		 * kill(-1, SIGKILL) reaches every process we may signal but
+		 * ourselves (and a pid namespace's init): our sibling must die;
+		 * the host's processes of the same host uid must not (the
+		 * harness watches one).
+		 */
+		pid_t sibling = fork();
+		int status = 0;
 		if (sibling == 0) {
 			pause();
 			_exit(0);
 		}
 		usleep(20000);
-		killer = fork();
-		if (killer == 0)
-			_exit(kill(-1, SIGKILL) < 0 ? 1 : 0);
-		waitpid(killer, &status, 0);
-		int sstatus = 0;
-		waitpid(sibling, &sstatus, 0);
-		result(name, WIFSIGNALED(sstatus) && WTERMSIG(sstatus) == SIGKILL,
-		       "sibling status %#x, killer status %#x", sstatus, status);
+		int r = kill(-1, SIGKILL), e = errno;
+		waitpid(sibling, &status, 0);
+		result(name, r == 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		       "kill(-1): %s; sibling status %#x", r < 0 ? errname(e) : "ok", status);
 	} else if (strcmp(name, "few-pids") == 0) {
 		/* Only the grain's processes: pid 1, us, maybe a few; all small numbers. */
 		int n = 0, max = 0;
@@ -909,9 +910,11 @@ check_resources(const char *name, int argc, char **argv)
 {
 	long limit = argc > 0 ? strtol(argv[0], NULL, 10) : 0;
 
-	if (strcmp(name, "fork-bomb") == 0) {
+	if (strcmp(name, "fork-bomb") == 0 || strcmp(name, "fork-hold") == 0) {
 		/* Fork until refused: must stop below argv[0] with EAGAIN. */
-		int n = 0, e = 0;
+		size_t n = 0, cap = 1024;
+		pid_t *kids = malloc(cap * sizeof(pid_t));
+		int e = 0;
 		for (;;) {
 			pid_t pid = fork();
 			if (pid == 0) {
@@ -922,11 +925,26 @@ check_resources(const char *name, int argc, char **argv)
 				e = errno;
 				break;
 			}
-			if (++n > 100000)
+			if (n == cap) {
+				cap *= 2;
+				kids = realloc(kids, cap * sizeof(pid_t));
+			}
+			kids[n++] = pid;
+			if (n > 100000)
 				break;
 		}
-		kill(0, SIGKILL); /* our process group: the children (grain-init is apart) */
-		result(name, e == EAGAIN && n < limit, "forked %d before %s (limit %ld)", n,
+		if (strcmp(name, "fork-hold") == 0) {
+			printf("ready\n");
+			fflush(stdout);
+			for (;;)
+				pause();
+		}
+		for (size_t i = 0; i < n; i++)
+			kill(kids[i], SIGKILL);
+		while (wait(NULL) > 0)
+			;
+		free(kids);
+		result(name, e == EAGAIN && (long)n < limit, "forked %zu before %s (limit %ld)", n,
 		       e ? errname(e) : "no error", limit);
 	} else if (strcmp(name, "thread-bomb") == 0) {
 		int n = 0, r = 0;
@@ -947,8 +965,13 @@ check_resources(const char *name, int argc, char **argv)
 		fflush(stdout);
 		_exit(0);
 	} else if (strcmp(name, "memory-bomb") == 0) {
-		/* argv[0]: anon, tmpfs or memfd. Allocate and touch until stopped. */
+		/*
+		 * argv[0]: anon, tmpfs or memfd; argv[1]: MiB to stop at and hold
+		 * (0: no end). Allocate and touch until stopped: by the kernel
+		 * (killed, or an error), or at the cap ("reached", then pause).
+		 */
 		const char *kind = argc > 0 ? argv[0] : "anon";
+		long long cap = argc > 1 ? strtoll(argv[1], NULL, 10) << 20 : 0;
 		long long total = 0;
 		int fd = -1, e = 0;
 		if (strcmp(kind, "tmpfs") == 0)
@@ -959,6 +982,12 @@ check_resources(const char *name, int argc, char **argv)
 		fflush(stdout);
 		for (;;) {
 			size_t chunk = 1 << 20;
+			if (cap && total >= cap) {
+				printf("reached %lld\n", total);
+				fflush(stdout);
+				for (;;)
+					pause();
+			}
 			if (fd < 0) {
 				char *p = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
 					       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -994,6 +1023,8 @@ check_resources(const char *name, int argc, char **argv)
 	} else if (strcmp(name, "cpu-hog") == 0) {
 		/* Spin for argv[0] ms of wall time; report the CPU time we got. */
 		struct timespec start, now;
+		printf("ready\n");
+		fflush(stdout);
 		clock_gettime(CLOCK_MONOTONIC, &start);
 		volatile unsigned long spin = 0;
 		do {

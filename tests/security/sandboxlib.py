@@ -110,7 +110,8 @@ def run(cmd, timeout=120, env=None, **kw):
     e.update(SANDBOX_ENV_EXTRA)
     if env:
         e.update(env)
-    kw.setdefault("stdin", subprocess.DEVNULL)
+    if "input" not in kw:
+        kw.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e, **kw)
 
 
