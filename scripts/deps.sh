@@ -40,6 +40,8 @@ libclang-rt-14-dev  dpkg
 sqlite3             cmd:sqlite3
 iproute2            cmd:ip
 procps              cmd:ps
+php-cli             cmd:php
+nodejs              cmd:node
 '
 
 bench_deps='
