@@ -49,3 +49,4 @@ $(BUILD)/tests/security/sandbox-tool: $(BUILD)/obj/tests/security/sandbox-tool.o
 	$(Q)$(LINK)
 
 TEST_PROGRAMS += $(BUILD)/tests/security/probe $(BUILD)/tests/security/sandbox-tool
+UNIT_TESTS += test-sandbox
