@@ -20,3 +20,5 @@ PROGRAM_NAMES += spk
 
 spk_OBJS := $(addprefix $(BUILD)/obj/spk/, \
 	spk.o)
+
+UNIT_TESTS += test-spk-unpack

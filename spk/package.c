@@ -303,6 +303,7 @@ spk_stream_open(struct spk_stream *s, struct spk_package *p, spk_progress_fn pro
 		r = archive_read_open(s->archive, s, NULL, stream_read, NULL);
 	if (r != ARCHIVE_OK) {
 		r = spk_stream_error(s, err, "cannot read payload");
+		spk_stream_blame_change(s, err);
 		spk_stream_close(s);
 		return r;
 	}
@@ -340,6 +341,20 @@ spk_stream_finish(struct spk_stream *s, struct spk_error *err)
 				     "the package changed since it was verified; nothing was "
 				     "installed");
 	return 0;
+}
+
+void
+spk_stream_blame_change(struct spk_stream *s, struct spk_error *err)
+{
+	struct spk_error ignored;
+
+	/*
+	 * Finishing the hash tells a damaged-but-signed package (the error
+	 * stands) from a file rewritten since it was verified (a better error).
+	 */
+	if (s->archive && spk_stream_finish(s, &ignored) == -EBADMSG &&
+	    strstr(ignored.message, "changed"))
+		(void)spk_error_set(err, EBADMSG, "%s", ignored.message);
 }
 
 void
@@ -441,6 +456,8 @@ spk_package_read_manifest(struct spk_package *p, struct spk_manifest **ret, stru
 	r = spk_stream_read_manifest(&s, &m, NULL, NULL, err);
 	if (r >= 0)
 		r = spk_stream_finish(&s, err);
+	else
+		spk_stream_blame_change(&s, err);
 	spk_stream_close(&s);
 	if (r >= 0)
 		*ret = TAKE_PTR(m);

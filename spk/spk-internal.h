@@ -145,6 +145,8 @@ int spk_stream_open(struct spk_stream *s, struct spk_package *p, spk_progress_fn
 /* Hash the rest of the payload and compare with the verified hash. */
 int spk_stream_finish(struct spk_stream *s, struct spk_error *err);
 void spk_stream_close(struct spk_stream *s);
+/* After a failure: if the file changed since it was verified, say so in err instead. */
+void spk_stream_blame_change(struct spk_stream *s, struct spk_error *err);
 /* Fill err from the stream's own failure or libarchive's, prefixed by what. */
 int spk_stream_error(struct spk_stream *s, struct spk_error *err, const char *what);
 /* The entry just read is pax or ustar, nothing else. */

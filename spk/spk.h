@@ -44,10 +44,13 @@
  *	other		system errors (-ENOENT, -EACCES, -ENOSPC, -ENOMEM...)
  *
  * Thread safety: functions touch no global state except that
- * spk_package_unpack() changes the process's working directory for the
- * duration of the call (libarchive's secure extraction works relative to it).
- * Do not run it concurrently with other threads that use relative paths; the
- * progress callback must not use relative paths either.
+ * spk_package_unpack() (not in a dry run) changes the process's working
+ * directory for the duration of the call (libarchive's disk writer works
+ * relative to it), and libarchive sets the umask to 0 and back for every
+ * entry. Call it from a single-threaded process (the launcher) or a child;
+ * the progress callback must not use relative paths. Every call switches the
+ * calling thread's locale to C.UTF-8 and back (uselocale), so names are
+ * bytes of UTF-8 whatever the caller's locale.
  */
 #ifndef GRANARY_SPK_SPK_H
 #define GRANARY_SPK_SPK_H
