@@ -21,4 +21,4 @@ PROGRAM_NAMES += spk
 spk_OBJS := $(addprefix $(BUILD)/obj/spk/, \
 	spk.o)
 
-UNIT_TESTS += test-spk-unpack
+UNIT_TESTS += test-spk-format test-spk-manifest test-spk-pack test-spk-unpack
