@@ -9,7 +9,8 @@
  *	v1 (legacy or ROOT/memory/OWN/PARENT/NAME: memory.limit_in_bytes and
  *	    hybrid)   memory.memsw.limit_in_bytes (swap included);
  *	              ROOT/pids/...: pids.max; ROOT/cpu/...: cpu.cfs_quota_us;
- *	              the parent writes the child's pid to each before it runs
+ *	              the child moves itself into each (through tasks files
+ *	              the parent opened) before it does anything else
  *
  * OWN is the caller's own cgroup in that hierarchy (/proc/self/cgroup), so a
  * granaryd started by systemd with Delegate=yes stays inside its slice, and
@@ -481,26 +482,48 @@ cgroup_create(const char *root, const char *parent, const char *name,
 }
 
 int
-cgroup_attach(struct sandbox_cgroup *cg, pid_t pid)
+cgroup_open_join_fds(const struct sandbox_cgroup *cg, int fds[_CGROUP_MAX])
 {
-	char s[32];
-
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		fds[c] = -EBADF;
 	if (cg->version == 2)
 		return 0;
-	(void)snprintf(s, sizeof(s), "%d", (int)pid);
 	for (int c = 0; c < _CGROUP_MAX; c++) {
 		_cleanup_close_ int dir = -EBADF;
-		int r;
 
 		if (!cg->path[c])
 			continue;
 		dir = open(cg->path[c], O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (dir < 0)
-			return negative_errno();
-		r = write_file_at(dir, "cgroup.procs", s);
-		if (r < 0)
+		if (dir >= 0)
+			fds[c] = openat(dir, "tasks", O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (dir < 0 || fds[c] < 0) {
+			int r = negative_errno();
+			cgroup_close_join_fds(fds);
 			return r;
+		}
 	}
+	return 0;
+}
+
+void
+cgroup_close_join_fds(int fds[_CGROUP_MAX])
+{
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		fds[c] = safe_close(fds[c]);
+}
+
+int
+cgroup_join(const int fds[_CGROUP_MAX])
+{
+	/*
+	 * "0" to v1's tasks file moves the calling thread, our only one.
+	 * Unlike a pid written to cgroup.procs (which makes the kernel take a
+	 * global lock and wait for an RCU grace period, milliseconds), a task
+	 * moving itself needs neither.
+	 */
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		if (fds[c] >= 0 && write(fds[c], "0", 1) != 1)
+			return negative_errno();
 	return 0;
 }
 

@@ -60,7 +60,7 @@ int mount_build(const struct sandbox_spec *spec, const struct mount_sources *src
 extern const char *const sandbox_dev_nodes[];
 extern const char *const sandbox_dev_links[][2];
 
-/* sandbox-seccomp.c */
+/* sandbox-seccomp-bpf.c */
 
 /* prctl(PR_SET_SECCOMP) with a ready program: no allocation. */
 int seccomp_load_program(const void *filter, size_t len);
@@ -99,8 +99,15 @@ int cgroup_create_in(int version, const char *root, const char *const own[_CGROU
 		     const char *parent, const char *name, const struct sandbox_limits *limits,
 		     struct sandbox_cgroup **ret, struct sandbox_error *e);
 
-/* v1: move pid into every hierarchy of cg (v2 uses CLONE_INTO_CGROUP). */
-int cgroup_attach(struct sandbox_cgroup *cg, pid_t pid);
+/*
+ * v1: open the "tasks" file of each hierarchy of cg (fds[] the caller's,
+ * -EBADF where unused; none for v2, which uses CLONE_INTO_CGROUP), so that
+ * the child can join with cgroup_join() before it runs anything else.
+ */
+int cgroup_open_join_fds(const struct sandbox_cgroup *cg, int fds[_CGROUP_MAX]);
+void cgroup_close_join_fds(int fds[_CGROUP_MAX]);
+/* In the single-threaded child: move the calling task into each. No allocation. */
+int cgroup_join(const int fds[_CGROUP_MAX]);
 
 /* Remove the grain's directories (retrying while exiting tasks drain). */
 int cgroup_destroy(struct sandbox_cgroup *cg);

@@ -29,21 +29,15 @@
  * fresh build from this table).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -593,18 +587,4 @@ sandbox_seccomp_export(int fd)
 	r = seccomp_export_bpf(ctx, fd);
 	seccomp_release(ctx);
 	return r < 0 ? log_debug_errno(r, "seccomp: exporting the filter failed: %m") : 0;
-}
-
-int
-seccomp_load_program(const void *filter, size_t len)
-{
-	struct sock_fprog prog = {
-		.len = (unsigned short)len,
-		.filter = (struct sock_filter *)filter,
-	};
-
-	/* No allocation, no lock: safe after a raw clone. */
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
-		return negative_errno();
-	return 0;
 }

@@ -8,9 +8,9 @@
  *	build (or reuse) the seccomp BPF
  *	clone3(NEWUSER|NEWPID|NEWNS|NEWNET|  → reset signals, parent-death signal
  *	       NEWIPC|NEWUTS [INTO_CGROUP])    wait for "go"
+ *	                                      v1: join the grain's cgroups
  *	setgroups=deny, uid_map, gid_map
  *	  "1000 HOSTUID 1"
- *	v1: pid into each cgroup.procs
  *	"go" ─────────────────────────────→  unshare(NEWCGROUP): cgroup root = grain's
  *	                                      mount_setup(): tmpfs root, pivot_root
  *	                                      lo up, hostname, chdir, rlimits
@@ -92,12 +92,13 @@ struct child {
 	const struct sandbox_spec *spec;
 	char *const *exec_argv;
 	char *const *envp;
-	int sync_fd;	  /* read end: one byte from the parent means "go" */
-	int sync_peer;	  /* the parent's end, closed first thing */
-	int error_fd;	  /* write end: a struct child_report on failure */
-	int error_peer;	  /* the parent's end */
-	int parent_pidfd; /* to notice the parent dying */
-	int devnull_fd;	  /* becomes fd 0 */
+	int sync_fd;		     /* read end: one byte from the parent means "go" */
+	int sync_peer;		     /* the parent's end, closed first thing */
+	int error_fd;		     /* write end: a struct child_report on failure */
+	int error_peer;		     /* the parent's end */
+	int parent_pidfd;	     /* to notice the parent dying */
+	int cgroup_fds[_CGROUP_MAX]; /* v1: the grain's tasks files, to join */
+	int devnull_fd;		     /* becomes fd 0 */
 	const void *filter;
 	size_t filter_len;
 };
@@ -277,6 +278,14 @@ child_run(const struct child *c, int *error_fd, struct sandbox_error *e)
 
 	(void)close(c->sync_peer);
 	(void)close(c->error_peer);
+
+	/* Into the grain's cgroup before anything else is charged to us. */
+	r = cgroup_join(c->cgroup_fds);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to join the grain's cgroup: %m");
+	for (int i = 0; i < _CGROUP_MAX; i++)
+		if (c->cgroup_fds[i] >= 0)
+			(void)close(c->cgroup_fds[i]);
 
 	/* Nothing of the parent's signal state may reach the grain. */
 	for (int sig = 1; sig < _NSIG; sig++)
@@ -503,7 +512,7 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 	struct child_report report;
 	struct clone_args args = {};
 	struct sandbox *s = NULL;
-	struct child c = {};
+	struct child c = { .cgroup_fds = { -EBADF, -EBADF, -EBADF } };
 	uid_t uid = spec->host_uid;
 	gid_t gid = spec->host_gid;
 	int n_groups = 0, pidfd = -EBADF;
@@ -574,7 +583,15 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 		.devnull_fd = devnull,
 		.filter = c.filter,
 		.filter_len = c.filter_len,
+		.cgroup_fds = { -EBADF, -EBADF, -EBADF },
 	};
+	if (s->cgroup) {
+		r = cgroup_open_join_fds(s->cgroup, c.cgroup_fds);
+		if (r < 0) {
+			sandbox_error_set(error, r, "Failed to open the grain's cgroup: %m");
+			goto out_pipes;
+		}
+	}
 
 	/*
 	 * The child inherits our supplementary groups, and once in its user
@@ -615,12 +632,9 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 	sync_pipe[0] = safe_close(sync_pipe[0]);
 	error_pipe[1] = safe_close(error_pipe[1]);
 
+	cgroup_close_join_fds(c.cgroup_fds);
+
 	r = write_maps(s->pid, uid, gid, error);
-	if (r >= 0 && s->cgroup) {
-		r = cgroup_attach(s->cgroup, s->pid);
-		if (r < 0)
-			sandbox_error_set(error, r, "Failed to move the grain into its cgroup: %m");
-	}
 	if (r >= 0 && write(sync_pipe[1], &(char){ 1 }, 1) != 1)
 		r = sandbox_error_set(error, negative_errno(), "Failed to start the child: %m");
 	sync_pipe[1] = safe_close(sync_pipe[1]); /* on failure, EOF tells the child to give up */
@@ -649,6 +663,7 @@ out_kill:
 	(void)pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
 	reap(s);
 out_pipes:
+	cgroup_close_join_fds(c.cgroup_fds);
 	(void)safe_close(sync_pipe[0]);
 	(void)safe_close(sync_pipe[1]);
 	(void)safe_close(error_pipe[0]);

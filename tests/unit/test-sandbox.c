@@ -252,11 +252,14 @@ TEST(cgroup_v1_files)
 	mkdirs(pids);
 	mkdirs(cpu);
 	touch(mem, "cgroup.procs");
+	touch(mem, "tasks");
 	touch(mem, "memory.limit_in_bytes");
 	touch(mem, "memory.memsw.limit_in_bytes");
 	touch(pids, "cgroup.procs");
+	touch(pids, "tasks");
 	touch(pids, "pids.max");
 	touch(cpu, "cgroup.procs");
+	touch(cpu, "tasks");
 	touch(cpu, "cpu.cfs_period_us");
 	touch(cpu, "cpu.cfs_quota_us");
 
@@ -269,9 +272,15 @@ TEST(cgroup_v1_files)
 	if (cg) {
 		CHECK_STR_EQ(cg->path[CGROUP_MEMORY], mem);
 		CHECK_STR_EQ(cg->path[CGROUP_PIDS], pids);
-		CHECK_OK(cgroup_attach(cg, 4242));
-		CHECK_FILE(pids, "cgroup.procs", "4242");
-		CHECK_FILE(cpu, "cgroup.procs", "4242");
+		int fds[_CGROUP_MAX];
+
+		CHECK_OK(cgroup_open_join_fds(cg, fds));
+		CHECK(fds[CGROUP_MEMORY] >= 0 && fds[CGROUP_PIDS] >= 0 && fds[CGROUP_CPU] >= 0);
+		CHECK_OK(cgroup_join(fds));
+		cgroup_close_join_fds(fds);
+		CHECK_FILE(mem, "tasks", "0"); /* "0": the calling task moves itself */
+		CHECK_FILE(pids, "tasks", "0");
+		CHECK_FILE(cpu, "tasks", "0");
 	}
 	cg = cgroup_free(cg);
 
@@ -326,8 +335,10 @@ TEST(cgroup_v2_files)
 		CHECK_STR_EQ(cg->path[CGROUP_PIDS], grain);
 		CHECK_STR_EQ(cg->path[CGROUP_CPU], grain);
 		CHECK(cg->dir_fd >= 0);
-		CHECK_OK(cgroup_attach(cg, 4242)); /* v2: nothing to write */
-		CHECK_FILE(grain, "cgroup.procs", "");
+		int fds[_CGROUP_MAX];
+
+		CHECK_OK(cgroup_open_join_fds(cg, fds)); /* v2: CLONE_INTO_CGROUP instead */
+		CHECK(fds[0] < 0 && fds[1] < 0 && fds[2] < 0);
 	}
 	cg = cgroup_free(cg);
 	rm_rf(root);
