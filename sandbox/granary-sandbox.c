@@ -384,17 +384,22 @@ print_finding(enum sandbox_check_level level, const char *what, const char *advi
 		log_debug("%s: %s", what, advice);
 }
 
-/* grain-init: --init, else beside this program, else the installed one. */
+/*
+ * grain-init: --init, else beside this program, else the installed one. Its
+ * path goes to sandbox_start(), which copies it into a sealed memfd while
+ * the child builds its tree.
+ */
 static int
-load_init(int *ret_fd)
+find_init(char *buf, size_t size)
 {
-	char self[PATH_MAX], path[PATH_MAX + 16];
+	char self[PATH_MAX];
 	ssize_t n;
-	int r;
 
 	if (arg_init) {
-		r = sandbox_load_init(arg_init, ret_fd);
-		return r < 0 ? log_error_errno(r, "Failed to load the init '%s': %m", arg_init) : 0;
+		if (access(arg_init, X_OK) < 0)
+			return log_error_errno(errno, "Failed to load the init '%s': %m", arg_init);
+		(void)snprintf(buf, size, "%s", arg_init);
+		return 0;
 	}
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
@@ -404,14 +409,14 @@ load_init(int *ret_fd)
 		slash = strrchr(self, '/');
 		if (slash) {
 			*slash = '\0';
-			(void)snprintf(path, sizeof(path), "%s/grain-init", self);
-			if (sandbox_load_init(path, ret_fd) >= 0)
+			(void)snprintf(buf, size, "%s/grain-init", self);
+			if (access(buf, X_OK) >= 0)
 				return 0;
 		}
 	}
-	r = sandbox_load_init(GRANARY_LIBEXECDIR "/grain-init", ret_fd);
-	if (r < 0)
-		return log_error_errno(r,
+	(void)snprintf(buf, size, "%s", GRANARY_LIBEXECDIR "/grain-init");
+	if (access(buf, X_OK) < 0)
+		return log_error_errno(errno,
 				       "Failed to find grain-init beside this program or in "
 				       "'%s': %m; pass --init PATH",
 				       GRANARY_LIBEXECDIR);
@@ -508,7 +513,8 @@ run(struct sandbox *s, int sigfd, int *ret_status)
 int
 main(int argc, char *argv[])
 {
-	_cleanup_close_ int init_fd = -EBADF, uid_lock = -EBADF, sigfd = -EBADF;
+	_cleanup_close_ int uid_lock = -EBADF, sigfd = -EBADF;
+	char init[PATH_MAX + 16];
 	struct sandbox_error error;
 	struct sandbox_spec spec;
 	struct sandbox *s = NULL;
@@ -569,7 +575,7 @@ main(int argc, char *argv[])
 			return EXIT_SANDBOX;
 	} else
 		uid = geteuid();
-	if (load_init(&init_fd) < 0)
+	if (find_init(init, sizeof(init)) < 0)
 		return EXIT_SANDBOX;
 
 	/* Signals wait for us in a signalfd; the child resets its mask. */
@@ -597,7 +603,8 @@ main(int argc, char *argv[])
 		.cgroup_root = arg_cgroup_root,
 		.cgroup_parent = arg_cgroup_parent,
 		.cgroup_name = name,
-		.init_fd = init_fd,
+		.init_fd = -1,
+		.init_path = init,
 		.stdout_fd = -1,
 		.stderr_fd = -1,
 		.keep_fds = arg_fds,
@@ -615,7 +622,6 @@ main(int argc, char *argv[])
 	}
 	if (!sandbox_has_limits(s))
 		log_warning("Running without cgroup limits (--allow-no-limits): %s", error.message);
-	init_fd = safe_close(init_fd);
 	if (run(s, sigfd, &status) < 0)
 		status = EXIT_SANDBOX;
 out:

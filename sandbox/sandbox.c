@@ -99,6 +99,8 @@ struct child {
 	int parent_pidfd;	     /* to notice the parent dying */
 	int cgroup_fds[_CGROUP_MAX]; /* v1: the grain's tasks files, to join */
 	int devnull_fd;		     /* becomes fd 0 */
+	int init_fd;		     /* the init to execute, or -EBADF: exec_argv[0] */
+	bool init_pending;	     /* a second byte on sync_fd: init_fd is filled and sealed */
 	const void *filter;
 	size_t filter_len;
 };
@@ -270,7 +272,7 @@ child_run(const struct child *c, int *error_fd, struct sandbox_error *e)
 	const struct sandbox_spec *spec = c->spec;
 	const char *hostname = spec->hostname ?: SANDBOX_DEFAULT_HOSTNAME;
 	uint64_t nofile = spec->limits.nofile ?: SANDBOX_DEFAULT_NOFILE;
-	int init_fd = spec->init_fd;
+	int init_fd = c->init_fd;
 	struct mount_sources sources;
 	sigset_t all;
 	char go = 0;
@@ -299,7 +301,6 @@ child_run(const struct child *c, int *error_fd, struct sandbox_error *e)
 	/* EOF: the parent failed to set up our uid map or cgroup and gave up. */
 	if (read(c->sync_fd, &go, 1) != 1 || go != 1)
 		return sandbox_error_set(e, -ECANCELED, "The parent gave up");
-	(void)close(c->sync_fd);
 
 	r = lock_securebits(e);
 	if (r < 0)
@@ -339,6 +340,10 @@ out_sources:
 	r = drop_capabilities(e);
 	if (r < 0)
 		return r;
+	/* The parent copied init into its memfd meanwhile; wait until it is sealed. */
+	if (c->init_pending && (read(c->sync_fd, &go, 1) != 1 || go != 2))
+		return sandbox_error_set(e, -ECANCELED, "The parent gave up");
+	(void)close(c->sync_fd);
 	r = setup_fds(c, error_fd, &init_fd, e);
 	if (r < 0)
 		return r;
@@ -419,7 +424,7 @@ validate(const struct sandbox_spec *spec, struct sandbox_error *e)
 		return sandbox_error_set(e, -EINVAL, "No package root given");
 	if (!spec->argv || !spec->argv[0] || !*spec->argv[0])
 		return sandbox_error_set(e, -EINVAL, "No command given");
-	if (spec->init_fd < 0 && spec->argv[0][0] != '/')
+	if (spec->init_fd < 0 && !spec->init_path && spec->argv[0][0] != '/')
 		return sandbox_error_set(e, -EINVAL,
 					 "Without an init, the command must be an absolute path");
 	if (spec->tmp_size > (1ULL << 40))
@@ -487,6 +492,41 @@ write_maps(pid_t pid, uid_t uid, gid_t gid, struct sandbox_error *e)
 	return 0;
 }
 
+static int
+init_memfd_new(void)
+{
+	int fd = memfd_create("grain-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+
+	if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
+		fd = memfd_create("grain-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	return fd < 0 ? negative_errno() : fd;
+}
+
+/* Copy the regular file src into memfd, make it read-only and seal it. */
+static int
+init_memfd_fill(int memfd, int src)
+{
+	struct stat st;
+	off_t off = 0;
+
+	if (fstat(src, &st) < 0)
+		return negative_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	while (off < st.st_size) {
+		ssize_t n = sendfile(memfd, src, &off, st.st_size - off);
+		if (n < 0)
+			return negative_errno();
+		if (n == 0)
+			return -EIO;
+	}
+	/* Read-only and sealed: no one, inside or out, can change what runs as pid 1. */
+	if (fchmod(memfd, 0555) < 0 ||
+	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+		return negative_errno();
+	return 0;
+}
+
 static void
 reap(struct sandbox *s)
 {
@@ -506,7 +546,8 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 {
 	_cleanup_free_ char **exec_argv = NULL;
 	_cleanup_free_ gid_t *groups = NULL;
-	_cleanup_close_ int devnull = -EBADF, parent_pidfd = -EBADF;
+	_cleanup_close_ int devnull = -EBADF, parent_pidfd = -EBADF, init_src = -EBADF,
+			    init_memfd = -EBADF;
 	int sync_pipe[2] = { -EBADF, -EBADF }, error_pipe[2] = { -EBADF, -EBADF };
 	struct sandbox_error dummy;
 	struct child_report report;
@@ -557,7 +598,17 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 		r = sandbox_error_set(error, -ENOMEM, "Out of memory");
 		goto out_cgroup;
 	}
-	if (spec->init_fd >= 0) {
+	if (spec->init_fd < 0 && spec->init_path) {
+		/* Filled while the child builds its tree: the copy costs no wall time. */
+		init_src = open(spec->init_path, O_RDONLY | O_CLOEXEC);
+		init_memfd = init_src < 0 ? init_src : init_memfd_new();
+		if (init_src < 0 || init_memfd < 0) {
+			r = sandbox_error_set(error, negative_errno(),
+					      "Failed to load the init '%s': %m", spec->init_path);
+			goto out_cgroup;
+		}
+	}
+	if (spec->init_fd >= 0 || spec->init_path) {
 		exec_argv[0] = (char *)"grain-init";
 		exec_argv[1] = (char *)"--";
 		memcpy(exec_argv + 2, spec->argv, argc * sizeof(char *));
@@ -581,6 +632,8 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 		.error_peer = error_pipe[0],
 		.parent_pidfd = parent_pidfd,
 		.devnull_fd = devnull,
+		.init_fd = spec->init_fd >= 0 ? spec->init_fd : init_memfd,
+		.init_pending = init_memfd >= 0,
 		.filter = c.filter,
 		.filter_len = c.filter_len,
 		.cgroup_fds = { -EBADF, -EBADF, -EBADF },
@@ -637,6 +690,15 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 	r = write_maps(s->pid, uid, gid, error);
 	if (r >= 0 && write(sync_pipe[1], &(char){ 1 }, 1) != 1)
 		r = sandbox_error_set(error, negative_errno(), "Failed to start the child: %m");
+	if (r >= 0 && init_memfd >= 0) {
+		r = init_memfd_fill(init_memfd, init_src);
+		if (r < 0)
+			sandbox_error_set(error, r, "Failed to load the init '%s': %m",
+					  spec->init_path);
+		else if (write(sync_pipe[1], &(char){ 2 }, 1) != 1)
+			r = sandbox_error_set(error, negative_errno(),
+					      "Failed to start the child: %m");
+	}
 	sync_pipe[1] = safe_close(sync_pipe[1]); /* on failure, EOF tells the child to give up */
 	if (r < 0)
 		goto out_kill;
@@ -756,32 +818,17 @@ int
 sandbox_load_init(const char *path, int *ret_fd)
 {
 	_cleanup_close_ int src = -EBADF, fd = -EBADF;
-	struct stat st;
-	off_t off = 0;
+	int r;
 
 	src = open(path, O_RDONLY | O_CLOEXEC);
 	if (src < 0)
 		return negative_errno();
-	if (fstat(src, &st) < 0)
-		return negative_errno();
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	fd = memfd_create("grain-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
-	if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
-		fd = memfd_create("grain-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = init_memfd_new();
 	if (fd < 0)
-		return negative_errno();
-	while (off < st.st_size) {
-		ssize_t n = sendfile(fd, src, &off, st.st_size - off);
-		if (n < 0)
-			return negative_errno();
-		if (n == 0)
-			return -EIO;
-	}
-	/* Read-only and sealed: no one, inside or out, can change what runs as pid 1. */
-	if (fchmod(fd, 0555) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-		return negative_errno();
+		return fd;
+	r = init_memfd_fill(fd, src);
+	if (r < 0)
+		return r;
 	*ret_fd = TAKE_FD(fd);
 	return 0;
 }

@@ -94,6 +94,7 @@ struct sandbox_spec {
 	const char *cgroup_parent; /* below the caller's own cgroup; NULL: "granary" */
 	const char *cgroup_name;   /* required with limits: unique among running sandboxes */
 	int init_fd;		   /* pid 1 (grain-init, see sandbox_load_init()), or -1 */
+	const char *init_path;	   /* with init_fd -1: copied to a sealed memfd meanwhile */
 	int stdout_fd;		   /* fd 1 inside; -1: the caller's fd 1 */
 	int stderr_fd;		   /* fd 2 inside; -1: the caller's fd 2 */
 	const int *keep_fds;	   /* become 3, 4, ... inside (the control fd) */
@@ -108,9 +109,10 @@ struct sandbox;
 /* sandbox.c */
 
 /*
- * Build the sandbox and start spec->argv in it: with spec->init_fd >= 0 the
- * init program runs as pid 1 with argv "grain-init -- ARGV...", otherwise
- * argv[0] (an absolute path inside) is pid 1. Returns once the command is
+ * Build the sandbox and start spec->argv in it: with spec->init_fd >= 0 (or
+ * spec->init_path, copied into a sealed memfd while the child builds its
+ * tree) the init program runs as pid 1 with argv "grain-init -- ARGV...",
+ * otherwise argv[0] (an absolute path inside) is pid 1. Returns once the command is
  * exec'd, or fails with everything undone. As root, the caller's
  * supplementary groups are dropped around the clone (the child would inherit
  * them) and restored. *ret is the caller's to sandbox_free().
