@@ -22,3 +22,4 @@ spk_OBJS := $(addprefix $(BUILD)/obj/spk/, \
 	spk.o)
 
 UNIT_TESTS += test-spk-format test-spk-manifest test-spk-pack test-spk-unpack
+FUZZ_TARGETS += spk-manifest spk-unpack

@@ -276,6 +276,27 @@ patch_size(uint8_t *h, unsigned long long size)
 static struct spk_error last_error;
 static struct spk_unpack_stats last_stats;
 
+/*
+ * With SPK_FUZZ_CORPUS=DIR, every payload also goes to DIR as a seed for
+ * fuzz-spk-unpack (mode byte 1: a payload the target signs itself).
+ */
+static void
+dump_for_fuzzing(const struct buf *payload)
+{
+	const char *corpus = getenv("SPK_FUZZ_CORPUS");
+	char path[512];
+	int fd;
+
+	if (!corpus || payload->len > 64 * 1024)
+		return;
+	(void)snprintf(path, sizeof(path), "%s/case-%03u", corpus, case_no);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, "\x01", 1) != 1 ||
+	    write(fd, payload->data, payload->len) != (ssize_t)payload->len)
+		abort();
+	(void)close(fd);
+}
+
 /* Sign payload with the test key, open it, unpack it to dest in a new case. */
 static int
 unpack_limits(const struct buf *payload, const struct spk_limits *limits)
@@ -290,6 +311,7 @@ unpack_limits(const struct buf *payload, const struct spk_limits *limits)
 	fd = memfd_create("package", MFD_CLOEXEC);
 	if (fd < 0 || spk_write_signed(fd, &test_key, payload->data, payload->len) < 0)
 		abort();
+	dump_for_fuzzing(payload);
 	/* The signature is good: whatever follows is up to the unpacker. */
 	r = spk_package_open_fd(fd, limits, NULL, NULL, &p, &last_error);
 	if (!CHECK_OK(r)) {
