@@ -18,6 +18,7 @@ import bpfsim
 import sandboxlib
 
 CASES = None
+UNKNOWN = [1000, 0x3FFFFFFF]  # numbers no kernel has
 
 
 def cases():
@@ -43,7 +44,8 @@ def results():
         pkg = sandboxlib.make_package(os.path.join(tmp, "pkg"))
         var = os.path.join(tmp, "var")
         os.makedirs(var)
-        text = "\n".join(case_line(c) for c in cases()) + "\n"
+        text = "\n".join(case_line(c) for c in cases()) + "\n" + \
+            "".join(f"unknown#{nr} {nr} 0 0 0 0 0 0\n" for nr in UNKNOWN)
         host_file = os.path.join(tmp, "cases")
         for path in (host_file, os.path.join(var, "cases")):
             with open(path, "w") as f:
@@ -56,7 +58,8 @@ def results():
                 p = sandboxlib.run(sandboxlib.probe_argv(mode, ["syscalls", host_file]))
             assert p.returncode == 0, f"mode {mode}: exit {p.returncode}: {p.stderr}"
             _, out[mode] = sandboxlib.parse(p.stdout)
-            assert len(out[mode]) == len(cases()), f"mode {mode}: {p.stdout[-2000:]}"
+            assert len(out[mode]) == len(cases()) + len(UNKNOWN), \
+                f"mode {mode}: {p.stdout[-2000:]}"
         yield out
     finally:
         sandboxlib.rmtree(tmp)
@@ -118,3 +121,10 @@ def test_simulator_agrees_with_the_kernel(results, cid):
         assert got == "signal:SYS", (simulated, got)
     else:
         assert got == simulated, (simulated, got)
+
+
+@pytest.mark.parametrize("nr", UNKNOWN)
+def test_unknown_numbers_get_enosys_not_a_kill(results, nr):
+    """In every mode: the kernel's ENOSYS (N), the filter's default (O, G)."""
+    for mode in "NOG":
+        assert results[mode][f"unknown#{nr}"] == "errno:ENOSYS", mode
