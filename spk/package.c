@@ -322,6 +322,20 @@ spk_stream_error(struct spk_stream *s, struct spk_error *err, const char *what)
 }
 
 int
+spk_stream_drain(struct spk_stream *s, struct spk_error *err)
+{
+	const void *ignored;
+	la_ssize_t n;
+
+	/* After the tar's end: padding, decompressed and dropped, to the last frame's end. */
+	while ((n = stream_read(s->archive, s, &ignored)) > 0)
+		;
+	if (n < 0)
+		return spk_stream_error(s, err, "after the end of the archive");
+	return 0;
+}
+
+int
 spk_stream_finish(struct spk_stream *s, struct spk_error *err)
 {
 	uint8_t hash[SPK_PAYLOAD_HASH_BYTES];

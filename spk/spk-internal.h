@@ -142,6 +142,11 @@ struct spk_stream {
 
 int spk_stream_open(struct spk_stream *s, struct spk_package *p, spk_progress_fn progress,
 		    void *userdata, struct spk_error *err);
+/*
+ * Decompress what is left after the tar's end, so a payload that is not
+ * zstd frames to its last byte is refused.
+ */
+int spk_stream_drain(struct spk_stream *s, struct spk_error *err);
 /* Hash the rest of the payload and compare with the verified hash. */
 int spk_stream_finish(struct spk_stream *s, struct spk_error *err);
 void spk_stream_close(struct spk_stream *s);

@@ -392,6 +392,9 @@ unpack_all(struct unpack *u, struct spk_manifest **ret_manifest, struct spk_erro
 		if (r < 0)
 			return r;
 	}
+	r = spk_stream_drain(&u->stream, err);
+	if (r < 0)
+		return r;
 	r = spk_stream_finish(&u->stream, err);
 	if (r < 0)
 		return r;

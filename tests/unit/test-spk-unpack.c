@@ -1113,14 +1113,27 @@ TEST(trailing_garbage_after_the_zstd_frame)
 {
 	struct tb t;
 
+	/* The tar ends before the garbage; the payload must still be zstd to its end. */
 	tb_begin(&t);
 	tb_file(&t, "a", 0644, "x");
 	tb_end(&t);
 	(void)buf_append(&t.out, "garbage!", 8);
-	/*
-	 * The tar ends before the garbage, which is signed and never parsed:
-	 * accepted. Garbage that the tar reader does reach is the next test.
-	 */
+	expect_refused(&t, EBADMSG, "after the end of the archive: damaged payload: zstd");
+}
+
+TEST(second_frame_after_the_archive_is_allowed)
+{
+	struct tb t, second;
+
+	/* A valid frame of zeros after the tar (padding, as some writers add) is fine. */
+	tb_begin(&t);
+	tb_file(&t, "a", 0644, "x");
+	tb_end(&t);
+	second.out = (struct buf)BUF_INIT;
+	(void)buf_append(&second.out, (char[4096]){}, 4096);
+	zstd_in_place(&second.out);
+	(void)buf_append(&t.out, second.out.data, second.out.len);
+	buf_release(&second.out);
 	CHECK_OK(unpack(&t.out));
 	buf_release(&t.out);
 }
