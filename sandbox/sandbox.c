@@ -92,7 +92,7 @@ struct child {
 	const struct sandbox_spec *spec;
 	char *const *exec_argv;
 	char *const *envp;
-	int sync_fd;		     /* read end: one byte from the parent means "go" */
+	int sync_fd;		     /* our end: one byte from the parent means "go" */
 	int sync_peer;		     /* the parent's end, closed first thing */
 	int error_fd;		     /* write end: a struct child_report on failure */
 	int error_peer;		     /* the parent's end */
@@ -527,6 +527,18 @@ init_memfd_fill(int memfd, int src)
 	return 0;
 }
 
+/*
+ * One byte to the child. A child that already failed and exited is not our
+ * error: its report waits in the error pipe, so carry on and read it.
+ */
+static int
+tell_child(int fd, char what, struct sandbox_error *e)
+{
+	if (send(fd, &what, 1, MSG_NOSIGNAL) == 1 || errno == EPIPE || errno == ECONNRESET)
+		return 0;
+	return sandbox_error_set(e, negative_errno(), "Failed to start the child: %m");
+}
+
 static void
 reap(struct sandbox *s)
 {
@@ -548,7 +560,7 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 	_cleanup_free_ gid_t *groups = NULL;
 	_cleanup_close_ int devnull = -EBADF, parent_pidfd = -EBADF, init_src = -EBADF,
 			    init_memfd = -EBADF;
-	int sync_pipe[2] = { -EBADF, -EBADF }, error_pipe[2] = { -EBADF, -EBADF };
+	int sync_pair[2] = { -EBADF, -EBADF }, error_pipe[2] = { -EBADF, -EBADF };
 	struct sandbox_error dummy;
 	struct child_report report;
 	struct clone_args args = {};
@@ -617,7 +629,9 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	parent_pidfd = pidfd_open(getpid(), 0);
-	if (devnull < 0 || parent_pidfd < 0 || pipe2(sync_pipe, O_CLOEXEC) < 0 ||
+	/* A socket pair, not a pipe: a send to a child already gone fails, no SIGPIPE. */
+	if (devnull < 0 || parent_pidfd < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_pair) < 0 ||
 	    pipe2(error_pipe, O_CLOEXEC) < 0) {
 		r = sandbox_error_set(error, negative_errno(), "Failed to prepare the child: %m");
 		goto out_pipes;
@@ -626,8 +640,8 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 		.spec = spec,
 		.exec_argv = exec_argv,
 		.envp = spec->envp ?: (char *const[]){ NULL },
-		.sync_fd = sync_pipe[0],
-		.sync_peer = sync_pipe[1],
+		.sync_fd = sync_pair[0],
+		.sync_peer = sync_pair[1],
 		.error_fd = error_pipe[1],
 		.error_peer = error_pipe[0],
 		.parent_pidfd = parent_pidfd,
@@ -682,24 +696,23 @@ sandbox_start(const struct sandbox_spec *spec, struct sandbox **ret, struct sand
 		goto out_pipes;
 	}
 	s->pidfd = pidfd;
-	sync_pipe[0] = safe_close(sync_pipe[0]);
+	sync_pair[0] = safe_close(sync_pair[0]);
 	error_pipe[1] = safe_close(error_pipe[1]);
 
 	cgroup_close_join_fds(c.cgroup_fds);
 
 	r = write_maps(s->pid, uid, gid, error);
-	if (r >= 0 && write(sync_pipe[1], &(char){ 1 }, 1) != 1)
-		r = sandbox_error_set(error, negative_errno(), "Failed to start the child: %m");
+	if (r >= 0)
+		r = tell_child(sync_pair[1], 1, error);
 	if (r >= 0 && init_memfd >= 0) {
 		r = init_memfd_fill(init_memfd, init_src);
 		if (r < 0)
 			sandbox_error_set(error, r, "Failed to load the init '%s': %m",
 					  spec->init_path);
-		else if (write(sync_pipe[1], &(char){ 2 }, 1) != 1)
-			r = sandbox_error_set(error, negative_errno(),
-					      "Failed to start the child: %m");
+		else
+			r = tell_child(sync_pair[1], 2, error);
 	}
-	sync_pipe[1] = safe_close(sync_pipe[1]); /* on failure, EOF tells the child to give up */
+	sync_pair[1] = safe_close(sync_pair[1]); /* on failure, EOF tells the child to give up */
 	if (r < 0)
 		goto out_kill;
 
@@ -726,8 +739,8 @@ out_kill:
 	reap(s);
 out_pipes:
 	cgroup_close_join_fds(c.cgroup_fds);
-	(void)safe_close(sync_pipe[0]);
-	(void)safe_close(sync_pipe[1]);
+	(void)safe_close(sync_pair[0]);
+	(void)safe_close(sync_pair[1]);
 	(void)safe_close(error_pipe[0]);
 	(void)safe_close(error_pipe[1]);
 out_cgroup:

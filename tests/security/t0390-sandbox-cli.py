@@ -85,3 +85,12 @@ def test_good_input_runs(pkg):
                                      "--chdir", "/tmp"])
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
+
+
+def test_a_child_failing_early_is_reported_every_time(pkg):
+    """The child fails while the parent still copies grain-init: the parent
+    must report the child's error, not die of the closed channel."""
+    for _ in range(30):
+        p = sandboxlib.run([sandboxlib.SANDBOX, "--root", "/nonexistent/pkg", "--", "/x"])
+        assert p.returncode == 125, (p.returncode, p.stderr)
+        assert "Failed to open the package '/nonexistent/pkg'" in p.stderr
