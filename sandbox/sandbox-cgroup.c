@@ -296,6 +296,55 @@ enable_v2(const char *own_dir, const char *parent_dir, const struct sandbox_limi
 	return 0;
 }
 
+/* ROOT[/CONTROLLER]OWN/PARENT/NAME, made (or reused when left empty); *ret_path on success. */
+static int
+make_grain_dir(int version, const char *root, const char *own, const char *controller,
+	       const char *parent, const char *name, const struct sandbox_limits *l,
+	       char **ret_path, struct sandbox_error *e)
+{
+	_cleanup_(buf_release) struct buf base = BUF_INIT, dir = BUF_INIT;
+	int r;
+
+	if (version == 1)
+		r = buf_printf(&base, "%s/%s%s", root, controller, own);
+	else
+		r = buf_printf(&base, "%s%s", root, own);
+	/* own is "/" or "/a/b": trim a trailing slash. */
+	if (r >= 0 && base.len > 1 && base.data[base.len - 1] == '/')
+		base.data[--base.len] = '\0';
+	if (r >= 0)
+		r = buf_printf(&dir, "%s/%s", base.data, parent);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Out of memory");
+	r = mkdir_below(base.data, parent);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to create the cgroup '%s': %m", dir.data);
+	if (version == 2) {
+		r = enable_v2(base.data, dir.data, l, e);
+		if (r < 0)
+			return r;
+	}
+	r = buf_printf(&dir, "/%s", name);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Out of memory");
+	if (mkdir(dir.data, 0755) < 0) {
+		if (errno != EEXIST)
+			return sandbox_error_set(e, negative_errno(),
+						 "Failed to create the cgroup '%s': %m", dir.data);
+		/* Left by a sandbox that died with its launcher: reuse if empty. */
+		r = file_is_empty(dir.data, "cgroup.procs");
+		if (r < 0)
+			return sandbox_error_set(e, r, "Failed to read '%s/cgroup.procs': %m",
+						 dir.data);
+		if (r == 0)
+			return sandbox_error_set(e, -EBUSY,
+						 "The cgroup '%s' is in use by other processes",
+						 dir.data);
+	}
+	*ret_path = buf_steal(&dir);
+	return *ret_path ? 0 : sandbox_error_set(e, -ENOMEM, "Out of memory");
+}
+
 int
 cgroup_create_in(int version, const char *root, const char *const own[_CGROUP_MAX],
 		 const char *parent, const char *name, const struct sandbox_limits *l,
@@ -320,64 +369,25 @@ cgroup_create_in(int version, const char *root, const char *const own[_CGROUP_MA
 	cg->dir_fd = -EBADF;
 
 	for (int c = 0; c < _CGROUP_MAX; c++) {
-		_cleanup_(buf_release) struct buf base = BUF_INIT, dir = BUF_INIT;
-
 		if (!wanted(l, c))
 			continue;
 		if (version == 2 && first) {
 			/* One directory holds every controller. */
 			cg->path[c] = strdup(first);
-			if (!cg->path[c])
-				return sandbox_error_set(e, -ENOMEM, "Out of memory");
-			continue;
-		}
-		if (!own[c])
-			return sandbox_error_set(
-				e, -ENOENT, "This process is in no %s cgroup (/proc/self/cgroup)",
-				cgroup_controller_names[c]);
-		if (version == 1)
-			r = buf_printf(&base, "%s/%s%s", root, cgroup_controller_names[c], own[c]);
+			r = cg->path[c] ? 0 : sandbox_error_set(e, -ENOMEM, "Out of memory");
+		} else if (!own[c])
+			r = sandbox_error_set(e, -ENOENT,
+					      "This process is in no %s cgroup (/proc/self/cgroup)",
+					      cgroup_controller_names[c]);
 		else
-			r = buf_printf(&base, "%s%s", root, own[c]);
-		/* own[] is "/" or "/a/b": trim a trailing slash. */
-		if (r >= 0 && base.len > 1 && base.data[base.len - 1] == '/')
-			base.data[--base.len] = '\0';
-		if (r >= 0)
-			r = buf_printf(&dir, "%s/%s", base.data, parent);
-		if (r < 0)
-			return sandbox_error_set(e, r, "Out of memory");
-		r = mkdir_below(base.data, parent);
-		if (r < 0)
-			return sandbox_error_set(e, r, "Failed to create the cgroup '%s': %m",
-						 dir.data);
-		if (version == 2) {
-			r = enable_v2(base.data, dir.data, l, e);
-			if (r < 0)
-				return r;
+			r = make_grain_dir(version, root, own[c], cgroup_controller_names[c],
+					   parent, name, l, &cg->path[c], e);
+		if (r < 0) {
+			/* Nothing half-made stays: the directories made so far go. */
+			(void)cgroup_destroy(cg);
+			return r;
 		}
-		r = buf_printf(&dir, "/%s", name);
-		if (r < 0)
-			return sandbox_error_set(e, r, "Out of memory");
-		if (mkdir(dir.data, 0755) < 0) {
-			if (errno != EEXIST)
-				return sandbox_error_set(e, negative_errno(),
-							 "Failed to create the cgroup '%s': %m",
-							 dir.data);
-			/* Left by a sandbox that died with its launcher: reuse if empty. */
-			r = file_is_empty(dir.data, "cgroup.procs");
-			if (r < 0)
-				return sandbox_error_set(
-					e, r, "Failed to read '%s/cgroup.procs': %m", dir.data);
-			if (r == 0)
-				return sandbox_error_set(e, -EBUSY,
-							 "The cgroup '%s' is in use by other "
-							 "processes",
-							 dir.data);
-		}
-		cg->path[c] = buf_steal(&dir);
-		if (!cg->path[c])
-			return sandbox_error_set(e, -ENOMEM, "Out of memory");
-		first = cg->path[c];
+		first = first ?: cg->path[c];
 	}
 
 	r = version == 1 ? apply_v1(cg, l, e) : apply_v2(cg, l, e);

@@ -299,6 +299,28 @@ TEST(cgroup_v1_files)
 	rm_rf(root);
 }
 
+TEST(cgroup_half_made_is_removed)
+{
+	_cleanup_free_ char *root = make_tmpdir();
+	const char *own[_CGROUP_MAX] = { "/", "/", "/" };
+	struct sandbox_limits l = { .memory = 64 << 20, .pids = 8 };
+	struct sandbox_cgroup *cg = NULL;
+	struct sandbox_error e;
+	char path[600];
+	struct stat st;
+
+	CHECK(root);
+	(void)snprintf(path, sizeof(path), "%s/memory", root);
+	mkdirs(path);
+	touch(root, "pids"); /* a file where the pids hierarchy should be */
+	CHECK_ERR(cgroup_create_in(1, root, own, NULL, "g3", &l, &cg, &e), ENOTDIR);
+	CHECK(strstr(e.message, "/pids/granary") != NULL);
+	(void)snprintf(path, sizeof(path), "%s/memory/granary/g3", root);
+	CHECK(stat(path, &st) < 0 && errno == ENOENT);
+	CHECK(cg == NULL);
+	rm_rf(root);
+}
+
 TEST(cgroup_v2_files)
 {
 	_cleanup_free_ char *root = make_tmpdir();
