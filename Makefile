@@ -149,6 +149,9 @@ RUN_LISTEN ?= 127.0.0.1:6080
 .PHONY: run
 run: deps
 	$(Q)$(MAKE) --no-print-directory programs
+	@# As root, granaryd runs its network-facing process as the user 'granary'.
+	@[ "$$(id -u)" != 0 ] || id -u granary >/dev/null 2>&1 || useradd --system --user-group \
+		--no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin granary
 	@echo "Granary $(VERSION): http://localhost:6080/ (state in ./var, Ctrl-C stops it)"
 	$(BUILD)/granaryd --state ./var --listen $(RUN_LISTEN)
 

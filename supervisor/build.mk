@@ -6,6 +6,8 @@ SUPERVISOR_SOURCES := \
 	supervisor/db.c \
 	supervisor/front.c \
 	supervisor/front_api.c \
+	supervisor/ipc.c \
+	supervisor/launcher.c \
 	supervisor/listen.c
 
 $(BUILD)/lib/libgranary-supervisor.a: $(SUPERVISOR_SOURCES:%.c=$(BUILD)/obj/%.o)
@@ -16,4 +18,5 @@ PROGRAM_NAMES += granaryd granary
 granaryd_OBJS := $(BUILD)/obj/supervisor/granaryd.o
 granary_OBJS := $(BUILD)/obj/supervisor/granary.o
 
-UNIT_TESTS += test-db
+UNIT_TESTS += test-db test-ipc
+FUZZ_TARGETS += ipc

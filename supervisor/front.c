@@ -29,7 +29,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <cap-ng.h>
 #include <microhttpd.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sched.h>
 
 #include "common/log.h"
 #include "common/macro.h"
@@ -371,6 +376,7 @@ front_start(const struct front_config *config, struct front **ret)
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	f->launcher_fd = config->launcher_fd;
 	f->state_dir = strdup(config->state_dir);
 	if (!f->state_dir)
 		return -ENOMEM;
@@ -397,6 +403,13 @@ front_start(const struct front_config *config, struct front **ret)
 				       "The database '%s' was written by a newer Granary; "
 				       "run that version",
 				       db_path);
+	if ((r == -ENOENT || r == -EACCES) && config->drop_privileges)
+		return log_error_errno(
+			r,
+			"Failed to open the database '%s' as uid %u: every directory "
+			"above the state directory must be searchable by that user "
+			"(chmod o+x, or choose another --state)",
+			db_path, (unsigned)config->uid);
 	if (r < 0)
 		return log_error_errno(r, "Failed to open the database '%s': %m", db_path);
 
@@ -406,7 +419,7 @@ front_start(const struct front_config *config, struct front **ret)
 
 	/* clang-format off */
 	f->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
 		0, NULL, NULL, handle_request, f,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
@@ -426,12 +439,197 @@ front_free(struct front *f)
 {
 	if (!f)
 		return NULL;
-	if (f->daemon)
+	if (f->daemon) {
+		/*
+		 * The listening socket is shared with the parent, which hands it to
+		 * the next front after a restart. MHD_stop_daemon() would shut it
+		 * down for everyone; quiescing first gives it back to us untouched,
+		 * and closing our copy leaves the parent's working.
+		 */
+		MHD_socket listen_fd = MHD_quiesce_daemon(f->daemon);
+
 		MHD_stop_daemon(f->daemon);
+		if (listen_fd != MHD_INVALID_SOCKET)
+			(void)close(listen_fd);
+	}
 	db_free(f->db);
 	free(f->origin);
 	free(f->shell_host);
 	free(f->state_dir);
 	free(f);
 	return NULL;
+}
+
+/*
+ * The front's seccomp filter: what a compromised front must never do. It runs
+ * libmicrohttpd, SQLite and glibc's threads, whose exact syscall set moves
+ * with library versions, so this is a denylist of everything privileged or
+ * kernel-attack-surface-heavy; the grains, which run code we do not trust at
+ * all, get the allowlist (sandbox/). Other ABIs (x32, i386) are killed by
+ * libseccomp's default bad-architecture action.
+ */
+static const char *const front_denied[] = {
+	"execve",
+	"execveat",
+	"ptrace",
+	"process_vm_readv",
+	"process_vm_writev",
+	"mount",
+	"umount2",
+	"pivot_root",
+	"chroot",
+	"fsopen",
+	"fsconfig",
+	"fsmount",
+	"move_mount",
+	"open_tree",
+	"fspick",
+	"mount_setattr",
+	"unshare",
+	"setns",
+	"bpf",
+	"perf_event_open",
+	"userfaultfd",
+	"io_uring_setup",
+	"io_uring_enter",
+	"io_uring_register",
+	"keyctl",
+	"add_key",
+	"request_key",
+	"init_module",
+	"finit_module",
+	"delete_module",
+	"kexec_load",
+	"kexec_file_load",
+	"reboot",
+	"swapon",
+	"swapoff",
+	"acct",
+	"syslog",
+	"quotactl",
+	"settimeofday",
+	"clock_settime",
+	"clock_adjtime",
+	"adjtimex",
+	"sethostname",
+	"setdomainname",
+	"iopl",
+	"ioperm",
+	"modify_ldt",
+	"personality",
+	"open_by_handle_at",
+	"name_to_handle_at",
+	"setuid",
+	"setgid",
+	"setreuid",
+	"setregid",
+	"setresuid",
+	"setresgid",
+	"setgroups",
+	"setfsuid",
+	"setfsgid",
+	"mknod",
+	"mknodat",
+	"lookup_dcookie",
+	"vhangup",
+	"kcmp",
+	"pidfd_getfd",
+};
+
+static int
+front_seccomp(void)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int r = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	for (size_t i = 0; i < ELEMENTSOF(front_denied) && r >= 0; i++) {
+		int nr = seccomp_syscall_resolve_name(front_denied[i]);
+
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not known to this libseccomp: not on this kernel either */
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+	}
+	/* Threads yes, namespaces no. clone3 takes its flags through a pointer the
+	 * filter cannot read, so it answers ENOSYS and glibc falls back to clone. */
+	const unsigned long ns_flags[] = { CLONE_NEWNS,	 CLONE_NEWCGROUP, CLONE_NEWUTS,
+					   CLONE_NEWIPC, CLONE_NEWUSER,	  CLONE_NEWPID,
+					   CLONE_NEWNET, CLONE_NEWTIME };
+	for (size_t i = 0; i < ELEMENTSOF(ns_flags) && r >= 0; i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+				     SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	/* Sockets: unix, IPv4, IPv6 only (no raw netlink, packet, vsock...). */
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+				     SCMP_A0(SCMP_CMP_GT, AF_INET6));
+	for (int family = 0; family < AF_INET6 && r >= 0; family++)
+		if (family != AF_UNIX && family != AF_INET)
+			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+					     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)family));
+	if (r >= 0)
+		r = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return r;
+}
+
+int
+front_main(const struct front_config *config)
+{
+	_cleanup_(front_freep) struct front *f = NULL;
+	sigset_t mask;
+	int r, sig;
+
+	log_setup("granaryd-front");
+
+	/* Nothing below holds a path outside the state directory. */
+	if (chdir(config->state_dir) < 0)
+		return log_error_errno(errno, "Failed to enter '%s': %m", config->state_dir);
+
+	/*
+	 * Lockdown, before a single byte from the network is read:
+	 * 1. identity: the unprivileged user, no supplementary groups, every
+	 *    capability set empty including bounding and ambient (libcap-ng
+	 *    changes uid and clears them in one step, so no window exists where
+	 *    we have the new uid and old capabilities);
+	 * 2. NO_NEW_PRIVS: no setuid binary or file capability can give any back;
+	 * 3. seccomp: the calls above are gone for good.
+	 */
+	if (config->drop_privileges) {
+		capng_clear(CAPNG_SELECT_BOTH);
+		r = capng_change_id((int)config->uid, (int)config->gid,
+				    CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING);
+		if (r < 0)
+			return log_error_errno(EPERM, "Failed to become uid %u: libcap-ng error %d",
+					       (unsigned)config->uid, r);
+		if (geteuid() == 0 || getegid() == 0)
+			return log_error_errno(EPERM, "Still root after dropping privileges");
+		/* A change of credentials clears the parent-death signal: set it again,
+		 * then make sure the parent did not die in between. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != config->parent)
+			return log_error_errno(ESRCH, "The parent process went away");
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return log_error_errno(errno, "Failed to set no_new_privs: %m");
+	r = front_seccomp();
+	if (r < 0)
+		return log_error_errno(r, "Failed to install the seccomp filter: %m");
+
+	r = front_start(config, &f);
+	if (r < 0)
+		return r;
+
+	/* Signals stay blocked (the parent blocked them before fork): take them here. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	for (;;) {
+		sig = sigwaitinfo(&mask, NULL);
+		if (sig >= 0 || errno != EINTR)
+			break;
+	}
+	f = front_free(f);
+	return 0;
 }

@@ -25,7 +25,7 @@
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
-#define COOKIE_NAME "granary_session"
+#define COOKIE_NAME	"granary_session"
 #define COOKIE_NAME_TLS "__Host-granary_session"
 
 static const char *
@@ -101,9 +101,9 @@ handle_metrics(struct request *req)
 	(void)db_user_count(f->db, &users);
 	(void)db_grain_count(f->db, &grains);
 #define METRIC(name, type, help, value)                                                            \
-	(void)buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " " type "\n" name            \
-			     " %" PRIu64 "\n",                                                      \
-			 (uint64_t)(value))
+	(void)buf_printf(                                                                          \
+		&b, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " %" PRIu64 "\n",  \
+		(uint64_t)(value))
 	METRIC("granary_http_requests_total", "counter", "HTTP requests received.",
 	       f->metrics.requests);
 	METRIC("granary_http_client_errors_total", "counter", "Answers with a 4xx status.",
@@ -118,8 +118,8 @@ handle_metrics(struct request *req)
 	METRIC("granary_grains", "gauge", "Grains, trashed ones included.", grains);
 	METRIC("granary_grains_running", "gauge", "Grains running now.", 0);
 #undef METRIC
-	return respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data,
-		       b.len, 0);
+	return respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len,
+		       0);
 }
 
 static const char setup_page[] =
@@ -199,12 +199,14 @@ check_new_account(struct request *req, const char *name, const char *password)
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_name",
 				     "Names are 1 to %d of a-z, 0-9, '.', '_', '-', starting with "
 				     "a letter or digit",
-				     USER_NAME_MAX) ?: 1;
+				     USER_NAME_MAX)
+			       ?: 1;
 	r = password_check(password);
 	if (r < 0)
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_password",
 				     "Passwords are %d to %d bytes long", PASSWORD_MIN,
-				     PASSWORD_MAX) ?: 1;
+				     PASSWORD_MAX)
+			       ?: 1;
 	return 0;
 }
 
@@ -226,7 +228,8 @@ create_user(struct request *req, const char *name, const char *password, bool ad
 	sodium_memzero(hash, sizeof(hash));
 	if (r == -EEXIST)
 		return respond_error(req, MHD_HTTP_CONFLICT, "name_taken",
-				     "There is already a user named '%s'", name) ?: 1;
+				     "There is already a user named '%s'", name)
+			       ?: 1;
 	return r;
 }
 
@@ -526,8 +529,8 @@ grain_json(const struct db_grain *g)
 	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "id", g->id, "appId", g->app_id,
 			 "packageId", g->package_id, "title", g->title, "owner", g->owner_name,
 			 "createdAt", (json_int_t)g->created_at, "lastUsedAt",
-			 g->last_used_at ? json_integer(g->last_used_at) : json_null(),
-			 "trashedAt", g->trashed_at ? json_integer(g->trashed_at) : json_null());
+			 g->last_used_at ? json_integer(g->last_used_at) : json_null(), "trashedAt",
+			 g->trashed_at ? json_integer(g->trashed_at) : json_null());
 }
 
 static int
@@ -570,8 +573,8 @@ handle_grain_create(struct request *req)
 		const char *title;
 	} gr = {};
 	static const struct json_field fields[] = {
-		{ "app", JSON_FIELD_STRING, JSON_FIELD_REQUIRED, offsetof(struct grain_request, app),
-		  .min = 1, .max = APP_ID_MAX },
+		{ "app", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
+		  offsetof(struct grain_request, app), .min = 1, .max = APP_ID_MAX },
 		{ "title", JSON_FIELD_STRING, 0, offsetof(struct grain_request, title), .min = 1,
 		  .max = GRAIN_TITLE_MAX },
 		{},
@@ -607,13 +610,28 @@ handle_grain_create(struct request *req)
 		g.owner_id = req->user.id;
 		g.created_at = now_seconds();
 		perms = owner_permissions(p.manifest);
-		r = perms ? db_grain_add(req->front->db, &g, perms) : -ENOMEM;
+		r = perms ? 0 : -ENOMEM;
 	}
 	db_package_release(&p);
 	if (r < 0)
 		return r;
-	(void)db_audit_add(req->front->db, g.created_at, g.id, req->user.id, "grain.created",
-			   NULL);
+
+	/* Storage first (the launcher makes it), then the row; undo the storage on failure. */
+	struct ipc_grain storage;
+	struct ipc_message reply;
+
+	memcpy(storage.grain_id, g.id, GRAIN_ID_LEN);
+	r = ipc_call(req->front->launcher_fd, IPC_GRAIN_STORAGE_CREATE, &storage, sizeof(storage),
+		     &reply);
+	if (r < 0)
+		return log_error_errno(r, "The launcher could not create grain storage: %m");
+	r = db_grain_add(req->front->db, &g, perms);
+	if (r < 0) {
+		(void)ipc_call(req->front->launcher_fd, IPC_GRAIN_STORAGE_DELETE, &storage,
+			       sizeof(storage), &reply);
+		return r;
+	}
+	(void)db_audit_add(req->front->db, g.created_at, g.id, req->user.id, "grain.created", NULL);
 	r = db_grain_get(req->front->db, g.id, &g);
 	if (r < 0)
 		return r;
@@ -811,7 +829,8 @@ route_run(struct request *req)
 
 		const char *type = request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
 		if (!type || strncmp(type, "application/json", 16) != 0)
-			return respond_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "bad_content_type",
+			return respond_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+					     "bad_content_type",
 					     "Send the body as Content-Type: application/json");
 		r = json_parse_strict(req->body.data ? req->body.data : "", req->body.len,
 				      64 * 1024, &req->json, &err);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "common/macro.h"
 #include "common/token.h"
@@ -25,10 +26,15 @@ struct listen_address {
 
 struct front_config {
 	int listen_fd;	       /* a listening socket; front_start() takes it over on success */
+	int launcher_fd;       /* the connection to the launcher (borrowed) */
 	uint16_t port;	       /* the port it is bound to, for default URLs */
 	const char *state_dir; /* borrowed */
 	const char *base_url;  /* borrowed; NULL: http://localhost:<port> */
 	const char *wildcard;  /* borrowed; NULL: "*.localhost:<port>" */
+	bool drop_privileges;  /* become uid/gid (granaryd started as root) */
+	pid_t parent;	       /* the root parent, which front must not outlive */
+	uid_t uid;
+	gid_t gid;
 };
 
 struct front;
@@ -40,6 +46,12 @@ struct front;
  * *ret is owned by the caller (front_free()).
  */
 int front_start(const struct front_config *config, struct front **ret);
+
+/*
+ * The front process: lock down (unprivileged user, no capabilities,
+ * NO_NEW_PRIVS, seccomp), serve until SIGTERM or SIGINT, stop cleanly.
+ */
+int front_main(const struct front_config *config);
 
 /* Stop accepting, finish with open connections and free. Accepts NULL; returns NULL. */
 struct front *front_free(struct front *f);
@@ -216,6 +228,7 @@ void login_throttle_reset(void);
 
 struct front {
 	struct MHD_Daemon *daemon; /* owned */
+	int launcher_fd;	   /* borrowed */
 	struct db *db;		   /* owned */
 	char *state_dir;	   /* owned */
 	char *origin;		   /* owned: "http://localhost:6080", what Origin must equal */
@@ -298,5 +311,86 @@ const char *request_cookie(struct request *req, const char *name);
 void route_find(struct request *req);
 /* Authenticate, parse the body, run the handler. */
 int route_run(struct request *req);
+
+/* ipc.c: front ↔ launcher messages (docs/IPC.md) */
+
+#define IPC_PROTOCOL	1
+#define IPC_MESSAGE_MAX 4096
+#define IPC_FDS_MAX	2
+
+enum ipc_type {
+	/* front → launcher */
+	IPC_PING = 1,
+	IPC_GRAIN_STORAGE_CREATE,
+	IPC_GRAIN_STORAGE_DELETE,
+	/* launcher → front */
+	IPC_PONG,
+	IPC_OK,
+	IPC_ERROR,
+	_IPC_TYPE_MAX,
+};
+
+enum ipc_direction {
+	IPC_TO_LAUNCHER,
+	IPC_TO_FRONT,
+};
+
+struct ipc_header {
+	uint32_t type;	 /* enum ipc_type */
+	uint32_t id;	 /* chosen by the sender of a request, echoed in the reply */
+	uint32_t length; /* payload bytes after this header */
+};
+
+struct ipc_grain {
+	char grain_id[GRAIN_ID_LEN]; /* lowercase hex, no NUL */
+};
+
+struct ipc_pong {
+	uint32_t pid;
+	uint32_t protocol;
+};
+
+struct ipc_error {
+	int32_t error;	   /* a positive errno */
+	char message[200]; /* NUL-terminated */
+};
+
+struct ipc_message {
+	struct ipc_header header;
+	union {
+		struct ipc_grain grain;
+		struct ipc_pong pong;
+		struct ipc_error error;
+	} payload;
+	int fds[IPC_FDS_MAX]; /* owned by the receiver */
+	unsigned n_fds;
+};
+
+const char *ipc_type_name(uint32_t type);
+/*
+ * Check and copy one received datagram of len bytes that came with n_fds
+ * descriptors. -EBADMSG unless it is exactly one well-formed message of a type
+ * that travels in direction.
+ */
+int ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction direction,
+	       struct ipc_message *ret);
+int ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size);
+/* One message; -ECONNRESET when the peer closed, -EBADMSG when malformed. */
+int ipc_receive(int fd, enum ipc_direction direction, struct ipc_message *ret);
+/* Send a request and wait for its reply; an IPC_ERROR reply returns its -errno. */
+int ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
+	     struct ipc_message *ret_reply);
+
+/* launcher.c */
+
+struct launcher_config {
+	int fd;		       /* the connection to front (borrowed) */
+	const char *state_dir; /* borrowed */
+};
+
+/* The launcher process: serve front's requests until it goes away. */
+int launcher_main(const struct launcher_config *config);
+/* Open (create) name below parent_fd; -EPERM unless owned by us and writable by us only. */
+int trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd);
 
 #endif

@@ -6,6 +6,9 @@ and on teardown sends SIGTERM and checks it stopped cleanly with status 0 and
 printed no sanitizer report. Tests talk to it only over loopback.
 """
 import os
+import pathlib
+import shutil
+import tempfile
 import re
 import signal
 import subprocess
@@ -17,6 +20,20 @@ import requests
 
 BUILD = os.environ.get("GRANARY_BUILD") or os.path.abspath("build")
 SOURCE = os.environ.get("GRANARY_SOURCE") or os.path.abspath(".")
+
+
+def ensure_granary_user():
+    """granaryd, started as root, runs its front as the unprivileged user
+    'granary' (as `make run` does); create it once on a fresh machine."""
+    if os.geteuid() != 0:
+        return
+    if subprocess.run(["id", "-u", "granary"], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "granary"],
+                       check=True)
+
+
+ensure_granary_user()
 
 
 def program(name):
@@ -87,19 +104,29 @@ class Daemon:
 
 
 @pytest.fixture
-def granaryd(tmp_path):
-    d = Daemon(tmp_path / "state")
+def state_root():
+    """A directory for state dirs that granaryd's unprivileged front can reach
+    (pytest's tmp_path lives below a 0700 directory)."""
+    path = tempfile.mkdtemp(prefix="granary-test-")
+    os.chmod(path, 0o711)
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def granaryd(state_root):
+    d = Daemon(state_root / "state")
     yield d
     d.stop()
 
 
 @pytest.fixture
-def start_granaryd(tmp_path):
+def start_granaryd(state_root):
     """Start daemons with extra arguments; all are stopped (and checked) at the end."""
     started = []
 
     def start(*args, state=None, env=None):
-        d = Daemon(state or tmp_path / f"state{len(started)}", args, env)
+        d = Daemon(state or state_root / f"state{len(started)}", args, env)
         started.append(d)
         return d
 
@@ -119,12 +146,18 @@ def run(cmd, **kwargs):
 
 
 def wait_for(predicate, timeout=10, interval=0.02):
+    """True once predicate() is; an exception counts as not yet."""
+    def check():
+        try:
+            return predicate()
+        except Exception:
+            return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
+        if check():
             return True
         time.sleep(interval)
-    return predicate()
+    return check()
 
 
 class Client(requests.Session):

@@ -104,15 +104,19 @@ def test_oversized_body_is_refused_without_reading_it_all(granaryd):
     assert Client(granaryd).get("/healthz").status_code == 200
 
 
-def test_sigint_also_stops_cleanly(tmp_path):
-    d = Daemon(tmp_path / "state")
+def test_sigint_also_stops_cleanly(state_root):
+    d = Daemon(state_root / "state")
     assert d.stop(sig=signal.SIGINT) == 0
     assert "stopping" in d.log
 
 
-def test_state_dir_is_created_private(granaryd):
+def test_state_dir_is_private(granaryd):
+    """root:granary 0770: the front keeps its database there; others see nothing."""
     st = os.stat(granaryd.state)
-    assert st.st_mode & 0o777 == 0o700
+    assert st.st_mode & 0o007 == 0
+    if os.geteuid() == 0:
+        import grp
+        assert st.st_uid == 0 and grp.getgrgid(st.st_gid).gr_name == "granary"
 
 
 def test_second_daemon_on_same_state_is_refused(granaryd):
@@ -141,11 +145,11 @@ def test_bad_listen_values(tmp_path):
         assert "Invalid --listen" in r.stderr, (bad, r.stderr)
 
 
-def test_ipv6_loopback(tmp_path):
+def test_ipv6_loopback(state_root):
     if not os.path.exists("/proc/net/if_inet6"):
         pytest.skip("no IPv6 on this host (no /proc/net/if_inet6)")
     proc = subprocess.Popen(
-        [program("granaryd"), "--state", str(tmp_path / "v6"), "--listen", "[::1]:0"],
+        [program("granaryd"), "--state", str(state_root / "v6"), "--listen", "[::1]:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:

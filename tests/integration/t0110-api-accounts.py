@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from conftest import Client, add_user, program, run
+from conftest import Client, add_user, program, run, wait_for
 
 PASSWORD = "correct horse battery"
 
@@ -27,8 +27,9 @@ def user_count(daemon):
 
 
 def setup_token(daemon):
+    # The front prints it once it has opened the database, just after start.
+    assert wait_for(lambda: re.search(r"/setup/([A-Za-z0-9_-]{43})", daemon.log)), daemon.log
     m = re.search(r"/setup/([A-Za-z0-9_-]{43})", daemon.log)
-    assert m, daemon.log
     return m.group(1)
 
 

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ipc.c: the messages between front (unprivileged) and launcher (root).
+ * docs/IPC.md is the specification; this file is its only implementation.
+ *
+ * The launcher believes nothing front says beyond ids, so decoding is the
+ * security boundary: every message is one datagram on a SOCK_SEQPACKET
+ * socketpair, and ipc_decode() accepts it only if
+ *   - the header is complete and its length field equals the bytes received,
+ *   - the type is one of the enumerated set and travels in that direction,
+ *   - the payload has exactly that type's size (nothing left over),
+ *   - every id is exactly the right number of lowercase hex characters,
+ *   - exactly the type's number of file descriptors came with it.
+ * Anything else is refused with -EBADMSG, and the launcher then drops the
+ * connection.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macro.h"
+#include "supervisor/supervisor-internal.h"
+#include "common/banned.h"
+
+struct ipc_type_info {
+	const char *name;
+	enum ipc_direction direction;
+	size_t payload_size;
+	unsigned n_fds;
+};
+
+static const struct ipc_type_info ipc_types[_IPC_TYPE_MAX] = {
+	[IPC_PING] = { "PING", IPC_TO_LAUNCHER, 0, 0 },
+	[IPC_GRAIN_STORAGE_CREATE] = { "GRAIN_STORAGE_CREATE", IPC_TO_LAUNCHER,
+				       sizeof(struct ipc_grain), 0 },
+	[IPC_GRAIN_STORAGE_DELETE] = { "GRAIN_STORAGE_DELETE", IPC_TO_LAUNCHER,
+				       sizeof(struct ipc_grain), 0 },
+	[IPC_PONG] = { "PONG", IPC_TO_FRONT, sizeof(struct ipc_pong), 0 },
+	[IPC_OK] = { "OK", IPC_TO_FRONT, 0, 0 },
+	[IPC_ERROR] = { "ERROR", IPC_TO_FRONT, sizeof(struct ipc_error), 0 },
+};
+
+const char *
+ipc_type_name(uint32_t type)
+{
+	return type < _IPC_TYPE_MAX && ipc_types[type].name ? ipc_types[type].name : "UNKNOWN";
+}
+
+static bool
+hex_id_valid(const char *id, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+int
+ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction direction,
+	   struct ipc_message *ret)
+{
+	const struct ipc_type_info *info;
+	struct ipc_header h;
+	struct ipc_message m = {};
+
+	if (len < sizeof(h) || len > IPC_MESSAGE_MAX)
+		return -EBADMSG;
+	memcpy(&h, buf, sizeof(h));
+	if (h.length != len - sizeof(h))
+		return -EBADMSG;
+	if (h.type == 0 || h.type >= _IPC_TYPE_MAX || !ipc_types[h.type].name)
+		return -EBADMSG;
+	info = &ipc_types[h.type];
+	if (info->direction != direction || h.length != info->payload_size ||
+	    n_fds != info->n_fds)
+		return -EBADMSG;
+
+	m.header = h;
+	memcpy(&m.payload, buf + sizeof(h), h.length);
+
+	switch (h.type) {
+	case IPC_GRAIN_STORAGE_CREATE:
+	case IPC_GRAIN_STORAGE_DELETE:
+		if (!hex_id_valid(m.payload.grain.grain_id, sizeof(m.payload.grain.grain_id)))
+			return -EBADMSG;
+		break;
+	case IPC_ERROR:
+		/* The message must be a NUL-terminated string inside its field. */
+		if (!memchr(m.payload.error.message, '\0', sizeof(m.payload.error.message)) ||
+		    m.payload.error.error <= 0 || m.payload.error.error > 4095)
+			return -EBADMSG;
+		break;
+	default:
+		break;
+	}
+	*ret = m;
+	return 0;
+}
+
+int
+ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size)
+{
+	uint8_t buf[IPC_MESSAGE_MAX];
+	struct ipc_header h = { .type = type, .id = id, .length = (uint32_t)payload_size };
+	ssize_t n;
+
+	if (sizeof(h) + payload_size > sizeof(buf))
+		return -EMSGSIZE;
+	memcpy(buf, &h, sizeof(h));
+	if (payload_size)
+		memcpy(buf + sizeof(h), payload, payload_size);
+	do
+		n = send(fd, buf, sizeof(h) + payload_size, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return negative_errno();
+	return 0;
+}
+
+int
+ipc_receive(int fd, enum ipc_direction direction, struct ipc_message *ret)
+{
+	uint8_t buf[IPC_MESSAGE_MAX + 1];
+	union {
+		struct cmsghdr align;
+		char space[CMSG_SPACE(sizeof(int) * IPC_FDS_MAX)];
+	} control;
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = &control,
+		.msg_controllen = sizeof(control),
+	};
+	int fds[IPC_FDS_MAX];
+	unsigned n_fds = 0;
+	ssize_t n;
+	int r;
+
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return negative_errno();
+	if (n == 0)
+		return -ECONNRESET; /* the peer closed the connection */
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (size_t i = 0; i < count; i++) {
+				int received;
+
+				memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (n_fds < IPC_FDS_MAX)
+					fds[n_fds++] = received;
+				else
+					(void)close(received);
+			}
+		}
+	/* A truncated datagram or control message is malformed, whatever it says. */
+	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+		r = -EBADMSG;
+	else
+		r = ipc_decode(buf, (size_t)n, n_fds, direction, ret);
+	if (r < 0) {
+		for (unsigned i = 0; i < n_fds; i++)
+			(void)close(fds[i]);
+		return r;
+	}
+	for (unsigned i = 0; i < n_fds; i++)
+		ret->fds[i] = fds[i];
+	ret->n_fds = n_fds;
+	return 0;
+}
+
+int
+ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
+	 struct ipc_message *ret_reply)
+{
+	static uint32_t next_id = 1;
+	uint32_t id = next_id++;
+	int r;
+
+	r = ipc_send(fd, type, id, payload, payload_size);
+	if (r < 0)
+		return r;
+	r = ipc_receive(fd, IPC_TO_FRONT, ret_reply);
+	if (r < 0)
+		return r;
+	if (ret_reply->header.id != id)
+		return -EBADMSG;
+	if (ret_reply->header.type == IPC_ERROR)
+		return -ret_reply->payload.error.error;
+	return 0;
+}

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * launcher.c: the root half of granaryd. It does almost nothing and trusts
+ * nothing: it reads the enumerated messages of docs/IPC.md from front, derives
+ * every path from the ids itself, and answers. Today that is grain storage;
+ * sandboxes, package unpacking and killing grains join as their issues land.
+ *
+ * Paths: the launcher opens STATE/grains once at start, refuses it unless it
+ * is a real directory owned by root and writable by root only, and then works
+ * only relative to that descriptor with O_NOFOLLOW. front owns STATE itself
+ * (it writes the database there) and could rename or replace entries in it,
+ * but a descriptor keeps pointing at the directory we checked, and a
+ * replacement made by front would fail the ownership check at the next start.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macro.h"
+#include "supervisor/supervisor-internal.h"
+#include "common/banned.h"
+
+/* Open dir below parent_fd, creating it (mode, root:root) when missing, and check it. */
+int
+trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+
+	if (mkdirat(parent_fd, name, mode) < 0 && errno != EEXIST)
+		return negative_errno();
+	fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	/* Ours only: owned by the user we run as, nobody else may write. */
+	if (st.st_uid != geteuid() || (st.st_mode & 0022))
+		return -EPERM;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/*
+ * Remove name below dir_fd and everything in it, never following a symlink:
+ * a grain may have planted `data/x -> /etc`, and that link is removed, not
+ * what it points to. O(entries); recursion depth bounded by MAX_DEPTH.
+ */
+#define MAX_DEPTH 256
+
+static int
+remove_tree_at(int dir_fd, const char *name, unsigned depth)
+{
+	_cleanup_close_ int fd = -EBADF;
+	DIR *d;
+	struct dirent *e;
+	int r = 0;
+
+	if (unlinkat(dir_fd, name, 0) == 0)
+		return 0;
+	if (errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return negative_errno();
+	if (depth >= MAX_DEPTH)
+		return -ELOOP;
+	fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	d = fdopendir(fd);
+	if (!d)
+		return negative_errno();
+	fd = -EBADF; /* the DIR owns it now */
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		r = remove_tree_at(dirfd(d), e->d_name, depth + 1);
+		if (r < 0)
+			break;
+	}
+	closedir(d);
+	if (r < 0)
+		return r;
+	if (unlinkat(dir_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		return negative_errno();
+	return 0;
+}
+
+struct launcher {
+	int fd;	       /* the connection to front; borrowed */
+	int grains_fd; /* owned: STATE/grains */
+};
+
+static int
+grain_storage_create(struct launcher *l, const char *id)
+{
+	_cleanup_close_ int grain_fd = -EBADF;
+
+	if (mkdirat(l->grains_fd, id, 0711) < 0)
+		return negative_errno();
+	grain_fd = openat(l->grains_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (grain_fd < 0 || mkdirat(grain_fd, "data", 0700) < 0) {
+		int r = negative_errno();
+
+		(void)remove_tree_at(l->grains_fd, id, 0);
+		return r;
+	}
+	return 0;
+}
+
+static int
+reply_error(struct launcher *l, uint32_t id, int error, const char *what)
+{
+	struct ipc_error e = { .error = error < 0 ? -error : error };
+
+	(void)snprintf(e.message, sizeof(e.message), "%s", what);
+	return ipc_send(l->fd, IPC_ERROR, id, &e, sizeof(e));
+}
+
+static int
+handle(struct launcher *l, const struct ipc_message *m)
+{
+	char id[GRAIN_ID_LEN + 1];
+	int r;
+
+	switch (m->header.type) {
+	case IPC_PING: {
+		struct ipc_pong pong = { .pid = (uint32_t)getpid(), .protocol = IPC_PROTOCOL };
+
+		return ipc_send(l->fd, IPC_PONG, m->header.id, &pong, sizeof(pong));
+	}
+	case IPC_GRAIN_STORAGE_CREATE:
+	case IPC_GRAIN_STORAGE_DELETE:
+		memcpy(id, m->payload.grain.grain_id, GRAIN_ID_LEN);
+		id[GRAIN_ID_LEN] = '\0';
+		if (m->header.type == IPC_GRAIN_STORAGE_CREATE)
+			r = grain_storage_create(l, id);
+		else
+			r = remove_tree_at(l->grains_fd, id, 0);
+		if (r < 0) {
+			log_warning_errno(r, "%s of grain %s failed: %m",
+					  ipc_type_name(m->header.type), id);
+			return reply_error(l, m->header.id, r, "grain storage");
+		}
+		return ipc_send(l->fd, IPC_OK, m->header.id, NULL, 0);
+	default:
+		/* ipc_decode() let only launcher-bound types through. */
+		return -EBADMSG;
+	}
+}
+
+int
+launcher_main(const struct launcher_config *config)
+{
+	_cleanup_close_ int state_fd = -EBADF;
+	struct launcher l = { .fd = config->fd, .grains_fd = -EBADF };
+	int r;
+
+	log_setup("granaryd-launcher");
+	state_fd = open(config->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (state_fd < 0)
+		return log_error_errno(errno, "Failed to open '%s': %m", config->state_dir);
+	r = trusted_dir_open(state_fd, "grains", 0711, &l.grains_fd);
+	if (r == -EPERM)
+		return log_error_errno(r,
+				       "'%s/grains' is not owned by root or is writable by others; "
+				       "refusing to work in it",
+				       config->state_dir);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open '%s/grains': %m", config->state_dir);
+
+	log_debug("launcher ready");
+	for (;;) {
+		struct ipc_message m;
+
+		r = ipc_receive(l.fd, IPC_TO_LAUNCHER, &m);
+		if (r == -ECONNRESET) {
+			r = 0; /* front went away: so do we */
+			break;
+		}
+		if (r == -EBADMSG) {
+			log_error("Malformed message from front; dropping the connection");
+			break;
+		}
+		if (r < 0) {
+			log_error_errno(r, "Failed to read from front: %m");
+			break;
+		}
+		r = handle(&l, &m);
+		if (r < 0) {
+			log_error_errno(r, "Failed to answer %s: %m", ipc_type_name(m.header.type));
+			break;
+		}
+	}
+	l.grains_fd = safe_close(l.grains_fd);
+	return r;
+}

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The front ↔ launcher protocol: the decoder's rules, and a real launcher
+ * (forked, on a socket pair, in a temp state directory) fed what a
+ * compromised front could send.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "supervisor/supervisor-internal.h"
+#include "tests/unit/tap.h"
+#include "common/banned.h"
+
+/* Header plus len payload bytes; payload past its object reads as 'x'. */
+static size_t
+encode_sized(uint8_t *buf, uint32_t type, uint32_t id, const void *payload, size_t payload_size,
+	     size_t len)
+{
+	struct ipc_header h = { .type = type, .id = id, .length = (uint32_t)len };
+	uint8_t padded[256];
+
+	memset(padded, 'x', sizeof(padded));
+	if (payload)
+		memcpy(padded, payload, MIN(len, payload_size));
+	memcpy(buf, &h, sizeof(h));
+	if (len)
+		memcpy(buf + sizeof(h), padded, MIN(len, sizeof(padded)));
+	return sizeof(h) + len;
+}
+#define encode(buf, type, id, obj, len)                                                            \
+	encode_sized(buf, type, id, obj, __builtin_choose_expr(                                    \
+		__builtin_types_compatible_p(__typeof__(obj), void *), 0, sizeof(*(obj))), len)
+
+static const char good_id[] = "0123456789abcdef0123456789abcdef";
+
+TEST(decode_accepts_well_formed)
+{
+	uint8_t buf[IPC_MESSAGE_MAX];
+	struct ipc_grain g;
+	struct ipc_message m;
+	size_t n;
+
+	memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+	n = encode(buf, IPC_GRAIN_STORAGE_CREATE, 7, &g, sizeof(g));
+	CHECK_OK(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m));
+	CHECK_UINT_EQ(m.header.id, 7);
+	CHECK(memcmp(m.payload.grain.grain_id, good_id, GRAIN_ID_LEN) == 0);
+	n = encode_sized(buf, IPC_PING, 1, NULL, 0, 0);
+	CHECK_OK(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m));
+}
+
+TEST(decode_refuses_malformed)
+{
+	uint8_t buf[IPC_MESSAGE_MAX + 16] = { 0 };
+	struct ipc_grain g;
+	struct ipc_error e = { .error = 5 };
+	struct ipc_message m;
+	size_t n;
+
+	memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+	/* too short for a header */
+	CHECK_ERR(ipc_decode(buf, 3, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* unknown and zero types */
+	n = encode_sized(buf, 0, 1, NULL, 0, 0);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	n = encode_sized(buf, _IPC_TYPE_MAX, 1, NULL, 0, 0);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	n = encode_sized(buf, 0xffffffff, 1, NULL, 0, 0);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* a reply type sent to the launcher */
+	n = encode_sized(buf, IPC_OK, 1, NULL, 0, 0);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* payload one byte short, one byte long, length field lying */
+	n = encode(buf, IPC_GRAIN_STORAGE_CREATE, 1, &g, sizeof(g) - 1);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	n = encode(buf, IPC_GRAIN_STORAGE_CREATE, 1, &g, sizeof(g));
+	buf[n] = 'x';
+	CHECK_ERR(ipc_decode(buf, n + 1, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	CHECK_ERR(ipc_decode(buf, n - 1, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* a descriptor where none belongs */
+	CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* over the size limit */
+	CHECK_ERR(ipc_decode(buf, IPC_MESSAGE_MAX + 1, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* ids: traversal, uppercase, NUL, slash */
+	static const char *const bad_ids[] = {
+		"../../../../../../../../etc/pass",
+		"0123456789ABCDEF0123456789abcdef",
+		"0123456789abcdef0123456789abcde/",
+		"0123456789abcdef\0" "123456789abcdef",
+		"................................",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
+		memcpy(g.grain_id, bad_ids[i], GRAIN_ID_LEN);
+		n = encode(buf, IPC_GRAIN_STORAGE_DELETE, 1, &g, sizeof(g));
+		CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	}
+	/* an error message without its NUL, or with a nonsense errno */
+	memset(e.message, 'x', sizeof(e.message));
+	n = encode(buf, IPC_ERROR, 1, &e, sizeof(e));
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
+	e.message[0] = '\0';
+	e.error = -1;
+	n = encode(buf, IPC_ERROR, 1, &e, sizeof(e));
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
+}
+
+/* A launcher in a child process, on a fresh state directory. */
+struct launcher_child {
+	pid_t pid;
+	int fd;
+	char state[64];
+};
+
+static int
+launcher_start(struct launcher_child *lc)
+{
+	int pair[2];
+
+	(void)snprintf(lc->state, sizeof(lc->state), "/tmp/test-ipc-XXXXXX");
+	if (!mkdtemp(lc->state))
+		return -errno;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+		return -errno;
+	lc->pid = fork();
+	if (lc->pid == 0) {
+		struct launcher_config config = { .fd = pair[0], .state_dir = lc->state };
+
+		close(pair[1]);
+		_exit(launcher_main(&config) < 0 ? 1 : 0);
+	}
+	close(pair[0]);
+	lc->fd = pair[1];
+	return 0;
+}
+
+/* Close our end and return the launcher's exit status (1: it refused, 0: clean). */
+static int
+launcher_finish(struct launcher_child *lc)
+{
+	char cmd[128];
+	int status = 0;
+
+	close(lc->fd);
+	(void)waitpid(lc->pid, &status, 0);
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", lc->state);
+	(void)!system(cmd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool
+exists_in(const char *state, const char *path)
+{
+	char full[256];
+	struct stat st;
+
+	(void)snprintf(full, sizeof(full), "%s/%s", state, path);
+	return lstat(full, &st) == 0;
+}
+
+TEST(launcher_does_its_job)
+{
+	struct launcher_child lc;
+	struct ipc_message reply;
+	struct ipc_grain g;
+
+	if (geteuid() != 0)
+		SKIP("the launcher checks that grains/ is owned by the user it runs as: run as root");
+	CHECK_OK(launcher_start(&lc));
+	CHECK_OK(ipc_call(lc.fd, IPC_PING, NULL, 0, &reply));
+	CHECK_UINT_EQ(reply.header.type, IPC_PONG);
+	CHECK_UINT_EQ(reply.payload.pong.protocol, IPC_PROTOCOL);
+	memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+	CHECK_OK(ipc_call(lc.fd, IPC_GRAIN_STORAGE_CREATE, &g, sizeof(g), &reply));
+	CHECK(exists_in(lc.state, "grains/0123456789abcdef0123456789abcdef/data"));
+	/* twice: a clear error, not a crash */
+	CHECK_ERR(ipc_call(lc.fd, IPC_GRAIN_STORAGE_CREATE, &g, sizeof(g), &reply), EEXIST);
+
+	/* A grain's planted symlink is removed, not followed. */
+	char link_path[256], victim[128];
+	(void)snprintf(victim, sizeof(victim), "%s/victim", lc.state);
+	CHECK(mkdir(victim, 0700) == 0);
+	CHECK(close(open("/dev/null", O_RDONLY)) == 0);
+	(void)snprintf(link_path, sizeof(link_path), "%s/grains/%s/data/escape", lc.state, good_id);
+	CHECK(symlink(victim, link_path) == 0);
+	CHECK_OK(ipc_call(lc.fd, IPC_GRAIN_STORAGE_DELETE, &g, sizeof(g), &reply));
+	CHECK(!exists_in(lc.state, "grains/0123456789abcdef0123456789abcdef"));
+	CHECK(exists_in(lc.state, "victim"));
+	CHECK_INT_EQ(launcher_finish(&lc), 0);
+}
+
+/* Send raw bytes (and maybe a descriptor) as one datagram. */
+static void
+send_raw(int fd, const uint8_t *buf, size_t len, int pass_fd)
+{
+	union {
+		struct cmsghdr align;
+		char space[CMSG_SPACE(sizeof(int))];
+	} control = {};
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (pass_fd >= 0) {
+		msg.msg_control = &control;
+		msg.msg_controllen = sizeof(control);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	(void)sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+TEST(launcher_refuses_a_compromised_front)
+{
+	uint8_t buf[IPC_MESSAGE_MAX * 2] = { 0 };
+	struct ipc_grain g;
+	size_t n, refused = 0, cases = 0;
+
+	if (geteuid() != 0)
+		SKIP("the launcher checks that grains/ is owned by the user it runs as: run as root");
+
+	/* Every message type, each broken in every way: each must end the connection. */
+	for (uint32_t type = 0; type <= _IPC_TYPE_MAX + 1; type++) {
+		for (int variant = 0; variant < 6; variant++) {
+			struct launcher_child lc;
+			struct ipc_message reply;
+
+			memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+			switch (variant) {
+			case 0: /* payload of the wrong length */
+				n = encode(buf, type, 1, &g, sizeof(g) / 2);
+				break;
+			case 1: /* trailing bytes */
+				n = encode(buf, type, 1, &g, sizeof(g) + 1);
+				break;
+			case 2: /* path traversal in the id */
+				memcpy(g.grain_id, "../../../../../../../../../../..", GRAIN_ID_LEN);
+				n = encode(buf, type, 1, &g, sizeof(g));
+				break;
+			case 3: /* length field larger than the datagram */
+				n = encode(buf, type, 1, &g, sizeof(g));
+				((struct ipc_header *)buf)->length = 1000;
+				break;
+			case 4: /* oversized datagram */
+				memset(buf, 'a', sizeof(buf));
+				n = encode_sized(buf, type, 1, NULL, 0, 0);
+				n = IPC_MESSAGE_MAX + 100;
+				break;
+			default: /* a well-formed message with a descriptor it must not carry */
+				n = encode(buf, type, 1, &g, type == IPC_PING ? 0 : sizeof(g));
+				break;
+			}
+			CHECK_OK(launcher_start(&lc));
+			send_raw(lc.fd, buf, n, variant == 5 ? STDIN_FILENO : -1);
+			cases++;
+			/* Refused means: no answer, the launcher drops the connection (exit 1). */
+			if (ipc_receive(lc.fd, IPC_TO_FRONT, &reply) < 0 && launcher_finish(&lc) == 1)
+				refused++;
+			else {
+				printf("#   type %u variant %d was not refused\n", type, variant);
+				(void)launcher_finish(&lc);
+			}
+		}
+	}
+	CHECK_UINT_EQ(refused, cases);
+}
