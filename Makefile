@@ -176,7 +176,8 @@ bench: deps-bench
 
 # ---- style ----------------------------------------------------------------
 
-STYLE_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+# Tracked files and new ones not yet added (but not ignored ones).
+STYLE_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 
 .PHONY: style
 style:
@@ -200,4 +201,5 @@ install: programs
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Dependency files of our objects only (a benchmark may copy trees into $(BUILD)).
+-include $(shell find $(BUILD)/obj $(BUILD)/static -name '*.d' -type f 2>/dev/null)

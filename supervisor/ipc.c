@@ -74,8 +74,7 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 	if (h.type == 0 || h.type >= _IPC_TYPE_MAX || !ipc_types[h.type].name)
 		return -EBADMSG;
 	info = &ipc_types[h.type];
-	if (info->direction != direction || h.length != info->payload_size ||
-	    n_fds != info->n_fds)
+	if (info->direction != direction || h.length != info->payload_size || n_fds != info->n_fds)
 		return -EBADMSG;
 
 	m.header = h;

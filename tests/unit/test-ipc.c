@@ -36,8 +36,10 @@ encode_sized(uint8_t *buf, uint32_t type, uint32_t id, const void *payload, size
 	return sizeof(h) + len;
 }
 #define encode(buf, type, id, obj, len)                                                            \
-	encode_sized(buf, type, id, obj, __builtin_choose_expr(                                    \
-		__builtin_types_compatible_p(__typeof__(obj), void *), 0, sizeof(*(obj))), len)
+	encode_sized(buf, type, id, obj,                                                           \
+		     __builtin_choose_expr(__builtin_types_compatible_p(__typeof__(obj), void *),  \
+					   0, sizeof(*(obj))),                                     \
+		     len)
 
 static const char good_id[] = "0123456789abcdef0123456789abcdef";
 
@@ -94,7 +96,8 @@ TEST(decode_refuses_malformed)
 		"../../../../../../../../etc/pass",
 		"0123456789ABCDEF0123456789abcdef",
 		"0123456789abcdef0123456789abcde/",
-		"0123456789abcdef\0" "123456789abcdef",
+		"0123456789abcdef\0"
+		"123456789abcdef",
 		"................................",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
@@ -172,7 +175,8 @@ TEST(launcher_does_its_job)
 	struct ipc_grain g;
 
 	if (geteuid() != 0)
-		SKIP("the launcher checks that grains/ is owned by the user it runs as: run as root");
+		SKIP("the launcher checks that grains/ is owned by the user it runs as: run as "
+		     "root");
 	CHECK_OK(launcher_start(&lc));
 	CHECK_OK(ipc_call(lc.fd, IPC_PING, NULL, 0, &reply));
 	CHECK_UINT_EQ(reply.header.type, IPC_PONG);
@@ -226,7 +230,8 @@ TEST(launcher_refuses_a_compromised_front)
 	size_t n, refused = 0, cases = 0;
 
 	if (geteuid() != 0)
-		SKIP("the launcher checks that grains/ is owned by the user it runs as: run as root");
+		SKIP("the launcher checks that grains/ is owned by the user it runs as: run as "
+		     "root");
 
 	/* Every message type, each broken in every way: each must end the connection. */
 	for (uint32_t type = 0; type <= _IPC_TYPE_MAX + 1; type++) {
@@ -243,7 +248,8 @@ TEST(launcher_refuses_a_compromised_front)
 				n = encode(buf, type, 1, &g, sizeof(g) + 1);
 				break;
 			case 2: /* path traversal in the id */
-				memcpy(g.grain_id, "../../../../../../../../../../..", GRAIN_ID_LEN);
+				memcpy(g.grain_id, "../../../../../../../../../../..",
+				       GRAIN_ID_LEN);
 				n = encode(buf, type, 1, &g, sizeof(g));
 				break;
 			case 3: /* length field larger than the datagram */
@@ -263,7 +269,8 @@ TEST(launcher_refuses_a_compromised_front)
 			send_raw(lc.fd, buf, n, variant == 5 ? STDIN_FILENO : -1);
 			cases++;
 			/* Refused means: no answer, the launcher drops the connection (exit 1). */
-			if (ipc_receive(lc.fd, IPC_TO_FRONT, &reply) < 0 && launcher_finish(&lc) == 1)
+			if (ipc_receive(lc.fd, IPC_TO_FRONT, &reply) < 0 &&
+			    launcher_finish(&lc) == 1)
 				refused++;
 			else {
 				printf("#   type %u variant %d was not refused\n", type, variant);
