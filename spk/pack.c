@@ -808,6 +808,15 @@ spk_pack(const struct spk_manifest *def, const char *base_dir, const struct spk_
 	r = order(&p);
 	if (r < 0)
 		goto out;
+	/* The parent directories order() added and the manifest count too. */
+	if (p.n + 1 > p.limits.max_entries || manifest_size > p.limits.max_bytes - p.bytes) {
+		r = spk_error_set(err, E2BIG,
+				  "the package would pass its budget of %llu entries "
+				  "or %llu bytes",
+				  (unsigned long long)p.limits.max_entries,
+				  (unsigned long long)p.limits.max_bytes);
+		goto out;
+	}
 	stats.dangling_symlinks = check_symlinks(&p);
 
 	r = random_hex(hex, 8);

@@ -251,7 +251,7 @@ unpack_entry(struct unpack *u, struct archive_entry *entry, struct spk_error *er
 {
 	const struct spk_limits *l = u->limits;
 	const char *name = archive_entry_pathname(entry), *target = NULL;
-	mode_t type = archive_entry_filetype(entry), mode;
+	mode_t type = archive_entry_filetype(entry), mode = 0;
 	char shown[SPK_QUOTE_MAX];
 	struct spk_error e;
 	size_t len, depth, parent_len;
@@ -310,7 +310,7 @@ unpack_entry(struct unpack *u, struct archive_entry *entry, struct spk_error *er
 					     "budget of %llu bytes",
 					     shown, (long long)size,
 					     (unsigned long long)l->max_bytes);
-		/* Only the owner's execute bit matters; everything else is fixed. */
+		/* Whether anyone may execute it is all that is kept of the mode. */
 		mode = (archive_entry_perm(entry) & 0111) ? 0755 : 0644;
 		u->stats.files++;
 		u->stats.bytes += (uint64_t)size;
@@ -326,7 +326,6 @@ unpack_entry(struct unpack *u, struct archive_entry *entry, struct spk_error *er
 		r = spk_link_target_check(target, l, &e);
 		if (r < 0)
 			return spk_error_set(err, r, "'%s': %s", shown, e.message);
-		mode = 0777; /* unused: symlinks have no mode of their own on Linux */
 		u->stats.symlinks++;
 		break;
 	}
@@ -346,10 +345,11 @@ unpack_entry(struct unpack *u, struct archive_entry *entry, struct spk_error *er
 	return 0;
 }
 
+/* *ret_manifest (owned by the caller) is set even on failure, for the caller to free. */
 static int
 unpack_all(struct unpack *u, struct spk_manifest **ret_manifest, struct spk_error *err)
 {
-	_cleanup_(spk_manifest_freep) struct spk_manifest *m = NULL;
+	struct spk_manifest *m = NULL;
 	_cleanup_free_ char *data = NULL;
 	struct archive_entry *entry;
 	size_t size;
@@ -359,6 +359,7 @@ unpack_all(struct unpack *u, struct spk_manifest **ret_manifest, struct spk_erro
 	r = spk_stream_read_manifest(&u->stream, &m, &data, &size, err);
 	if (r < 0)
 		return r;
+	*ret_manifest = m;
 	if (size > u->limits->max_bytes)
 		return spk_error_set(err, E2BIG,
 				     "the manifest alone passes the budget of %llu bytes",
@@ -395,12 +396,7 @@ unpack_all(struct unpack *u, struct spk_manifest **ret_manifest, struct spk_erro
 	r = spk_stream_drain(&u->stream, err);
 	if (r < 0)
 		return r;
-	r = spk_stream_finish(&u->stream, err);
-	if (r < 0)
-		return r;
-	if (ret_manifest)
-		*ret_manifest = TAKE_PTR(m);
-	return 0;
+	return spk_stream_finish(&u->stream, err);
 }
 
 int
@@ -485,6 +481,7 @@ spk_package_unpack(struct spk_package *p, const char *dest, enum spk_unpack_flag
 {
 	_cleanup_free_ char *parent = NULL, *base = NULL;
 	_cleanup_close_ int parent_fd = -EBADF, tmp_fd = -EBADF, cwd_fd = -EBADF;
+	_cleanup_(spk_manifest_freep) struct spk_manifest *manifest = NULL;
 	struct unpack u = { .limits = &p->limits, .dir_fd = -EBADF, .links_fd = -EBADF };
 	char tmp_name[sizeof(TMP_PREFIX) + 16];
 	bool dry_run = flags & SPK_UNPACK_DRY_RUN, created = false;
@@ -568,7 +565,7 @@ spk_package_unpack(struct spk_package *p, const char *dest, enum spk_unpack_flag
 	r = spk_stream_open(&u.stream, p, progress, userdata, err);
 	if (r < 0)
 		goto out_chdir;
-	r = unpack_all(&u, ret_manifest, err);
+	r = unpack_all(&u, &manifest, err);
 	if (r < 0)
 		spk_stream_blame_change(&u.stream, err);
 	spk_stream_close(&u.stream);
@@ -611,6 +608,8 @@ spk_package_unpack(struct spk_package *p, const char *dest, enum spk_unpack_flag
 	}
 	if (ret_stats)
 		*ret_stats = u.stats;
+	if (ret_manifest)
+		*ret_manifest = TAKE_PTR(manifest);
 	r = 0;
 	goto out;
 

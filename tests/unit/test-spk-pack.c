@@ -549,6 +549,17 @@ TEST(budgets_and_options)
 	options.limits = &bytes;
 	CHECK_ERR(spk_pack(def, src, &key, out, &options, NULL, &err), E2BIG);
 	CHECK(strstr(err.message, "budget of 4 bytes"));
+	/* Parent directories count: one file at a/b/c is four entries with the manifest. */
+	{
+		_cleanup_(spk_manifest_freep) struct spk_manifest *deep =
+			definition("{\"sources\":[{\"from\":\"b\",\"to\":\"a/b/c\"}]}");
+
+		options.limits = &entries;
+		CHECK_ERR(spk_pack(deep, src, &key, out, &options, NULL, &err), E2BIG);
+		CHECK(strstr(err.message, "budget of 3 entries"));
+		entries.max_entries = 4;
+		CHECK_OK(spk_pack(deep, src, &key, out, &options, NULL, &err));
+	}
 	options = (struct spk_pack_options){ .level = 20 };
 	CHECK_ERR(spk_pack(def, src, &key, out, &options, NULL, &err), EINVAL);
 	options.level = 19;
