@@ -520,8 +520,14 @@ init_memfd_fill(int memfd, int src)
 		if (n == 0)
 			return -EIO;
 	}
-	/* Read-only and sealed: no one, inside or out, can change what runs as pid 1. */
-	if (fchmod(memfd, 0555) < 0 ||
+	/*
+	 * Sealed: no one, inside or out, can change what runs as pid 1. And
+	 * execute-only for the grain's uid: the kernel makes a process whose
+	 * program its own uid cannot read non-dumpable, so the app cannot open
+	 * /proc/1/mem, environ or exe of its grain-init (same uid, no ptrace
+	 * needed otherwise) to take it over or to reach the file behind it.
+	 */
+	if (fchmod(memfd, 0511) < 0 ||
 	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
 		return negative_errno();
 	return 0;

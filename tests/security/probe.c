@@ -833,6 +833,40 @@ check_process(const char *name, int argc, char **argv)
 			pthread_join(t, &ret);
 		result(name, r == 0 && ret == (void *)42, "pthread_create: %s",
 		       r ? errname(r) : "ok");
+	} else if (strcmp(name, "proc-private") == 0) {
+		/*
+		 * argv[0]: "1" (grain-init) or "child" (a child of ours, the
+		 * control): its mem, environ and exe must not open.
+		 */
+		pid_t pid = 1, child = 0;
+		char path[64], link[256], opened[256] = "";
+		if (argc > 0 && strcmp(argv[0], "child") == 0) {
+			child = pid = fork();
+			if (pid == 0) {
+				pause();
+				_exit(0);
+			}
+		}
+		static const char *const files[] = { "mem", "environ" };
+		for (size_t i = 0; i < 2; i++) {
+			snprintf(path, sizeof(path), "/proc/%d/%s", pid, files[i]);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				size_t len = strlen(opened);
+				snprintf(opened + len, sizeof(opened) - len, "%s ", files[i]);
+				close(fd);
+			}
+		}
+		snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+		if (readlink(path, link, sizeof(link)) >= 0) {
+			size_t len = strlen(opened);
+			snprintf(opened + len, sizeof(opened) - len, "exe ");
+		}
+		if (child > 0) {
+			kill(child, SIGKILL);
+			waitpid(child, NULL, 0);
+		}
+		result(name, !opened[0], "pid %d: opened %s", pid, opened[0] ? opened : "nothing");
 	} else if (strcmp(name, "pid1-is-init") == 0) {
 		char buf[256] = "";
 		int fd = open("/proc/1/cmdline", O_RDONLY | O_CLOEXEC);

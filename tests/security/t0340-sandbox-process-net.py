@@ -190,3 +190,16 @@ def test_pid_1_is_grain_init(pkg):
     ok, detail = G(pkg, "pid1-is-init")
     assert ok, detail
     assert not N("pid1-is-init")[0]
+
+
+def test_grain_init_is_private_to_the_app(pkg):
+    """grain-init runs from an execute-only memfd: non-dumpable, so the app
+    (same uid) cannot open its memory, environment or executable."""
+    ok, detail = G(pkg, "proc-private", "1")
+    assert ok, detail
+
+
+def test_an_ordinary_process_of_the_grain_is_not_private(pkg):
+    """Negative control: the same check on a child of the probe opens all three."""
+    ok, detail = G(pkg, "proc-private", "child")
+    assert not ok and "mem environ exe" in detail, detail
