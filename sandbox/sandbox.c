@@ -4,28 +4,33 @@
  *
  *	parent (root, host)                 child (clone3 into new namespaces)
  *	-------------------                 ----------------------------------
- *	validate spec, make the cgroup
- *	build (or reuse) the seccomp BPF
- *	clone3(NEWUSER|NEWPID|NEWNS|NEWNET|  → reset signals, parent-death signal
- *	       NEWIPC|NEWUTS [INTO_CGROUP])    wait for "go"
- *	                                      v1: join the grain's cgroups
+ *	validate the spec, make the cgroup
+ *	  and its limits; open v1 tasks files
+ *	empty memfd for grain-init
+ *	clone3(NEWUSER|NEWPID|NEWNS|NEWNET|  → v1: join the grain's cgroups ("0" to
+ *	       NEWIPC|NEWUTS [INTO_CGROUP])    tasks), reset signals, parent-death
+ *	                                       signal, wait for "go"
  *	setgroups=deny, uid_map, gid_map
  *	  "1000 HOSTUID 1"
- *	"go" ─────────────────────────────→  unshare(NEWCGROUP): cgroup root = grain's
- *	                                      mount_setup(): tmpfs root, pivot_root
- *	                                      lo up, hostname, chdir, rlimits
- *	                                      lockdown (below)
- *	read the error pipe: EOF means      ← execveat(grain-init memfd) closes it
+ *	"go" ─────────────────────────────→  securebits locked; host paths opened;
+ *	copy grain-init into the memfd,        uid 1000; unshare(NEWCGROUP);
+ *	  make it execute-only, seal it        the tree built, pivot_root;
+ *	"sealed" ─────────────────────────→  lo up, hostname, chdir, rlimits;
+ *	                                       capabilities dropped; fds; setsid;
+ *	                                       seccomp
+ *	read the error pipe: EOF means      ← execveat(memfd) closes it
  *	the exec happened, a report means
- *	it failed (child reaped, cgroup gone)
+ *	it failed (child killed and reaped, cgroup removed)
  *
  * The lockdown, in this order, each step needing the one before:
  *   1. securebits: NOROOT, NO_SETUID_FIXUP, KEEP_CAPS off, NO_CAP_AMBIENT_RAISE,
- *      all locked (needs CAP_SETPCAP, which we still have);
- *   2. setresgid/setresuid to 1000 (maps to the host uid; with NO_SETUID_FIXUP
- *      the kernel leaves the capability sets alone, so step 3 can run);
+ *      all locked (needs CAP_SETPCAP, which we hold in the new namespace);
+ *   2. setresgid/setresuid to 1000 (the host uid) after the host paths are
+ *      open and before the tree is built (new inodes need an owner the
+ *      namespace maps); with NO_SETUID_FIXUP the kernel leaves the
+ *      capability sets alone, so the mounts and step 3 can still run;
  *   3. libcap-ng: bounding, ambient, effective, permitted, inheritable all
- *      cleared, then verified one by one;
+ *      cleared, then verified one by one from the kernel;
  *   4. NO_NEW_PRIVS: no exec can gain privilege (setuid files, file caps);
  *   5. fds: 0 = /dev/null, 1, 2, the kept fds as 3...; every other fd is marked
  *      close-on-exec (close_range), whatever the caller left open;
