@@ -118,12 +118,12 @@ respond_header(struct request *req, const char *name, const char *format, ...)
 int
 respond_json(struct request *req, unsigned status, json_t *value)
 {
-	_cleanup_json_ json_t *owned = value;
 	_cleanup_free_ char *text = NULL;
 
 	if (!value)
 		return -ENOMEM;
 	text = json_dumps(value, JSON_COMPACT);
+	json_decref(value);
 	if (!text)
 		return -ENOMEM;
 	return respond(req, status, "application/json", text, strlen(text), 0);

@@ -75,12 +75,12 @@ open_state(struct db **ret, bool create)
 static int
 print_json(json_t *value)
 {
-	_cleanup_json_ json_t *owned = value;
 	_cleanup_free_ char *text = NULL;
 
 	if (!value)
 		return log_oom();
 	text = json_dumps(value, JSON_INDENT(2));
+	json_decref(value);
 	if (!text)
 		return log_oom();
 	puts(text);
