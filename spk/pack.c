@@ -686,6 +686,19 @@ write_file(struct pack *p, struct archive *a, const struct pack_entry *e, uint8_
 	return 0;
 }
 
+/*
+ * zstd's multi-threaded mode (one worker or more) makes the same bytes
+ * whatever the number of workers, so packages stay reproducible across
+ * machines; it differs from the single-threaded mode (0), never used here.
+ */
+static int
+zstd_workers(const struct spk_pack_options *options)
+{
+	long n = options && options->threads > 0 ? options->threads : sysconf(_SC_NPROCESSORS_ONLN);
+
+	return (int)MAX(1, MIN(n, SPK_ZSTD_MAX_WORKERS));
+}
+
 static int
 write_payload_archive(struct pack *p, struct spk_writer *w, int level, const char *manifest,
 		      size_t manifest_size)
@@ -693,7 +706,7 @@ write_payload_archive(struct pack *p, struct spk_writer *w, int level, const cha
 	struct archive *a;
 	struct archive_entry *entry;
 	_cleanup_free_ uint8_t *buf = NULL;
-	char level_text[16];
+	char level_text[16], threads_text[16];
 	int r;
 
 	buf = malloc(SPK_IO_BUFFER);
@@ -704,9 +717,11 @@ write_payload_archive(struct pack *p, struct spk_writer *w, int level, const cha
 		goto out;
 	}
 	(void)snprintf(level_text, sizeof(level_text), "%d", level);
+	(void)snprintf(threads_text, sizeof(threads_text), "%d", zstd_workers(p->options));
 	if (archive_write_add_filter_zstd(a) != ARCHIVE_OK ||
 	    archive_write_set_filter_option(a, "zstd", "compression-level", level_text) !=
 		    ARCHIVE_OK ||
+	    archive_write_set_filter_option(a, "zstd", "threads", threads_text) != ARCHIVE_OK ||
 	    archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
 	    /* No zero padding after the zstd frame: the payload ends where the frame does. */
 	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||

@@ -36,6 +36,7 @@
 #define SPK_ZSTD_WINDOW_LOG_MAX 23 /* frames may not need more than an 8 MiB window */
 #define SPK_ZSTD_DEFAULT_LEVEL	3
 #define SPK_ZSTD_MAX_LEVEL	19
+#define SPK_ZSTD_MAX_WORKERS	8
 #define SPK_IO_BUFFER		(256 * 1024)
 
 /* ---- errors: struct spk_error -------------------------------------------- */

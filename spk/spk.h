@@ -312,6 +312,7 @@ int spk_remove_tree_at(int dir_fd, const char *name, unsigned max_depth);
 
 struct spk_pack_options {
 	int level;			 /* zstd level 1..19; 0: 3 */
+	int threads;			 /* zstd workers; 0: one per CPU, at most 8; same bytes */
 	const struct spk_limits *limits; /* NULL: defaults */
 	spk_progress_fn progress;	 /* bytes of file content read, of the total */
 	void *userdata;

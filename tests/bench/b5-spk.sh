@@ -153,8 +153,8 @@ mkdir -p docs/benchmarks
 	echo "Goal unpack ≥ 0.9× tar --zstd: **$([ "$goal" = 1 ] && echo met || echo "not met") ($unpack_ratio×)**."
 	echo
 	echo "What each does. *pack*: spk reads the files, checks every name, sorts, writes"
-	echo "pax through libarchive into libzstd (level 3, one thread) and signs; tar --zstd"
-	echo "pipes to a separate zstd process (level 3), so it uses both cores. *verify*:"
+	echo "pax through libarchive into libzstd (level 3, a worker thread per core) and"
+	echo "signs; tar --zstd pipes to a separate zstd process (level 3). *verify*:"
 	echo "\`spk verify\` hashes the file, checks the signature, then decompresses and checks"
 	echo "every entry as an install would; \`tar -t\` decompresses and lists. *unpack*: spk"
 	echo "verifies first (one more read of the file), re-hashes while it decompresses,"

@@ -301,6 +301,17 @@ TEST(same_inputs_same_bytes)
 	if (!CHECK(same_file(out_a, out_b)))
 		printf("# %s and %s differ\n", out_a, out_b);
 
+	/* However many threads compress. */
+	{
+		struct spk_pack_options one = { .threads = 1 }, three = { .threads = 3 };
+		struct spk_error err;
+
+		CHECK_OK(spk_pack(def, b, &key, out_a2, &one, NULL, &err));
+		CHECK(same_file(out_a, out_a2));
+		CHECK_OK(spk_pack(def, b, &key, out_a2, &three, NULL, &err));
+		CHECK(same_file(out_a, out_a2));
+	}
+
 	/* A content change or an execute bit does change the bytes. */
 	CHECK(chmod(txt_b, 0700) == 0);
 	CHECK_OK(pack(def, b, out_c));
