@@ -114,6 +114,25 @@ exclude(struct pack *p, const char *path)
 		p->excluded[p->n_excluded++] = (struct excluded){ st.st_dev, st.st_ino };
 }
 
+/* Append e to the array *a of *n, growing it; takes e's fields even on failure. */
+static int
+append(struct pack_entry **a, size_t *n, size_t *cap, struct pack_entry e)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		struct pack_entry *grown = realloc(*a, c * sizeof(**a));
+
+		if (!grown) {
+			entry_release(&e);
+			return -ENOMEM;
+		}
+		*a = grown;
+		*cap = c;
+	}
+	(*a)[(*n)++] = e;
+	return 0;
+}
+
 /* Add one entry; takes ownership of path, host and target, even on failure. */
 static int
 add(struct pack *p, char *path, char *host, char *target, const struct stat *st, bool follow)
@@ -140,18 +159,8 @@ add(struct pack *p, char *path, char *host, char *target, const struct stat *st,
 				     "needs? (use a file list, see docs/packaging.md)",
 				     (unsigned long long)p->limits.max_entries);
 	}
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 256;
-		struct pack_entry *a = realloc(p->entries, cap * sizeof(*a));
-
-		if (!a) {
-			entry_release(&e);
-			return spk_error_set(p->err, ENOMEM, "out of memory");
-		}
-		p->entries = a;
-		p->cap = cap;
-	}
-	p->entries[p->n++] = e;
+	if (append(&p->entries, &p->n, &p->cap, e) < 0)
+		return spk_error_set(p->err, ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -391,106 +400,77 @@ kind(mode_t type)
 
 /*
  * Sort, merge what may be merged, refuse what collides, and add the parent
- * directories no source named. Replaces p->entries.
+ * directories no source named, with the unpacker's own directory stack: in
+ * tree order, an entry's missing parents are exactly the path prefixes below
+ * the deepest directory still on the stack. Replaces p->entries.
  */
 static int
 order(struct pack *p)
 {
+	_cleanup_(spk_dirstack_release) struct spk_dirstack dirs = {};
 	struct pack_entry *out = NULL;
-	struct spk_dirstack dirs;
-	size_t n = 0, cap = p->n;
+	size_t n = 0, cap = 0;
 	int r;
 
 	qsort(p->entries, p->n, sizeof(*p->entries), compare_entries);
 	r = spk_dirstack_init(&dirs, &p->limits);
 	if (r < 0)
 		return spk_error_set(p->err, r, "out of memory");
-	for (size_t i = 0; i < p->n; i++) {
-		struct pack_entry *e = &p->entries[i];
+	for (size_t i = 0; i < p->n && r >= 0; i++) {
+		struct pack_entry *e = &p->entries[i], *prev = n > 0 ? &out[n - 1] : NULL;
 		const char *slash = strrchr(e->path, '/');
 		size_t parent_len = slash ? (size_t)(slash - e->path) : 0, top;
 
-		if (n > 0 && strcmp(out[n - 1].path, e->path) == 0) {
-			struct pack_entry *prev = &out[n - 1];
-
-			/* The same thing twice (a list naming a file and its directory). */
+		if (prev && strcmp(prev->path, e->path) == 0) {
+			/* The same thing twice (a list naming a file and its directory): once. */
 			if (prev->type == e->type &&
-			    (S_ISDIR(e->type) ||
-			     (prev->host && strcmp(prev->host, e->host) == 0))) {
-				entry_release(e);
+			    (S_ISDIR(e->type) || (prev->host && strcmp(prev->host, e->host) == 0)))
 				continue;
-			}
 			r = spk_error_set(p->err, EEXIST,
 					  "'%s' comes twice: as %s from '%s' and as %s from '%s'",
 					  e->path, kind(prev->type),
 					  prev->host ? prev->host : "(a parent directory)",
 					  kind(e->type), e->host);
-			goto out;
+			break;
 		}
-		top = spk_dirstack_enter(&dirs, e->path);
-		while (top < parent_len) {
-			const char *next = strchr(e->path + top + (top > 0), '/');
-			size_t end = (size_t)(next - e->path);
-			struct pack_entry parent = { .type = S_IFDIR };
+		for (top = spk_dirstack_enter(&dirs, e->path); top < parent_len && r >= 0;) {
+			size_t end = (size_t)(strchr(e->path + top + (top > 0), '/') - e->path);
 
-			if (n > 0 && strncmp(out[n - 1].path, e->path, end) == 0 &&
-			    out[n - 1].path[end] == '\0') {
+			prev = n > 0 ? &out[n - 1] : NULL;
+			if (prev && strncmp(prev->path, e->path, end) == 0 &&
+			    prev->path[end] == '\0') {
 				r = spk_error_set(
 					p->err, EEXIST,
 					"'%s' is %s (from '%s'), but '%s' must go inside it",
-					out[n - 1].path, kind(out[n - 1].type), out[n - 1].host,
-					e->path);
-				goto out;
+					prev->path, kind(prev->type), prev->host, e->path);
+				break;
 			}
-			parent.path = strndup(e->path, end);
-			if (!parent.path || n + 1 >= p->limits.max_entries) {
-				r = spk_error_set(p->err, parent.path ? E2BIG : ENOMEM,
-						  parent.path ? "more than %llu entries"
-							      : "out of memory",
-						  (unsigned long long)p->limits.max_entries);
-				free(parent.path);
-				goto out;
+			r = append(&out, &n, &cap,
+				   (struct pack_entry){ .path = strndup(e->path, end),
+							.type = S_IFDIR });
+			if (r < 0 || !out[n - 1].path) {
+				r = spk_error_set(p->err, ENOMEM, "out of memory");
+				break;
 			}
-			if (n + 1 > cap || !out) {
-				struct pack_entry *a;
-
-				cap = cap * 2 + 16;
-				a = realloc(out, cap * sizeof(*a));
-				if (!a) {
-					free(parent.path);
-					r = spk_error_set(p->err, ENOMEM, "out of memory");
-					goto out;
-				}
-				out = a;
-			}
-			out[n++] = parent;
 			(void)spk_dirstack_push(&dirs, e->path, end);
 			top = end;
 		}
-		if (n + 1 > cap || !out) {
-			struct pack_entry *a;
-
-			cap = cap * 2 + 16;
-			a = realloc(out, cap * sizeof(*a));
-			if (!a) {
-				r = spk_error_set(p->err, ENOMEM, "out of memory");
-				goto out;
-			}
-			out = a;
-		}
-		out[n++] = *e;
+		if (r < 0)
+			break;
+		r = append(&out, &n, &cap, *e);
 		*e = (struct pack_entry){};
+		if (r < 0) {
+			r = spk_error_set(p->err, ENOMEM, "out of memory");
+			break;
+		}
 		if (S_ISDIR(out[n - 1].type))
 			(void)spk_dirstack_push(&dirs, out[n - 1].path, strlen(out[n - 1].path));
 	}
-	r = 0;
-out:
-	spk_dirstack_release(&dirs);
 	pack_release(p);
 	p->entries = out;
 	p->n = n;
 	p->cap = cap;
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* ---- symlinks that point nowhere ------------------------------------------ */

@@ -41,7 +41,7 @@
 
 /* ---- errors: struct spk_error -------------------------------------------- */
 
-/* Fill err (may be NULL) and return -abs(error). */
+/* Fill err (may be NULL) and return -abs(error), -EIO for 0. */
 int spk_error_set(struct spk_error *err, int error, const char *format, ...) _printf_(3, 4);
 
 /*

@@ -14,6 +14,10 @@ spk_error_set(struct spk_error *err, int error, const char *format, ...)
 {
 	va_list ap;
 
+	/* A failure must never read as success, whatever errno held. */
+	if (error == 0)
+		error = EIO;
+
 	if (err) {
 		va_start(ap, format);
 		(void)vsnprintf(err->message, sizeof(err->message), format, ap);
