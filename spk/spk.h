@@ -291,11 +291,15 @@ enum spk_unpack_flags {
 
 /*
  * Unpack p into dest, which must not exist (its parent must). Every entry is
- * checked against docs/spk-format.md and the limits; files are written with
- * libarchive's secure flags into a temporary directory "<parent>/.spk-unpack-*"
- * that is renamed to dest (RENAME_NOREPLACE) only when everything passed.
- * On failure the temporary directory is removed and dest does not exist.
- * ret_manifest and ret_stats may be NULL; *ret_manifest is owned by the caller.
+ * checked against docs/spk-format.md and the limits before anything of it is
+ * written; files and directories go through libarchive's disk writer (with
+ * its ".." and absolute-path guards, no overwriting) into a temporary
+ * directory "<parent>/.spk-unpack-*", symlinks are made last, and the
+ * directory is renamed to dest (RENAME_NOREPLACE) only when everything
+ * passed. On failure the temporary directory is removed and dest does not
+ * exist. progress sees payload bytes read. p can be unpacked more than once
+ * (a dry run, then the real one). On success only, *ret_manifest (owned by
+ * the caller) and *ret_stats are written; both may be NULL.
  */
 int spk_package_unpack(struct spk_package *p, const char *dest, enum spk_unpack_flags flags,
 		       spk_progress_fn progress, void *userdata, struct spk_manifest **ret_manifest,

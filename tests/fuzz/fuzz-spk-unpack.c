@@ -5,10 +5,20 @@
  *      key, so the fuzzer explores the unpacker's entry rules, not zstd
  *   1  a payload (tar.zst or anything), signed by the target
  *   2  a whole .spk file, as downloaded: header, signature, payload
+ *   3  a list of entries, one per line, "TYPE NAME[\tTARGET]" with TYPE f
+ *      (file, TARGET its content), d, l (symlink to TARGET), h (hardlink to
+ *      TARGET), c (character device) or p (FIFO): the target writes the tar
+ *      itself with libarchive, after a valid manifest, so the fuzzer works on
+ *      names, order and links rather than on tar's checksums
  * Each package is opened, checked in a dry run, then unpacked for real into
  * a scratch directory with small budgets. Invariants: a dry run and a real
  * unpack agree; a failed unpack leaves nothing; a successful one leaves
  * exactly the destination.
+ *
+ * Seeds (tests/fuzz/corpus/spk-unpack/): case-* are the archives of
+ * test-spk-unpack as payloads (regenerate with SPK_FUZZ_CORPUS=DIR
+ * build/tests/unit/test-spk-unpack), tar-* the same decompressed, file-* whole
+ * packages.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,7 +30,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <zstd.h>
+
+#include "common/buf.h"
 
 #include "spk/spk-internal.h"
 #include "common/banned.h"
@@ -40,6 +54,77 @@ setup(void)
 	if (spk_key_from_seed(seed, &key) < 0 || !mkdtemp(scratch))
 		abort();
 	(void)snprintf(dest, sizeof(dest), "%s/dest", scratch);
+}
+
+static la_ssize_t
+append(struct archive *a, void *userdata, const void *data, size_t size)
+{
+	(void)a;
+	return buf_append(userdata, data, size) < 0 ? -1 : (la_ssize_t)size;
+}
+
+static void
+add(struct archive *a, const char *name, mode_t type, const char *target, size_t target_len)
+{
+	struct archive_entry *e = archive_entry_new();
+	bool data = type == AE_IFREG && target;
+
+	if (!e)
+		abort();
+	archive_entry_copy_pathname(e, name);
+	archive_entry_set_filetype(e, type == 'h' ? AE_IFREG : type);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_size(e, data ? (la_int64_t)target_len : 0);
+	if (type == AE_IFLNK)
+		archive_entry_copy_symlink(e, target ? target : "");
+	if (type == 'h')
+		archive_entry_copy_hardlink(e, target ? target : "");
+	/* libarchive refuses some entries itself: those simply are not in the tar. */
+	if (archive_write_header(a, e) == ARCHIVE_OK && data)
+		(void)archive_write_data(a, target, target_len);
+	archive_entry_free(e);
+}
+
+/* Mode 3: build a tar.zst payload from lines of entries. */
+static int
+entries_payload(const uint8_t *data, size_t size, struct buf *ret)
+{
+	_cleanup_free_ char *text = strndup((const char *)data, size);
+	struct archive *a = archive_write_new();
+	char id[SPK_APP_ID_LEN + 1], manifest[256];
+	char *line, *save = NULL;
+	int n;
+
+	if (!text || !a)
+		abort();
+	spk_app_id_from_key(key.public_key, id);
+	n = snprintf(manifest, sizeof(manifest),
+		     "{\"app\":{\"id\":\"%s\",\"title\":\"F\",\"version\":1},"
+		     "\"run\":{\"command\":[\"/a\"],\"httpPort\":1}}",
+		     id);
+	if (archive_write_add_filter_zstd(a) != ARCHIVE_OK ||
+	    archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+	    archive_write_open2(a, ret, NULL, append, NULL, NULL) != ARCHIVE_OK)
+		abort();
+	add(a, SPK_MANIFEST_NAME, AE_IFREG, manifest, (size_t)n);
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *tab = strchr(line + 1, '\t');
+		static const struct {
+			char c;
+			mode_t type;
+		} types[] = { { 'f', AE_IFREG }, { 'd', AE_IFDIR }, { 'l', AE_IFLNK },
+			      { 'h', 'h' },	 { 'c', AE_IFCHR }, { 'p', AE_IFIFO } };
+
+		if (tab)
+			*tab++ = '\0';
+		for (size_t i = 0; i < ELEMENTSOF(types); i++)
+			if (line[0] == types[i].c)
+				add(a, line + 1, types[i].type, tab, tab ? strlen(tab) : 0);
+	}
+	(void)archive_write_close(a);
+	(void)archive_write_free(a);
+	return 0;
 }
 
 __attribute__((destructor)) static void
@@ -109,6 +194,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (write(fd, data + 1, size - 1) != (ssize_t)(size - 1))
 			abort();
 		break;
+	case 3: {
+		_cleanup_(buf_release) struct buf payload = BUF_INIT;
+
+		(void)entries_payload(data + 1, size - 1, &payload);
+		if (payload.len == 0 || spk_write_signed(fd, &key, payload.data, payload.len) < 0)
+			return 0;
+		break;
+	}
 	default:
 		return 0;
 	}
