@@ -53,6 +53,7 @@ mkdir "$tmp/no-cgroups"
 $nolimits 2>/dev/null || die "granary-sandbox --allow-no-limits cannot run the no-op here"
 
 echo "b3: $ROUNDS rounds of $RUNS runs per command"
+cut -d' ' -f1-3 /proc/loadavg >"$tmp/load-before"
 for round in $(seq 1 "$ROUNDS"); do
 	if [ $((round % 2)) -eq 1 ]; then
 		order=("$grain" "$peer" "$alike" "$nolimits")
@@ -62,6 +63,8 @@ for round in $(seq 1 "$ROUNDS"); do
 	hyperfine -N --style none --warmup 3 --runs "$RUNS" --export-json "$tmp/round-$round.json" \
 		"${order[@]}" >/dev/null
 done
+
+cut -d' ' -f1-3 /proc/loadavg >"$tmp/load-after"
 
 # Idle sandboxes: memory of grain-init and the app, the grain's cgroup, and
 # what the kernel holds for each (namespaces, mounts, page tables), from
@@ -157,7 +160,10 @@ lines = [
     f"`tests/bench/b3-sandbox-spawn.sh`: {rounds} rounds of {runs} runs of each command "
     "with `hyperfine -N` (no shell), the order of the commands alternating every round; "
     f"median and min–max over all {g[3]} runs of each. A static no-op, its package "
-    "a directory holding only it.",
+    "a directory holding only it. The machine is shared: load average "
+    f"{open(tmp + '/load-before').read().strip()} before, "
+    f"{open(tmp + '/load-after').read().strip()} after (1, 5, 15 min); the ratios, "
+    "measured in the same rounds, are the figures to read.",
     "",
     "| command | median | min–max | vs bwrap |",
     "|---|---|---|---|",
