@@ -79,8 +79,20 @@ def throttled_periods(pkg, cpus):
                           opts=["--cpu", cpus]) as g:
         cpu_dir = sandboxlib.grain_cgroup_dir(g.init_pid, "cpu")
         p99 = latency_p99_ms()  # the host meanwhile: reported, never asserted
-        with open(os.path.join(cpu_dir, "cpu.stat")) as f:
-            stat = dict(line.split() for line in f)
+        # Sample until the hog ends: under a slow (sanitizer) start one early
+        # sample can come before it spins. Counters only grow, so the last
+        # sample taken while the grain lives is the answer.
+        stat = None
+        while True:
+            try:
+                with open(os.path.join(cpu_dir, "cpu.stat")) as f:
+                    stat = dict(line.split() for line in f)
+            except FileNotFoundError:
+                break  # the grain ended and its cgroup went with it
+            if int(stat["nr_throttled"]) > 0 or g.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert stat is not None, "the grain's cgroup was gone before the first sample"
         g.proc.wait(timeout=60)
     print(f"--cpu {cpus}: cpu.stat {stat}; host 1 ms sleep overshoot p99 {p99:.2f} ms")
     return int(stat["nr_throttled"])
