@@ -128,6 +128,26 @@ check_private(int fd, const char *path, struct spk_error *err)
 	return 0;
 }
 
+/* A new keyring's name must survive a crash too: sync the directory holding it. */
+static int
+sync_directory_of(const char *path, struct spk_error *err)
+{
+	_cleanup_free_ char *copy = strdup(path);
+	_cleanup_close_ int fd = -EBADF;
+	char *slash;
+
+	if (!copy)
+		return spk_error_set(err, ENOMEM, "out of memory");
+	slash = strrchr(copy, '/');
+	if (slash)
+		slash[slash == copy ? 1 : 0] = '\0';
+	fd = open(slash ? copy : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return spk_error_set(err, errno, "cannot sync the directory of keyring '%s': %s",
+				     path, strerror(errno));
+	return 0;
+}
+
 int
 spk_keyring_add(const char *path, const struct spk_key *key, struct spk_error *err)
 {
@@ -162,6 +182,8 @@ spk_keyring_add(const char *path, const struct spk_key *key, struct spk_error *e
 	else if (fsync(fd) < 0)
 		r = spk_error_set(err, errno, "cannot sync keyring '%s': %s", path,
 				  strerror(errno));
+	else if (st.st_size == 0)
+		r = sync_directory_of(path, err);
 	sodium_memzero(line, sizeof(line));
 	return r;
 }
