@@ -8,11 +8,13 @@
 #
 # The tree is copied once into $BUILD/bench-b5 on the disk the build lives
 # on; every tool reads and writes there. Rounds alternate the order of the
-# tools (A B C, then C B A, ...); before each round the previous outputs are
-# deleted and the disk is synced and left to settle, outside the timings
-# (deleting a tree of 15k files slows the next writer for seconds on these
-# machines). MB/s is of the tree's apparent size (sum of file sizes), 1 MB =
+# tools (A B C, then C B A, ...). Every run writes to a new path and nothing
+# is deleted until the end: deleting a tree of 15k files slows the next
+# writer on these machines for many seconds, whoever it is. Before each run
+# the disk is synced (outside the timing), so no run pays for another's
+# writeback. MB/s is of the tree's apparent size (sum of file sizes), 1 MB =
 # 10^6 bytes. Writes docs/benchmarks/b5.md; asserts nothing about speed.
+# Needs about (runs x 3 + 2) x the tree's size of free disk.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -53,7 +55,7 @@ declare -A times
 
 settle() {
 	sync
-	sleep "${B5_SETTLE:-3}"
+	sleep "${B5_SETTLE:-1}"
 }
 
 # timed NAME COMMAND...: run once, record its wall time.
@@ -66,28 +68,31 @@ timed() {
 	times[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }') "
 }
 
-# The tools, one function per operation, each writing a fresh output.
-pack_spk() { timed pack_spk "$spk" pack --quiet "$work/def" "$work/out.spk"; }
-pack_zstd() { timed pack_zstd tar --zstd -cf "$work/out.tar.zst" -C "$work" tree; }
-pack_xz() { timed pack_xz tar --xz -cf "$work/out.tar.xz" -C "$work" tree; }
-verify_spk() { timed verify_spk "$spk" verify --quiet "$work/out.spk"; }
-verify_zstd() { timed verify_zstd tar --zstd -tf "$work/out.tar.zst"; }
-verify_xz() { timed verify_xz tar --xz -tf "$work/out.tar.xz"; }
-unpack_spk() { timed unpack_spk "$spk" unpack --quiet "$work/out.spk" "$work/x-spk"; }
-unpack_zstd() { mkdir "$work/x-zstd" && timed unpack_zstd tar --zstd -xf "$work/out.tar.zst" -C "$work/x-zstd"; }
-unpack_xz() { mkdir "$work/x-xz" && timed unpack_xz tar --xz -xf "$work/out.tar.xz" -C "$work/x-xz"; }
+# The tools, one function per operation, each writing to a new path ($2: the run).
+pack_spk() { timed pack_spk "$spk" pack --quiet "$work/def" "$work/out-$1.spk"; }
+pack_zstd() { timed pack_zstd tar --zstd -cf "$work/out-$1.tar.zst" -C "$work" tree; }
+pack_xz() { timed pack_xz tar --xz -cf "$work/out-$1.tar.xz" -C "$work" tree; }
+verify_spk() { timed verify_spk "$spk" verify --quiet "$work/out-0.spk"; }
+verify_zstd() { timed verify_zstd tar --zstd -tf "$work/out-0.tar.zst"; }
+verify_xz() { timed verify_xz tar --xz -tf "$work/out-0.tar.xz"; }
+unpack_spk() { timed unpack_spk "$spk" unpack --quiet "$work/out-0.spk" "$work/x-spk-$1"; }
+unpack_zstd() {
+	mkdir "$work/x-zstd-$1" && timed unpack_zstd tar --zstd -xf "$work/out-0.tar.zst" -C "$work/x-zstd-$1"
+}
+unpack_xz() {
+	mkdir "$work/x-xz-$1" && timed unpack_xz tar --xz -xf "$work/out-0.tar.xz" -C "$work/x-xz-$1"
+}
 
-# round OP ORDER: one run of each tool for OP, in the given order (xz only
-# while it still has runs to do).
+# round OP I: run I of each tool for OP, in alternating order (xz only while
+# it still has runs to do).
 round() {
 	local op=$1 i=$2 tool
 	local order="spk zstd xz"
 	[ $((i % 2)) -eq 1 ] && order="xz zstd spk"
-	rm -rf "$work/x-spk" "$work/x-zstd" "$work/x-xz"
-	settle
 	for tool in $order; do
 		[ "$tool" = xz ] && [ "$i" -ge "$xz_runs" ] && continue
-		"${op}_$tool"
+		settle
+		"${op}_$tool" "$i"
 	done
 }
 
@@ -140,7 +145,8 @@ mkdir -p docs/benchmarks
 	echo
 	echo "Tree: $(echo $tree_sources | sed 's/ /, /g'): $entries entries, $(awk -v n="$bytes" 'BEGIN { printf "%.1f", n / 1e6 }') MB"
 	echo "of file content. MB/s of that content, median (min–max) of $runs runs ($xz_runs for xz),"
-	echo "tools alternating, outputs deleted and the disk synced before each round."
+	echo "tools alternating, each run writing to a new path with the disk synced before it;"
+	echo "nothing is deleted until the end."
 	echo
 	echo "| operation | spk | tar --zstd | tar --xz | spk / tar --zstd |"
 	echo "|---|---:|---:|---:|---:|"
@@ -148,7 +154,7 @@ mkdir -p docs/benchmarks
 	echo "| verify | $(cell verify_spk) | $(cell verify_zstd) | $(cell verify_xz) | $(ratio verify_spk verify_zstd)× |"
 	echo "| unpack | $(cell unpack_spk) | $(cell unpack_zstd) | $(cell unpack_xz) | $(ratio unpack_spk unpack_zstd)× |"
 	echo
-	echo "Sizes: spk $(size_mb "$work/out.spk") MB, tar.zst $(size_mb "$work/out.tar.zst") MB, tar.xz $(size_mb "$work/out.tar.xz") MB."
+	echo "Sizes: spk $(size_mb "$work/out-0.spk") MB, tar.zst $(size_mb "$work/out-0.tar.zst") MB, tar.xz $(size_mb "$work/out-0.tar.xz") MB."
 	echo
 	echo "Goal unpack ≥ 0.9× tar --zstd: **$([ "$goal" = 1 ] && echo met || echo "not met") ($unpack_ratio×)**."
 	echo
