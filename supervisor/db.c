@@ -189,6 +189,20 @@ done(sqlite3_stmt *s)
 	(void)sqlite3_clear_bindings(s);
 }
 
+/*
+ * Step a lookup to its one row: 0 with the row ready to read, -ENOENT when
+ * there is none. The caller reads the columns, then calls done(s).
+ */
+static int
+step_row(struct db *db, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : db_error(db, rc, what);
+}
+
 /* Run a statement that returns no row. */
 static int
 step_done(struct db *db, sqlite3_stmt *s, const char *what)
@@ -221,17 +235,18 @@ db_begin(struct db *db)
 	return exec(db, "BEGIN IMMEDIATE");
 }
 
+/*
+ * End the transaction db_begin() started: commit when r >= 0, roll back when
+ * r < 0 or when the commit itself fails. Returns r, or the commit's error.
+ */
 int
-db_commit(struct db *db)
+db_end(struct db *db, int r)
 {
-	return exec(db, "COMMIT");
-}
-
-void
-db_rollback(struct db *db)
-{
-	if (!sqlite3_get_autocommit(db->sqlite))
+	if (r >= 0)
+		r = exec(db, "COMMIT");
+	if (r < 0 && !sqlite3_get_autocommit(db->sqlite))
 		(void)exec(db, "ROLLBACK");
+	return r;
 }
 
 static int
@@ -299,12 +314,9 @@ migrate(struct db *db)
 		r = exec(db, db_migrations[v]);
 		if (r >= 0)
 			r = exec(db, set_version);
-		if (r >= 0)
-			r = db_commit(db);
-		if (r < 0) {
-			db_rollback(db);
+		r = db_end(db, r);
+		if (r < 0)
 			return r;
-		}
 		log_debug("database migrated to schema %" PRId64, v + 1);
 	}
 	return 0;
@@ -424,16 +436,13 @@ static int
 user_lookup(struct db *db, enum statement st, sqlite3_stmt *s, struct db_user *ret, char *ret_hash,
 	    size_t hash_size)
 {
-	int rc = sqlite3_step(s), r = 0;
+	int r = step_row(db, s, statement_sql[st]);
 
-	if (rc == SQLITE_ROW) {
+	if (r >= 0) {
 		read_user(s, ret);
 		if (ret_hash)
 			copy_text(ret_hash, hash_size, s, 5);
-	} else if (rc == SQLITE_DONE)
-		r = -ENOENT;
-	else
-		r = db_error(db, rc, statement_sql[st]);
+	}
 	done(s);
 	return r;
 }
@@ -469,18 +478,16 @@ static int
 count(struct db *db, enum statement st, const char *text_arg, int64_t *ret)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	r = statement(db, st, &s);
 	if (r < 0)
 		return r;
 	if (text_arg)
 		sqlite3_bind_text(s, 1, text_arg, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	r = step_row(db, s, statement_sql[st]);
+	if (r >= 0)
 		*ret = sqlite3_column_int64(s, 0);
-	else
-		r = db_error(db, rc, statement_sql[st]);
 	done(s);
 	return r;
 }
@@ -557,22 +564,19 @@ db_session_get(struct db *db, const uint8_t token_hash[32], int64_t now, int64_t
 	       int64_t *ret_expires_at)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	r = statement(db, ST_SESSION_GET, &s);
 	if (r < 0)
 		return r;
 	sqlite3_bind_blob(s, 1, token_hash, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, now);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	r = step_row(db, s, "get session");
+	if (r >= 0) {
 		*ret_user_id = sqlite3_column_int64(s, 0);
 		if (ret_expires_at)
 			*ret_expires_at = sqlite3_column_int64(s, 1);
-	} else if (rc == SQLITE_DONE)
-		r = -ENOENT;
-	else
-		r = db_error(db, rc, "get session");
+	}
 	done(s);
 	return r;
 }
@@ -671,7 +675,7 @@ db_package_add(struct db *db, const struct db_package *p, int64_t installed_by)
 
 	r = statement(db, ST_PACKAGE_ADD, &s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	sqlite3_bind_text(s, 1, p->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, p->app_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, p->version);
@@ -681,47 +685,35 @@ db_package_add(struct db *db, const struct db_package *p, int64_t installed_by)
 	sqlite3_bind_int64(s, 7, p->installed_at);
 	r = step_done(db, s, "add package");
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 
 	r = statement(db, ST_APP_UPSERT, &s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	sqlite3_bind_text(s, 1, p->app_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, p->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, p->installed_at);
 	if (installed_by > 0)
 		sqlite3_bind_int64(s, 4, installed_by);
 	r = step_done(db, s, "add app");
-	if (r < 0)
-		goto out_rollback;
 
-	r = db_commit(db);
-	if (r < 0)
-		goto out_rollback;
-	return 0;
-
-out_rollback:
-	db_rollback(db);
-	return r;
+out_transaction:
+	return db_end(db, r);
 }
 
 int
 db_package_get(struct db *db, const char *id, struct db_package *ret)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	r = statement(db, ST_PACKAGE_GET, &s);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	r = step_row(db, s, "get package");
+	if (r >= 0)
 		r = read_package(s, ret);
-	else if (rc == SQLITE_DONE)
-		r = -ENOENT;
-	else
-		r = db_error(db, rc, "get package");
 	done(s);
 	return r;
 }
@@ -765,45 +757,42 @@ db_app_remove(struct db *db, const char *app_id,
 		return r;
 	r = count(db, ST_APP_GRAIN_COUNT, app_id, &grains);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	if (grains > 0) {
 		r = -EBUSY;
-		goto out_rollback;
+		goto out_transaction;
 	}
 
 	/* Tell the caller which package directories go, before the rows do. */
 	r = statement(db, ST_PACKAGE_IDS_OF_APP, &s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	sqlite3_bind_text(s, 1, app_id, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW && each_package) {
 		r = each_package((const char *)sqlite3_column_text(s, 0), userdata);
 		if (r < 0)
 			break;
 	}
+	/* A failed read must not look like "no more packages": nothing is deleted then. */
+	if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_error(db, rc, "list packages of app");
 	done(s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 
 	r = statement(db, ST_APP_DELETE, &s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	sqlite3_bind_text(s, 1, app_id, -1, SQLITE_STATIC);
 	r = step_done(db, s, "delete app");
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	if (sqlite3_changes(db->sqlite) == 0) {
 		r = -ENOENT;
-		goto out_rollback;
+		goto out_transaction;
 	}
-	r = db_commit(db);
-	if (r < 0)
-		goto out_rollback;
-	return 0;
-
-out_rollback:
-	db_rollback(db);
-	return r;
+out_transaction:
+	return db_end(db, r);
 }
 
 /* ---- grains ----------------------------------------------------------------- */
@@ -833,7 +822,7 @@ db_grain_add(struct db *db, const struct db_grain *g, const char *owner_permissi
 		return r;
 	r = statement(db, ST_GRAIN_ADD, &s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	sqlite3_bind_text(s, 1, g->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, g->app_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, g->package_id, -1, SQLITE_STATIC);
@@ -842,47 +831,35 @@ db_grain_add(struct db *db, const struct db_grain *g, const char *owner_permissi
 	sqlite3_bind_int64(s, 6, g->created_at);
 	r = step_done(db, s, "add grain");
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 
 	/* The owner's grant is the root of the grain's sharing tree. */
 	r = statement(db, ST_OWNER_CAP_ADD, &s);
 	if (r < 0)
-		goto out_rollback;
+		goto out_transaction;
 	sqlite3_bind_text(s, 1, g->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, g->owner_id);
 	sqlite3_bind_text(s, 3, owner_permissions_json, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, g->created_at);
 	r = step_done(db, s, "add owner capability");
-	if (r < 0)
-		goto out_rollback;
 
-	r = db_commit(db);
-	if (r < 0)
-		goto out_rollback;
-	return 0;
-
-out_rollback:
-	db_rollback(db);
-	return r;
+out_transaction:
+	return db_end(db, r);
 }
 
 int
 db_grain_get(struct db *db, const char *id, struct db_grain *ret)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	r = statement(db, ST_GRAIN_GET, &s);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	r = step_row(db, s, "get grain");
+	if (r >= 0)
 		read_grain(s, ret);
-	else if (rc == SQLITE_DONE)
-		r = -ENOENT;
-	else
-		r = db_error(db, rc, "get grain");
 	done(s);
 	return r;
 }

@@ -694,12 +694,9 @@ handle_grain_update(struct request *req)
 		r = db_grain_rename(req->front->db, g.id, u.title);
 	if (r >= 0 && json_object_get(req->json, "trashed"))
 		r = db_grain_trash(req->front->db, g.id, u.trashed ? now_seconds() : 0);
-	if (r >= 0)
-		r = db_commit(req->front->db);
-	if (r < 0) {
-		db_rollback(req->front->db);
+	r = db_end(req->front->db, r);
+	if (r < 0)
 		return r;
-	}
 	r = db_grain_get(req->front->db, g.id, &g);
 	if (r < 0)
 		return r;

@@ -132,9 +132,9 @@ int db_open(const char *path, enum db_open_flags flags, struct db **ret);
 struct db *db_free(struct db *db); /* accepts NULL, returns NULL */
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct db *, db_free)
 int db_schema_version(struct db *db, int64_t *ret);
+/* A write transaction: db_begin(), then db_end(db, r) commits if r >= 0, else rolls back. */
 int db_begin(struct db *db);
-int db_commit(struct db *db);
-void db_rollback(struct db *db);
+int db_end(struct db *db, int r);
 
 /* -EEXIST: the name is taken. */
 int db_user_add(struct db *db, const char *name, const char *password_hash, bool admin, int64_t now,
