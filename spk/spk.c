@@ -485,8 +485,12 @@ cmd_pack(int argc, char *argv[])
 
 /* ---- verify, info, unpack ------------------------------------------------------------ */
 
+/*
+ * verify and unpack are one operation: unpack checks every entry as it
+ * writes it, and verify is the same walk with nothing written (DRY_RUN).
+ */
 static int
-cmd_verify(int argc, char *argv[])
+check_or_unpack(int argc, char *argv[], bool write)
 {
 	static const struct option options[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -495,6 +499,7 @@ cmd_verify(int argc, char *argv[])
 		{ "quiet", no_argument, NULL, 'q' },
 		{},
 	};
+	const char *command = write ? "unpack" : "verify";
 	_cleanup_(spk_package_freep) struct spk_package *p = NULL;
 	struct spk_limits limits = {};
 	struct spk_unpack_stats stats;
@@ -508,15 +513,27 @@ cmd_verify(int argc, char *argv[])
 	while ((c = getopt_long(argc, argv, "hq", options, NULL)) >= 0)
 		switch (c) {
 		case 'h':
-			printf("Usage: spk verify [--max-bytes SIZE] [--max-entries N] FILE\n"
-			       "Check a package: its signature, its manifest and every entry, as "
-			       "an\n"
-			       "install would, without writing anything. Exits 0 only if all is "
-			       "well.\n\n"
-			       "      --max-bytes SIZE   budget of unpacked file bytes (default "
+			if (write)
+				printf("Usage: spk unpack [--max-bytes SIZE] [--max-entries N] "
+				       "FILE "
+				       "DIR\n"
+				       "Verify a package, then unpack it into DIR, which must not "
+				       "exist.\n"
+				       "Nothing is left behind if any check fails.\n\n");
+			else
+				printf("Usage: spk verify [--max-bytes SIZE] [--max-entries N] "
+				       "FILE\n"
+				       "Check a package: its signature, its manifest and every "
+				       "entry, "
+				       "as an\n"
+				       "install would, without writing anything. Exits 0 only if "
+				       "all "
+				       "is well.\n\n");
+			printf("      --max-bytes SIZE   budget of unpacked file bytes (default "
 			       "2G)\n"
 			       "      --max-entries N    budget of entries (default 100000)\n"
-			       "  -q, --quiet            print nothing on success\n");
+			       "  -q, --quiet            %s\n",
+			       write ? "no progress and no summary" : "print nothing on success");
 			return EXIT_SUCCESS;
 		case 'B':
 		case 'E':
@@ -527,23 +544,36 @@ cmd_verify(int argc, char *argv[])
 			arg_quiet = true;
 			break;
 		default:
-			return usage_error("verify", "Bad option");
+			return usage_error(command, "Bad option");
 		}
-	if (argc - optind != 1)
-		return usage_error("verify", "Expected one FILE");
+	if (argc - optind != (write ? 2 : 1))
+		return usage_error(command, write ? "Expected FILE and DIR" : "Expected one FILE");
 	if (open_package(argv[optind], &limits, &p) < 0)
 		return EXIT_FAILURE;
-	fn = progress_for(&progress, "checking");
-	r = spk_package_unpack(p, NULL, SPK_UNPACK_DRY_RUN, fn, &progress, NULL, &stats, &err);
+	fn = progress_for(&progress, write ? "unpacking" : "checking");
+	r = spk_package_unpack(p, write ? argv[optind + 1] : NULL, write ? 0 : SPK_UNPACK_DRY_RUN,
+			       fn, &progress, NULL, &stats, &err);
 	progress_end(&progress);
 	if (r < 0)
 		return log_error("'%s': %s", argv[optind], err.message), EXIT_FAILURE;
-	info = spk_package_info(p);
-	if (!arg_quiet)
+	if (arg_quiet)
+		return EXIT_SUCCESS;
+	if (write)
+		log_info("Unpacked %llu entries (%s) into '%s'", (unsigned long long)stats.entries,
+			 format_size(size, sizeof(size), stats.bytes), argv[optind + 1]);
+	else {
+		info = spk_package_info(p);
 		printf("%s: OK, app id %s, package id %s, %llu entries, %s\n", argv[optind],
 		       info->app_id, info->package_id, (unsigned long long)stats.entries,
 		       format_size(size, sizeof(size), stats.bytes));
+	}
 	return EXIT_SUCCESS;
+}
+
+static int
+cmd_verify(int argc, char *argv[])
+{
+	return check_or_unpack(argc, argv, false);
 }
 
 static int
@@ -623,57 +653,7 @@ cmd_info(int argc, char *argv[])
 static int
 cmd_unpack(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "max-bytes", required_argument, NULL, 'B' },
-		{ "max-entries", required_argument, NULL, 'E' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{},
-	};
-	_cleanup_(spk_package_freep) struct spk_package *p = NULL;
-	struct spk_limits limits = {};
-	struct spk_unpack_stats stats;
-	struct spk_error err = {};
-	struct progress progress;
-	spk_progress_fn fn;
-	char size[FORMAT_SIZE_MAX];
-	int c, r;
-
-	while ((c = getopt_long(argc, argv, "hq", options, NULL)) >= 0)
-		switch (c) {
-		case 'h':
-			printf("Usage: spk unpack [--max-bytes SIZE] [--max-entries N] FILE DIR\n"
-			       "Verify a package, then unpack it into DIR, which must not exist.\n"
-			       "Nothing is left behind if any check fails.\n\n"
-			       "      --max-bytes SIZE   budget of unpacked file bytes (default "
-			       "2G)\n"
-			       "      --max-entries N    budget of entries (default 100000)\n"
-			       "  -q, --quiet            no progress and no summary\n");
-			return EXIT_SUCCESS;
-		case 'B':
-		case 'E':
-			if (parse_limit_option(c, optarg, &limits) < 0)
-				return EXIT_USAGE;
-			break;
-		case 'q':
-			arg_quiet = true;
-			break;
-		default:
-			return usage_error("unpack", "Bad option");
-		}
-	if (argc - optind != 2)
-		return usage_error("unpack", "Expected FILE and DIR");
-	if (open_package(argv[optind], &limits, &p) < 0)
-		return EXIT_FAILURE;
-	fn = progress_for(&progress, "unpacking");
-	r = spk_package_unpack(p, argv[optind + 1], 0, fn, &progress, NULL, &stats, &err);
-	progress_end(&progress);
-	if (r < 0)
-		return log_error("'%s': %s", argv[optind], err.message), EXIT_FAILURE;
-	if (!arg_quiet)
-		log_info("Unpacked %llu entries (%s) into '%s'", (unsigned long long)stats.entries,
-			 format_size(size, sizeof(size), stats.bytes), argv[optind + 1]);
-	return EXIT_SUCCESS;
+	return check_or_unpack(argc, argv, true);
 }
 
 /* ---- main ----------------------------------------------------------------------------- */
