@@ -126,8 +126,7 @@ session_lookup(struct db *db, const char *token, int64_t now, struct db_user *re
 	/* Sliding expiry, written at most once per half lifetime. */
 	if (expires_at - now < SESSION_LIFETIME / 2)
 		(void)db_session_touch(db, hash, now, now + SESSION_LIFETIME);
-	r = db_user_by_id(db, user_id, ret_user, NULL, 0);
-	return r == -ENOENT ? -ENOENT : r;
+	return db_user_by_id(db, user_id, ret_user, NULL, 0);
 }
 
 int

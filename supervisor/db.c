@@ -46,6 +46,7 @@ enum statement {
 	ST_SESSION_PURGE,
 	ST_APP_UPSERT,
 	ST_APP_LIST,
+	ST_APP_GET,
 	ST_APP_DELETE,
 	ST_APP_GRAIN_COUNT,
 	ST_PACKAGE_ADD,
@@ -96,6 +97,8 @@ static const char *const statement_sql[_ST_MAX] = {
 			  "package_id = excluded.package_id",
 	[ST_APP_LIST] = "SELECT " PACKAGE_COLUMNS "FROM apps a JOIN packages p "
 			"ON p.id = a.package_id ORDER BY p.title, a.id",
+	[ST_APP_GET] = "SELECT " PACKAGE_COLUMNS "FROM apps a JOIN packages p "
+		       "ON p.id = a.package_id WHERE a.id = ?1",
 	[ST_APP_DELETE] = "DELETE FROM apps WHERE id = ?1",
 	[ST_APP_GRAIN_COUNT] = "SELECT count(*) FROM grains WHERE app_id = ?1",
 	[ST_PACKAGE_ADD] = "INSERT INTO packages (id, app_id, version, title, manifest, size, "
@@ -712,6 +715,23 @@ db_package_get(struct db *db, const char *id, struct db_package *ret)
 		return r;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	r = step_row(db, s, "get package");
+	if (r >= 0)
+		r = read_package(s, ret);
+	done(s);
+	return r;
+}
+
+int
+db_app_get(struct db *db, const char *app_id, struct db_package *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_APP_GET, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, app_id, -1, SQLITE_STATIC);
+	r = step_row(db, s, "get app");
 	if (r >= 0)
 		r = read_package(s, ret);
 	done(s);

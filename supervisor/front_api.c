@@ -492,35 +492,21 @@ handle_apps_list(struct request *req)
 	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "apps", apps));
 }
 
-struct find_app {
-	const char *app_id;
-	json_t *found;
-};
-
-static int
-find_app(const struct db_package *p, void *userdata)
-{
-	struct find_app *fa = userdata;
-
-	if (strcmp(p->app_id, fa->app_id) != 0)
-		return 0;
-	fa->found = package_json(p, true);
-	return fa->found ? 0 : -ENOMEM;
-}
-
 static int
 handle_app_get(struct request *req)
 {
-	struct find_app fa = { .app_id = req->param };
+	struct db_package p = {};
+	json_t *app;
 	int r;
 
-	/* O(apps): a server has tens of apps, not thousands. */
-	r = db_app_list(req->front->db, find_app, &fa);
+	r = db_app_get(req->front->db, req->param, &p);
+	if (r == -ENOENT)
+		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app", "No such app");
 	if (r < 0)
 		return r;
-	if (!fa.found)
-		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app", "No such app");
-	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "app", fa.found));
+	app = package_json(&p, true);
+	db_package_release(&p);
+	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "app", app));
 }
 
 static json_t *
@@ -579,26 +565,18 @@ handle_grain_create(struct request *req)
 		  .max = GRAIN_TITLE_MAX },
 		{},
 	};
-	struct find_app fa = {};
 	_cleanup_free_ char *perms = NULL;
 	struct db_package p = {};
 	struct db_grain g = {};
 	struct json_error err;
-	const char *package_id;
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &gr, 0, &err) < 0)
 		return bad_json(req, &err);
-	fa.app_id = gr.app;
-	r = db_app_list(req->front->db, find_app, &fa);
-	if (r < 0)
-		return r;
-	if (!fa.found)
+	r = db_app_get(req->front->db, gr.app, &p);
+	if (r == -ENOENT)
 		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app",
 				     "No app with id '%s' is installed", gr.app);
-	package_id = json_string_value(json_object_get(fa.found, "packageId"));
-	r = package_id ? db_package_get(req->front->db, package_id, &p) : -EIO;
-	json_decref(fa.found);
 	if (r < 0)
 		return r;
 
@@ -830,7 +808,7 @@ route_run(struct request *req)
 					     "bad_content_type",
 					     "Send the body as Content-Type: application/json");
 		r = json_parse_strict(req->body.data ? req->body.data : "", req->body.len,
-				      64 * 1024, &req->json, &err);
+				      BODY_LIMIT, &req->json, &err);
 		if (r < 0)
 			return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_json", "%s",
 					     err.message);

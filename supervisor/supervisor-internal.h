@@ -165,6 +165,8 @@ int db_package_add(struct db *db, const struct db_package *p, int64_t installed_
 /* ret->manifest is allocated: db_package_release(). -ENOENT: no such package. */
 int db_package_get(struct db *db, const char *id, struct db_package *ret);
 void db_package_release(struct db_package *p);
+/* The current package of app_id; ret->manifest as db_package_get(). -ENOENT: no such app. */
+int db_app_get(struct db *db, const char *app_id, struct db_package *ret);
 /* Each app's current package, by title. The package is valid during the call only. */
 int db_app_list(struct db *db, int (*callback)(const struct db_package *current, void *userdata),
 		void *userdata);
@@ -240,6 +242,8 @@ struct front {
 		uint64_t logins, login_failures, installs;
 	} metrics;
 };
+
+#define BODY_LIMIT (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
 
 enum route_flags {
 	ROUTE_API = 1 << 0,   /* under /api/: JSON answers, Origin checked for unsafe methods */

@@ -257,6 +257,11 @@ TEST(apps_packages_grains)
 	seen = 0;
 	CHECK_OK(db_app_list(db, count_packages, &seen));
 	CHECK_INT_EQ(seen, 1);
+	CHECK_OK(db_app_get(db, p.app_id, &got));
+	CHECK_STR_EQ(got.id, p.id);
+	CHECK_STR_EQ(got.manifest, "{\"app\":{}}");
+	db_package_release(&got);
+	CHECK_ERR(db_app_get(db, "nosuchapp", &got), ENOENT);
 
 	/* Bad manifest JSON never lands. */
 	struct db_package bad = p;
