@@ -2,13 +2,16 @@
 # of the parts both (and the unit tests) use.
 
 SUPERVISOR_SOURCES := \
+	supervisor/apps.c \
 	supervisor/auth.c \
 	supervisor/db.c \
 	supervisor/front.c \
 	supervisor/front_api.c \
+	supervisor/install.c \
 	supervisor/ipc.c \
 	supervisor/launcher.c \
-	supervisor/listen.c
+	supervisor/listen.c \
+	supervisor/lockdown.c
 
 $(BUILD)/lib/libgranary-supervisor.a: $(SUPERVISOR_SOURCES:%.c=$(BUILD)/obj/%.o)
 LIBRARIES += $(BUILD)/lib/libgranary-supervisor.a

@@ -10,16 +10,19 @@
  *              is queued here: Debian's libmicrohttpd 0.9.75 answers
  *              "Connection: close" to responses queued on the first call
  *              (FIELD-NOTES.md: 20k vs 97k req/s).
- *   body calls JSON bodies are collected up to BODY_LIMIT; bodies nobody
- *              asked for are dropped up to DISCARD_LIMIT (closing a socket
- *              with unread bytes makes the kernel send RST, and the client
- *              sees a reset instead of our answer).
+ *   body calls JSON bodies are collected up to BODY_LIMIT; uploads
+ *              (ROUTE_UPLOAD) stream into an unnamed file in STATE/uploads
+ *              once the sender proved it may upload, up to UPLOAD_LIMIT;
+ *              bodies nobody asked for are dropped up to DISCARD_LIMIT
+ *              (closing a socket with unread bytes makes the kernel send
+ *              RST, and the client sees a reset instead of our answer).
  *   last call  origin check for unsafe methods, session lookup, the handler
  *              (front_api.c), which queues exactly one response.
  *   completed  request_free().
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,15 +31,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cap-ng.h>
 #include <microhttpd.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sched.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/macro.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
@@ -206,6 +210,7 @@ request_free(struct request *req)
 {
 	if (!req)
 		return;
+	req->upload_fd = safe_close(req->upload_fd);
 	json_decref(req->json);
 	buf_release(&req->body);
 	free(req);
@@ -224,6 +229,7 @@ request_new(struct front *f, struct MHD_Connection *connection, const char *meth
 	req->method = method;
 	req->url = url;
 	req->body = (struct buf)BUF_INIT_LIMIT(BODY_LIMIT);
+	req->upload_fd = -EBADF;
 	client_address(connection, req->address, sizeof(req->address));
 
 	host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
@@ -233,6 +239,63 @@ request_new(struct front *f, struct MHD_Connection *connection, const char *meth
 	else
 		route_find(req);
 	return req;
+}
+
+/*
+ * The first bytes of an upload: stream them to disk only for a sender who may
+ * upload (Origin, session, admin); anyone else's bytes are dropped and the
+ * last call answers why. The file has no name (O_TMPFILE): a crash leaves
+ * nothing behind.
+ */
+static void
+upload_begin(struct request *req)
+{
+	req->upload_checked = true;
+	if (!origin_allowed(req) || route_authorize(req, false) < 0)
+		return;
+	req->upload_fd = open("uploads", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (req->upload_fd < 0)
+		req->upload_errno = errno;
+}
+
+/* false: stop reading (too large, or the disk said no) and answer now. */
+static bool
+upload_write(struct request *req, const char *data, size_t n)
+{
+	if (!req->upload_checked)
+		upload_begin(req);
+	if (req->upload_fd < 0)
+		return req->upload_errno == 0 && req->discarded + n <= DISCARD_LIMIT;
+	if (req->upload_size + n > UPLOAD_LIMIT) {
+		req->body_too_large = true;
+		req->upload_fd = safe_close(req->upload_fd);
+		return false;
+	}
+	while (n > 0) {
+		ssize_t w = write(req->upload_fd, data, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			req->upload_errno = errno;
+			req->upload_fd = safe_close(req->upload_fd);
+			return false;
+		}
+		data += w;
+		n -= (size_t)w;
+		req->upload_size += (uint64_t)w;
+	}
+	return true;
+}
+
+/* An upload whose Content-Length is over the limit is refused before a byte is read. */
+static bool
+upload_announced_too_large(struct request *req)
+{
+	const char *length = request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	uint64_t n;
+
+	return length && parse_uint64(length, &n) >= 0 && n > UPLOAD_LIMIT;
 }
 
 static enum MHD_Result
@@ -252,10 +315,27 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 			return MHD_NO;
 		*req_cls = req;
 		f->metrics.requests++;
-		return MHD_YES;
+		if (now_seconds() - f->housekeeping_at >= HOUSEKEEPING_INTERVAL)
+			(void)front_housekeeping(f);
+		if (!(req->route && (req->route->flags & ROUTE_UPLOAD) &&
+		      upload_announced_too_large(req)))
+			return MHD_YES;
+		/* Answered now, so a client that sent "Expect: 100-continue" sends nothing. */
+		req->body_too_large = true;
 	}
 
-	if (*upload_data_size > 0) {
+	if (*upload_data_size > 0 && req->route && (req->route->flags & ROUTE_UPLOAD) &&
+	    !req->body_too_large) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (upload_write(req, upload_data, n)) {
+			if (req->upload_fd < 0)
+				req->discarded += n;
+			return MHD_YES;
+		}
+		/* Refused senders past DISCARD_LIMIT get their refusal below. */
+	} else if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
@@ -281,9 +361,19 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 				  "%s is not allowed here", method);
 	} else if (!req->route)
 		r = respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "No such page");
+	else if (req->body_too_large && (req->route->flags & ROUTE_UPLOAD))
+		r = respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "upload_too_large",
+				  "Uploads are limited to %llu bytes",
+				  (unsigned long long)UPLOAD_LIMIT);
 	else if (req->body_too_large)
 		r = respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
 				  "The request body is larger than %d bytes", BODY_LIMIT);
+	else if (req->upload_errno)
+		r = respond_error(req, req->upload_errno == ENOSPC || req->upload_errno == EDQUOT
+					       ? MHD_HTTP_INSUFFICIENT_STORAGE
+					       : MHD_HTTP_INTERNAL_SERVER_ERROR,
+				  "upload_failed", "Failed to store the upload: %s",
+				  strerror(req->upload_errno));
 	else if (!method_is_safe(method) && (req->route->flags & ROUTE_API) && !origin_allowed(req))
 		r = respond_error(req, MHD_HTTP_FORBIDDEN, "bad_origin",
 				  "Unsafe requests must come from %s (send an Origin header)",
@@ -377,6 +467,7 @@ front_start(const struct front_config *config, struct front **ret)
 	if (!f)
 		return -ENOMEM;
 	f->launcher_fd = config->launcher_fd;
+	f->packages_fd = -EBADF;
 	f->state_dir = strdup(config->state_dir);
 	if (!f->state_dir)
 		return -ENOMEM;
@@ -416,6 +507,10 @@ front_start(const struct front_config *config, struct front **ret)
 	r = setup_hint(f);
 	if (r < 0)
 		return log_error_errno(r, "Failed to read users: %m");
+	/* Uploads stream into unnamed files here (front's own, mode 0700). */
+	if (mkdir("uploads", 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "Failed to create '%s/uploads': %m", f->state_dir);
+	(void)front_housekeeping(f);
 
 	/* clang-format off */
 	f->daemon = MHD_start_daemon(
@@ -453,126 +548,12 @@ front_free(struct front *f)
 			(void)close(listen_fd);
 	}
 	db_free(f->db);
+	f->packages_fd = safe_close(f->packages_fd);
 	free(f->origin);
 	free(f->shell_host);
 	free(f->state_dir);
 	free(f);
 	return NULL;
-}
-
-/*
- * The front's seccomp filter: what a compromised front must never do. It runs
- * libmicrohttpd, SQLite and glibc's threads, whose exact syscall set moves
- * with library versions, so this is a denylist of everything privileged or
- * kernel-attack-surface-heavy; the grains, which run code we do not trust at
- * all, get the allowlist (sandbox/). Other ABIs (x32, i386) are killed by
- * libseccomp's default bad-architecture action.
- */
-static const char *const front_denied[] = {
-	"execve",
-	"execveat",
-	"ptrace",
-	"process_vm_readv",
-	"process_vm_writev",
-	"mount",
-	"umount2",
-	"pivot_root",
-	"chroot",
-	"fsopen",
-	"fsconfig",
-	"fsmount",
-	"move_mount",
-	"open_tree",
-	"fspick",
-	"mount_setattr",
-	"unshare",
-	"setns",
-	"bpf",
-	"perf_event_open",
-	"userfaultfd",
-	"io_uring_setup",
-	"io_uring_enter",
-	"io_uring_register",
-	"keyctl",
-	"add_key",
-	"request_key",
-	"init_module",
-	"finit_module",
-	"delete_module",
-	"kexec_load",
-	"kexec_file_load",
-	"reboot",
-	"swapon",
-	"swapoff",
-	"acct",
-	"syslog",
-	"quotactl",
-	"settimeofday",
-	"clock_settime",
-	"clock_adjtime",
-	"adjtimex",
-	"sethostname",
-	"setdomainname",
-	"iopl",
-	"ioperm",
-	"modify_ldt",
-	"personality",
-	"open_by_handle_at",
-	"name_to_handle_at",
-	"setuid",
-	"setgid",
-	"setreuid",
-	"setregid",
-	"setresuid",
-	"setresgid",
-	"setgroups",
-	"setfsuid",
-	"setfsgid",
-	"mknod",
-	"mknodat",
-	"lookup_dcookie",
-	"vhangup",
-	"kcmp",
-	"pidfd_getfd",
-};
-
-static int
-front_seccomp(void)
-{
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-	int r = 0;
-
-	if (!ctx)
-		return -ENOMEM;
-	for (size_t i = 0; i < ELEMENTSOF(front_denied) && r >= 0; i++) {
-		int nr = seccomp_syscall_resolve_name(front_denied[i]);
-
-		if (nr == __NR_SCMP_ERROR)
-			continue; /* not known to this libseccomp: not on this kernel either */
-		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
-	}
-	/* Threads yes, namespaces no. clone3 takes its flags through a pointer the
-	 * filter cannot read, so it answers ENOSYS and glibc falls back to clone. */
-	const unsigned long ns_flags[] = { CLONE_NEWNS,	 CLONE_NEWCGROUP, CLONE_NEWUTS,
-					   CLONE_NEWIPC, CLONE_NEWUSER,	  CLONE_NEWPID,
-					   CLONE_NEWNET, CLONE_NEWTIME };
-	for (size_t i = 0; i < ELEMENTSOF(ns_flags) && r >= 0; i++)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-				     SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
-	if (r >= 0)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-	/* Sockets: unix, IPv4, IPv6 only (no raw netlink, packet, vsock...). */
-	if (r >= 0)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_GT, AF_INET6));
-	for (int family = 0; family < AF_INET6 && r >= 0; family++)
-		if (family != AF_UNIX && family != AF_INET)
-			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-					     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)family));
-	if (r >= 0)
-		r = seccomp_load(ctx);
-	seccomp_release(ctx);
-	return r;
 }
 
 int
@@ -613,7 +594,7 @@ front_main(const struct front_config *config)
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return log_error_errno(errno, "Failed to set no_new_privs: %m");
-	r = front_seccomp();
+	r = lockdown_seccomp(0);
 	if (r < 0)
 		return log_error_errno(r, "Failed to install the seccomp filter: %m");
 

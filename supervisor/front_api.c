@@ -9,11 +9,14 @@
  * needs one. It queues exactly one response. Bad input gets a 4xx with a
  * stable code and changes nothing.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 #include <sodium.h>
@@ -509,6 +512,159 @@ handle_app_get(struct request *req)
 	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "app", app));
 }
 
+/* packages/ in the state directory (front's working directory), opened once. */
+static int
+packages_dir(struct front *f)
+{
+	if (f->packages_fd < 0) {
+		f->packages_fd = open("packages", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (f->packages_fd < 0)
+			return negative_errno();
+	}
+	return f->packages_fd;
+}
+
+/* Ask the launcher to delete packages/<id>; failures are logged (housekeeping retries). */
+static void
+package_discard(struct front *f, const char *package_id)
+{
+	struct ipc_package m;
+	struct ipc_message reply;
+	int r;
+
+	memcpy(m.package_id, package_id, PACKAGE_ID_LEN);
+	r = ipc_call(f->launcher_fd, IPC_PACKAGE_DELETE, &m, sizeof(m), &reply);
+	if (r < 0)
+		log_warning_errno(r, "Failed to delete package %s: %m", package_id);
+}
+
+/* The launcher's refusal of a package, as an HTTP answer. */
+static int
+respond_install_error(struct request *req, int error, const char *message)
+{
+	switch (error) {
+	case -EBADMSG:
+	case -EPROTONOSUPPORT:
+	case -E2BIG:
+	case -ENAMETOOLONG:
+	case -EFBIG:
+		return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "bad_package",
+				     "The package was refused: %s", message);
+	case -ENOSPC:
+	case -EDQUOT:
+		return respond_error(req, MHD_HTTP_INSUFFICIENT_STORAGE, "no_space",
+				     "Not enough disk space to unpack the package: %s", message);
+	default:
+		log_error("Installing a package failed: %s", message);
+		return respond_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "install_failed",
+				     "Installing the package failed: %s", message);
+	}
+}
+
+static int
+handle_app_install(struct request *req)
+{
+	static const char *const outcomes[] = {
+		[APP_INSTALLED] = "installed",
+		[APP_UPDATED] = "updated",
+		[APP_ALREADY_INSTALLED] = "unchanged",
+	};
+	struct front *f = req->front;
+	const char *type = request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	struct package_install_result installed = {};
+	struct app_register_result reg;
+	struct ipc_message reply = {};
+	struct db_package p = {};
+	json_t *app;
+	int pfd, r;
+
+	if (type && strncmp(type, "multipart/", 10) == 0)
+		return respond_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "bad_content_type",
+				     "Send the .spk file itself as the body "
+				     "(Content-Type: application/octet-stream), not a form");
+	if (req->upload_fd < 0 || req->upload_size == 0)
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "empty_upload",
+				     "Send the .spk file as the request body");
+	pfd = packages_dir(f);
+	if (pfd < 0)
+		return log_error_errno(pfd, "Failed to open the packages directory: %m");
+
+	r = ipc_call_fd(f->launcher_fd, IPC_PACKAGE_INSTALL, NULL, 0, req->upload_fd, &reply);
+	if (r < 0 && reply.header.type == IPC_ERROR)
+		return respond_install_error(req, r, reply.payload.error.message);
+	if (r < 0)
+		return log_error_errno(r, "The launcher did not answer the install: %m");
+	if (reply.header.type != IPC_PACKAGE_INSTALLED)
+		return -EBADMSG;
+	memcpy(installed.package_id, reply.payload.installed.package_id, PACKAGE_ID_LEN);
+	memcpy(installed.app_id, reply.payload.installed.app_id,
+	       sizeof(reply.payload.installed.app_id));
+	installed.existed = reply.payload.installed.existed;
+
+	r = app_register(f->db, pfd, &installed, req->upload_size, req->user.id, now_seconds(),
+			 &reg);
+	if (r < 0) {
+		if (!installed.existed)
+			package_discard(f, installed.package_id);
+		if (r == -ESTALE)
+			return respond_error(req, MHD_HTTP_CONFLICT, "downgrade", "%s", reg.message);
+		if (r == -EBADMSG)
+			return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "bad_package", "%s",
+					     reg.message);
+		return r;
+	}
+	if (reg.outcome != APP_ALREADY_INSTALLED) {
+		f->metrics.installs++;
+		log_info("App %s %s by '%s' (package %s)", installed.app_id, outcomes[reg.outcome],
+			 req->user.name, installed.package_id);
+		(void)db_audit_add(f->db, now_seconds(), NULL, req->user.id,
+				   reg.outcome == APP_INSTALLED ? "app.installed" : "app.updated",
+				   NULL);
+	}
+
+	r = db_package_get(f->db, installed.package_id, &p);
+	if (r < 0)
+		return r;
+	app = package_json(&p, true);
+	db_package_release(&p);
+	return respond_json(req, reg.outcome == APP_ALREADY_INSTALLED ? MHD_HTTP_OK
+								      : MHD_HTTP_CREATED,
+			    json_pack("{s:o,s:s}", "app", app, "outcome", outcomes[reg.outcome]));
+}
+
+static int
+collect_package_id(const char *package_id, void *userdata)
+{
+	return json_array_append_new(userdata, json_string(package_id)) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+handle_app_remove(struct request *req)
+{
+	_cleanup_json_ json_t *ids = json_array();
+	size_t i;
+	json_t *id;
+	int r;
+
+	if (!ids)
+		return -ENOMEM;
+	r = db_app_remove(req->front->db, req->param, collect_package_id, ids);
+	if (r == -ENOENT)
+		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app", "No such app");
+	if (r == -EBUSY)
+		return respond_error(req, MHD_HTTP_CONFLICT, "app_in_use",
+				     "Grains of this app still exist (the trash counts too); "
+				     "delete them first");
+	if (r < 0)
+		return r;
+	/* The rows are gone; a directory whose deletion fails is retried by housekeeping. */
+	json_array_foreach (ids, i, id)
+		package_discard(req->front, json_string_value(id));
+	log_info("App %s removed by '%s'", req->param, req->user.name);
+	(void)db_audit_add(req->front->db, now_seconds(), NULL, req->user.id, "app.removed", NULL);
+	return respond_empty(req, MHD_HTTP_NO_CONTENT);
+}
+
 static json_t *
 grain_json(const struct db_grain *g)
 {
@@ -702,6 +858,110 @@ handle_grain_delete(struct request *req)
 
 /* ---- the table ------------------------------------------------------------------- */
 
+/* ---- housekeeping ------------------------------------------------------------- */
+
+struct trash_scan {
+	json_t *ids;
+	int64_t before;
+};
+
+static int
+collect_expired_trash(const struct db_grain *g, void *userdata)
+{
+	struct trash_scan *scan = userdata;
+
+	if (!g->trashed_at || g->trashed_at > scan->before)
+		return 0;
+	return json_array_append_new(scan->ids, json_string(g->id)) == 0 ? 0 : -ENOMEM;
+}
+
+/* Grains in the trash for longer than TRASH_KEEP: storage first, then the row. */
+static int
+purge_trash(struct front *f, int64_t now)
+{
+	_cleanup_json_ json_t *ids = json_array();
+	struct trash_scan scan = { ids, now - TRASH_KEEP };
+	size_t i;
+	json_t *id;
+	int r;
+
+	if (!ids)
+		return -ENOMEM;
+	r = db_grain_list(f->db, 0, true, collect_expired_trash, &scan);
+	if (r < 0)
+		return r;
+	json_array_foreach (ids, i, id) {
+		struct ipc_grain storage;
+		struct ipc_message reply;
+
+		memcpy(storage.grain_id, json_string_value(id), GRAIN_ID_LEN);
+		r = ipc_call(f->launcher_fd, IPC_GRAIN_STORAGE_DELETE, &storage, sizeof(storage),
+			     &reply);
+		if (r >= 0)
+			r = db_grain_delete(f->db, json_string_value(id));
+		if (r < 0)
+			return log_warning_errno(r, "Failed to purge grain %s: %m",
+						 json_string_value(id));
+		log_info("Grain %s purged from the trash", json_string_value(id));
+	}
+	return 0;
+}
+
+/* Package directories without a row: a crash between unpack and commit. */
+static int
+sweep_packages(struct front *f)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct dirent *e;
+	DIR *d;
+	int pfd, r = 0;
+
+	pfd = packages_dir(f);
+	if (pfd < 0)
+		return pfd;
+	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	d = fdopendir(fd);
+	if (!d)
+		return negative_errno();
+	fd = -EBADF;
+	while ((e = readdir(d))) {
+		struct db_package p = {};
+
+		if (!package_id_valid(e->d_name))
+			continue;
+		r = db_package_get(f->db, e->d_name, &p);
+		if (r >= 0) {
+			db_package_release(&p);
+			continue;
+		}
+		if (r != -ENOENT)
+			break;
+		r = 0;
+		log_info("Deleting package %s, which no app uses (an install or removal "
+			 "did not finish)",
+			 e->d_name);
+		package_discard(f, e->d_name);
+	}
+	closedir(d);
+	return r;
+}
+
+int
+front_housekeeping(struct front *f)
+{
+	int64_t now = now_seconds();
+	int r, k;
+
+	f->housekeeping_at = now;
+	r = sweep_packages(f);
+	if (r < 0)
+		log_warning_errno(r, "Failed to look for unused packages: %m");
+	k = purge_trash(f, now);
+	return r < 0 ? r : k;
+}
+
 static const struct route routes[] = {
 	{ "GET", "/", 0, handle_root },
 	{ "GET", "/healthz", 0, handle_healthz },
@@ -715,7 +975,9 @@ static const struct route routes[] = {
 	{ "GET", "/api/users", ROUTE_API | ROUTE_ADMIN, handle_users_list },
 	{ "POST", "/api/users", ROUTE_API | ROUTE_BODY | ROUTE_ADMIN, handle_users_add },
 	{ "GET", "/api/apps", ROUTE_API | ROUTE_USER, handle_apps_list },
+	{ "POST", "/api/apps", ROUTE_API | ROUTE_ADMIN | ROUTE_UPLOAD, handle_app_install },
 	{ "GET", "/api/apps/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_app_get },
+	{ "DELETE", "/api/apps/", ROUTE_API | ROUTE_ADMIN | ROUTE_PARAM, handle_app_remove },
 	{ "GET", "/api/grains", ROUTE_API | ROUTE_USER, handle_grains_list },
 	{ "POST", "/api/grains", ROUTE_API | ROUTE_BODY | ROUTE_USER, handle_grain_create },
 	{ "GET", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_get },
@@ -779,26 +1041,44 @@ route_find(struct request *req)
 }
 
 int
+route_authorize(struct request *req, bool respond)
+{
+	const struct route *rt = req->route;
+	const char *token;
+	int r;
+
+	if (!(rt->flags & (ROUTE_USER | ROUTE_ADMIN)) || req->has_user)
+		return 0;
+	token = request_cookie(req, cookie_name(req));
+	r = session_lookup(req->front->db, token, now_seconds(), &req->user);
+	if (r == -ENOENT) {
+		if (respond && (r = respond_error(req, MHD_HTTP_UNAUTHORIZED, "not_signed_in",
+						  "Sign in first (POST /api/login)")) < 0)
+			return r;
+		return -EACCES;
+	}
+	if (r < 0)
+		return r;
+	if ((rt->flags & ROUTE_ADMIN) && !req->user.admin) {
+		if (respond && (r = respond_error(req, MHD_HTTP_FORBIDDEN, "not_admin",
+						  "Only an admin may do this")) < 0)
+			return r;
+		return -EACCES;
+	}
+	req->has_user = true;
+	req->session_token = token;
+	return 0;
+}
+
+int
 route_run(struct request *req)
 {
 	const struct route *rt = req->route;
 	int r;
 
-	if (rt->flags & (ROUTE_USER | ROUTE_ADMIN)) {
-		const char *token = request_cookie(req, cookie_name(req));
-
-		r = session_lookup(req->front->db, token, now_seconds(), &req->user);
-		if (r == -ENOENT)
-			return respond_error(req, MHD_HTTP_UNAUTHORIZED, "not_signed_in",
-					     "Sign in first (POST /api/login)");
-		if (r < 0)
-			return r;
-		req->has_user = true;
-		req->session_token = token;
-		if ((rt->flags & ROUTE_ADMIN) && !req->user.admin)
-			return respond_error(req, MHD_HTTP_FORBIDDEN, "not_admin",
-					     "Only an admin may do this");
-	}
+	r = route_authorize(req, true);
+	if (r < 0)
+		return req->responded ? 0 : r;
 	if (rt->flags & ROUTE_BODY) {
 		struct json_error err;
 

@@ -154,6 +154,10 @@ state_prepare(const char *state, bool as_root, uid_t uid, gid_t gid)
 {
 	static const char *const db_files[] = { "granary.sqlite3", "granary.sqlite3-wal",
 						"granary.sqlite3-shm" };
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} root_dirs[] = { { "grains", 0711 }, { "packages", 0755 } };
 	_cleanup_close_ int dir_fd = -EBADF;
 
 	if (!as_root)
@@ -169,6 +173,20 @@ state_prepare(const char *state, bool as_root, uid_t uid, gid_t gid)
 		    errno != ENOENT)
 			return log_error_errno(errno, "Failed to set the owner of '%s/%s': %m",
 					       state, db_files[i]);
+	/* The launcher's directories exist before front looks for them. */
+	for (size_t i = 0; i < ELEMENTSOF(root_dirs); i++) {
+		_cleanup_close_ int fd = -EBADF;
+		int r = trusted_dir_open(dir_fd, root_dirs[i].name, root_dirs[i].mode, &fd);
+
+		if (r == -EPERM)
+			return log_error_errno(r,
+					       "'%s/%s' is not owned by root or is writable by "
+					       "others; refusing to use it",
+					       state, root_dirs[i].name);
+		if (r < 0)
+			return log_error_errno(r, "Failed to create '%s/%s': %m", state,
+					       root_dirs[i].name);
+	}
 	return 0;
 }
 

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/macro.h"
+#include "spk/spk.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
@@ -41,6 +42,10 @@ static const struct ipc_type_info ipc_types[_IPC_TYPE_MAX] = {
 	[IPC_PONG] = { "PONG", IPC_TO_FRONT, sizeof(struct ipc_pong), 0 },
 	[IPC_OK] = { "OK", IPC_TO_FRONT, 0, 0 },
 	[IPC_ERROR] = { "ERROR", IPC_TO_FRONT, sizeof(struct ipc_error), 0 },
+	[IPC_PACKAGE_INSTALL] = { "PACKAGE_INSTALL", IPC_TO_LAUNCHER, 0, 1 },
+	[IPC_PACKAGE_DELETE] = { "PACKAGE_DELETE", IPC_TO_LAUNCHER, sizeof(struct ipc_package), 0 },
+	[IPC_PACKAGE_INSTALLED] = { "PACKAGE_INSTALLED", IPC_TO_FRONT,
+				    sizeof(struct ipc_package_installed), 0 },
 };
 
 const char *
@@ -56,6 +61,18 @@ hex_id_valid(const char *id, size_t len)
 		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
 			return false;
 	return true;
+}
+
+/* The one valid spelling of an app id (the spk library decides). */
+static bool
+app_id_valid(const char id[SPK_APP_ID_LEN])
+{
+	char s[SPK_APP_ID_LEN + 1];
+	uint8_t key[SPK_PUBLIC_KEY_BYTES];
+
+	memcpy(s, id, SPK_APP_ID_LEN);
+	s[SPK_APP_ID_LEN] = '\0';
+	return spk_app_id_to_key(s, key) >= 0;
 }
 
 int
@@ -86,6 +103,18 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 		if (!hex_id_valid(m.payload.grain.grain_id, sizeof(m.payload.grain.grain_id)))
 			return -EBADMSG;
 		break;
+	case IPC_PACKAGE_DELETE:
+		if (!hex_id_valid(m.payload.package.package_id,
+				  sizeof(m.payload.package.package_id)))
+			return -EBADMSG;
+		break;
+	case IPC_PACKAGE_INSTALLED:
+		if (!hex_id_valid(m.payload.installed.package_id,
+				  sizeof(m.payload.installed.package_id)) ||
+		    !app_id_valid(m.payload.installed.app_id) ||
+		    m.payload.installed.existed > 1)
+			return -EBADMSG;
+		break;
 	case IPC_ERROR:
 		/* The message must be a NUL-terminated string inside its field. */
 		if (!memchr(m.payload.error.message, '\0', sizeof(m.payload.error.message)) ||
@@ -100,10 +129,17 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 }
 
 int
-ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size)
+ipc_send_fd(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size,
+	    int pass_fd)
 {
 	uint8_t buf[IPC_MESSAGE_MAX];
 	struct ipc_header h = { .type = type, .id = id, .length = (uint32_t)payload_size };
+	union {
+		struct cmsghdr align;
+		char space[CMSG_SPACE(sizeof(int))];
+	} control = {};
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(h) + payload_size };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
 	if (sizeof(h) + payload_size > sizeof(buf))
@@ -111,12 +147,29 @@ ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload
 	memcpy(buf, &h, sizeof(h));
 	if (payload_size)
 		memcpy(buf + sizeof(h), payload, payload_size);
+	if (pass_fd >= 0) {
+		struct cmsghdr *c;
+
+		msg.msg_control = &control;
+		msg.msg_controllen = sizeof(control.space);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
 	do
-		n = send(fd, buf, sizeof(h) + payload_size, MSG_NOSIGNAL);
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return negative_errno();
 	return 0;
+}
+
+int
+ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size)
+{
+	return ipc_send_fd(fd, type, id, payload, payload_size, -1);
 }
 
 int
@@ -178,14 +231,14 @@ ipc_receive(int fd, enum ipc_direction direction, struct ipc_message *ret)
 }
 
 int
-ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
-	 struct ipc_message *ret_reply)
+ipc_call_fd(int fd, uint32_t type, const void *payload, size_t payload_size, int pass_fd,
+	    struct ipc_message *ret_reply)
 {
 	static uint32_t next_id = 1;
 	uint32_t id = next_id++;
 	int r;
 
-	r = ipc_send(fd, type, id, payload, payload_size);
+	r = ipc_send_fd(fd, type, id, payload, payload_size, pass_fd);
 	if (r < 0)
 		return r;
 	r = ipc_receive(fd, IPC_TO_FRONT, ret_reply);
@@ -196,4 +249,11 @@ ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
 	if (ret_reply->header.type == IPC_ERROR)
 		return -ret_reply->payload.error.error;
 	return 0;
+}
+
+int
+ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
+	 struct ipc_message *ret_reply)
+{
+	return ipc_call_fd(fd, type, payload, payload_size, -1, ret_reply);
 }

@@ -94,8 +94,9 @@ remove_tree_at(int dir_fd, const char *name, unsigned depth)
 }
 
 struct launcher {
-	int fd;	       /* the connection to front; borrowed */
-	int grains_fd; /* owned: STATE/grains */
+	int fd;		 /* the connection to front; borrowed */
+	int grains_fd;	 /* owned: STATE/grains */
+	int packages_fd; /* owned: STATE/packages */
 };
 
 static int
@@ -125,6 +126,33 @@ reply_error(struct launcher *l, uint32_t id, int error, const char *what)
 }
 
 static int
+package_install_reply(struct launcher *l, const struct ipc_message *m)
+{
+	_cleanup_close_ int spk_fd = m->fds[0];
+	struct package_install_result res;
+	struct ipc_package_installed installed = {};
+	int r;
+
+	r = package_install(l->packages_fd, spk_fd, &res);
+	if (r == -EBADF)
+		return reply_error(l, m->header.id, EBADF, "the upload is not a regular file");
+	if (r < 0) {
+		log_error_errno(r, "Failed to run the package installer: %m");
+		return reply_error(l, m->header.id, r, "the package installer could not run");
+	}
+	if (res.error < 0) {
+		log_info("Package refused: %s", res.message);
+		return reply_error(l, m->header.id, res.error, res.message);
+	}
+	memcpy(installed.package_id, res.package_id, PACKAGE_ID_LEN);
+	memcpy(installed.app_id, res.app_id, sizeof(installed.app_id));
+	installed.existed = res.existed;
+	log_info("Package %s of app %s unpacked%s", res.package_id, res.app_id,
+		 res.existed ? " (it was already)" : "");
+	return ipc_send(l->fd, IPC_PACKAGE_INSTALLED, m->header.id, &installed, sizeof(installed));
+}
+
+static int
 handle(struct launcher *l, const struct ipc_message *m)
 {
 	char id[GRAIN_ID_LEN + 1];
@@ -150,31 +178,65 @@ handle(struct launcher *l, const struct ipc_message *m)
 			return reply_error(l, m->header.id, r, "grain storage");
 		}
 		return ipc_send(l->fd, IPC_OK, m->header.id, NULL, 0);
+	case IPC_PACKAGE_INSTALL:
+		return package_install_reply(l, m);
+	case IPC_PACKAGE_DELETE: {
+		char package_id[PACKAGE_ID_LEN + 1];
+
+		memcpy(package_id, m->payload.package.package_id, PACKAGE_ID_LEN);
+		package_id[PACKAGE_ID_LEN] = '\0';
+		r = package_delete(l->packages_fd, package_id);
+		if (r < 0) {
+			log_warning_errno(r, "Failed to delete package %s: %m", package_id);
+			return reply_error(l, m->header.id, r, "package deletion");
+		}
+		log_info("Package %s deleted", package_id);
+		return ipc_send(l->fd, IPC_OK, m->header.id, NULL, 0);
+	}
 	default:
 		/* ipc_decode() let only launcher-bound types through. */
 		return -EBADMSG;
 	}
 }
 
+/* trusted_dir_open() with the errors said for an admin. */
+static int
+launcher_dir_open(int state_fd, const char *state_dir, const char *name, mode_t mode, int *ret_fd)
+{
+	int r = trusted_dir_open(state_fd, name, mode, ret_fd);
+
+	if (r == -EPERM)
+		return log_error_errno(r,
+				       "'%s/%s' is not owned by root or is writable by others; "
+				       "refusing to work in it",
+				       state_dir, name);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open '%s/%s': %m", state_dir, name);
+	return 0;
+}
+
 int
 launcher_main(const struct launcher_config *config)
 {
 	_cleanup_close_ int state_fd = -EBADF;
-	struct launcher l = { .fd = config->fd, .grains_fd = -EBADF };
+	struct launcher l = { .fd = config->fd, .grains_fd = -EBADF, .packages_fd = -EBADF };
 	int r;
 
 	log_setup("granaryd-launcher");
 	state_fd = open(config->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (state_fd < 0)
 		return log_error_errno(errno, "Failed to open '%s': %m", config->state_dir);
-	r = trusted_dir_open(state_fd, "grains", 0711, &l.grains_fd);
-	if (r == -EPERM)
-		return log_error_errno(r,
-				       "'%s/grains' is not owned by root or is writable by others; "
-				       "refusing to work in it",
-				       config->state_dir);
+	r = launcher_dir_open(state_fd, config->state_dir, "grains", 0711, &l.grains_fd);
 	if (r < 0)
-		return log_error_errno(r, "Failed to open '%s/grains': %m", config->state_dir);
+		return r;
+	r = launcher_dir_open(state_fd, config->state_dir, "packages", 0755, &l.packages_fd);
+	if (r < 0) {
+		l.grains_fd = safe_close(l.grains_fd);
+		return r;
+	}
+	r = package_sweep(l.packages_fd);
+	if (r < 0)
+		log_warning_errno(r, "Failed to remove unfinished installs: %m");
 
 	log_debug("launcher ready");
 	for (;;) {
@@ -200,5 +262,6 @@ launcher_main(const struct launcher_config *config)
 		}
 	}
 	l.grains_fd = safe_close(l.grains_fd);
+	l.packages_fd = safe_close(l.packages_fd);
 	return r;
 }

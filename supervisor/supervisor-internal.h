@@ -231,19 +231,24 @@ void login_throttle_reset(void);
 struct front {
 	struct MHD_Daemon *daemon; /* owned */
 	int launcher_fd;	   /* borrowed */
+	int packages_fd;	   /* owned: STATE/packages, opened when first needed */
 	struct db *db;		   /* owned */
 	char *state_dir;	   /* owned */
 	char *origin;		   /* owned: "http://localhost:6080", what Origin must equal */
 	char *shell_host;	   /* owned: "localhost:6080", what Host must equal */
 	bool tls;
 	char setup_token[TOKEN_STRING_LEN + 1]; /* "" once a user exists */
+	int64_t housekeeping_at;		/* when front_housekeeping() ran last */
 	struct {
 		uint64_t requests, errors_4xx, errors_5xx;
 		uint64_t logins, login_failures, installs;
 	} metrics;
 };
 
-#define BODY_LIMIT (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
+#define BODY_LIMIT   (64 * 1024)		  /* largest JSON body a ROUTE_BODY route collects */
+#define UPLOAD_LIMIT (UINT64_C(2) << 30)	  /* largest upload (an spk's own budget) */
+#define TRASH_KEEP   (30 * 24 * 3600)		  /* seconds a grain stays in the trash */
+#define HOUSEKEEPING_INTERVAL (10 * 60)		  /* seconds between trash purges */
 
 enum route_flags {
 	ROUTE_API = 1 << 0,   /* under /api/: JSON answers, Origin checked for unsafe methods */
@@ -251,6 +256,7 @@ enum route_flags {
 	ROUTE_USER = 1 << 2,  /* needs a signed-in user */
 	ROUTE_ADMIN = 1 << 3, /* needs an admin */
 	ROUTE_PARAM = 1 << 4, /* path is a prefix followed by one id segment */
+	ROUTE_UPLOAD = 1 << 5, /* streams its body to a file (up to UPLOAD_LIMIT) */
 };
 
 struct request;
@@ -276,6 +282,10 @@ struct request {
 	char address[64]; /* client address, for throttling and logs */
 	char allow[64];	  /* methods the path allows, when method_not_allowed */
 	struct buf body;  /* owned: the collected body */
+	int upload_fd;	  /* owned: the unnamed file of a ROUTE_UPLOAD body, or -EBADF */
+	uint64_t upload_size;
+	int upload_errno; /* storing the upload failed with this */
+	bool upload_checked;
 	json_t *json;	  /* owned: the parsed body of ROUTE_BODY routes */
 	uint64_t discarded;
 	bool unknown_host, method_not_allowed, body_too_large, responded;
@@ -313,8 +323,19 @@ const char *request_cookie(struct request *req, const char *name);
  * req->allow instead.
  */
 void route_find(struct request *req);
+/*
+ * The session (and admin bit) a ROUTE_USER or ROUTE_ADMIN route needs: 0 when
+ * present, else < 0, after queueing the refusal if respond.
+ */
+int route_authorize(struct request *req, bool respond);
 /* Authenticate, parse the body, run the handler. */
 int route_run(struct request *req);
+/*
+ * What runs now and then rather than per request: packages without a row
+ * (left by a crash between unpack and commit) deleted, trashed grains past
+ * TRASH_KEEP purged. At start, then at most every HOUSEKEEPING_INTERVAL.
+ */
+int front_housekeeping(struct front *f);
 
 /* ipc.c: front ↔ launcher messages (docs/IPC.md) */
 
@@ -331,6 +352,9 @@ enum ipc_type {
 	IPC_PONG,
 	IPC_OK,
 	IPC_ERROR,
+	IPC_PACKAGE_INSTALL,   /* front → launcher, with the uploaded file */
+	IPC_PACKAGE_DELETE,    /* front → launcher */
+	IPC_PACKAGE_INSTALLED, /* launcher → front */
 	_IPC_TYPE_MAX,
 };
 
@@ -356,7 +380,17 @@ struct ipc_pong {
 
 struct ipc_error {
 	int32_t error;	   /* a positive errno */
-	char message[200]; /* NUL-terminated */
+	char message[512]; /* NUL-terminated */
+};
+
+struct ipc_package {
+	char package_id[PACKAGE_ID_LEN]; /* lowercase hex, no NUL */
+};
+
+struct ipc_package_installed {
+	char package_id[PACKAGE_ID_LEN]; /* lowercase hex, no NUL */
+	char app_id[52];		 /* base32 of the key (SPK_APP_ID_LEN), no NUL */
+	uint32_t existed;		 /* 1: these bytes were unpacked before */
 };
 
 struct ipc_message {
@@ -365,6 +399,8 @@ struct ipc_message {
 		struct ipc_grain grain;
 		struct ipc_pong pong;
 		struct ipc_error error;
+		struct ipc_package package;
+		struct ipc_package_installed installed;
 	} payload;
 	int fds[IPC_FDS_MAX]; /* owned by the receiver */
 	unsigned n_fds;
@@ -379,11 +415,71 @@ const char *ipc_type_name(uint32_t type);
 int ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction direction,
 	       struct ipc_message *ret);
 int ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size);
+/* The same with pass_fd (>= 0) attached (SCM_RIGHTS). */
+int ipc_send_fd(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload_size,
+		int pass_fd);
 /* One message; -ECONNRESET when the peer closed, -EBADMSG when malformed. */
 int ipc_receive(int fd, enum ipc_direction direction, struct ipc_message *ret);
 /* Send a request and wait for its reply; an IPC_ERROR reply returns its -errno. */
 int ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
 	     struct ipc_message *ret_reply);
+int ipc_call_fd(int fd, uint32_t type, const void *payload, size_t payload_size, int pass_fd,
+		struct ipc_message *ret_reply);
+
+/* lockdown.c */
+
+enum lockdown_flags {
+	LOCKDOWN_NO_SOCKETS = 1 << 0, /* no socket() or socketpair() at all */
+};
+
+/* Load the seccomp denylist of granaryd's processes (NO_NEW_PRIVS must be set). */
+int lockdown_seccomp(enum lockdown_flags flags);
+
+/* install.c: unpacking packages into STATE/packages (root) */
+
+struct package_install_result {
+	int32_t error;	 /* 0, or the -errno of the failure (spk.h lists them) */
+	uint32_t existed; /* 1: these bytes were unpacked before (a crash kept the row) */
+	char package_id[PACKAGE_ID_LEN + 1];
+	char app_id[APP_ID_MAX + 1];
+	char message[512]; /* for a person, when error != 0 */
+};
+
+/*
+ * Verify the spk in spk_fd and unpack it into packages_fd/<package-id> in a
+ * forked, locked-down installer (install.c says how). Returns -errno when the
+ * installer could not run; otherwise 0 with the outcome in *ret.
+ */
+int package_install(int packages_fd, int spk_fd, struct package_install_result *ret);
+/* 64 lowercase hex characters. */
+bool package_id_valid(const char *id);
+/* Remove packages_fd/<id> without following symlinks. -EINVAL for a bad id. */
+int package_delete(int packages_fd, const char *id);
+/* Remove what killed installs left (".spk-unpack-*"). */
+int package_sweep(int packages_fd);
+
+/* apps.c: recording an unpacked package (front, and the CLI when the daemon is down) */
+
+enum app_register_outcome {
+	APP_INSTALLED,	       /* a new app */
+	APP_UPDATED,	       /* a new version of an installed app */
+	APP_ALREADY_INSTALLED, /* this very package was installed */
+};
+
+struct app_register_result {
+	enum app_register_outcome outcome;
+	char message[600]; /* for a person, on -EBADMSG and -ESTALE */
+};
+
+/*
+ * Read and check the manifest of the unpacked package, then add its row and
+ * make it its app's current version. -ESTALE: older than the installed
+ * version (refused); -EBADMSG: the unpacked manifest is not valid. The caller
+ * deletes the directory on failure unless installed->existed.
+ */
+int app_register(struct db *db, int packages_fd, const struct package_install_result *installed,
+		 uint64_t file_size, int64_t installed_by, int64_t now,
+		 struct app_register_result *ret);
 
 /* launcher.c */
 

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * apps.c: recording an unpacked package in the database, the step after
+ * package_install() that front and the CLI (daemon down) share.
+ *
+ * The directory packages/<package-id> exists before its row does: a crash
+ * between the two leaves a directory without a row, which the next
+ * front_housekeeping() deletes (or the next install of the same bytes adopts).
+ * Never the other way round: a row always has its directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macro.h"
+#include "spk/spk.h"
+#include "supervisor/supervisor-internal.h"
+#include "common/banned.h"
+
+static int
+read_manifest(int packages_fd, const char *package_id, char **ret, size_t *ret_size)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *data = NULL;
+	char path[PACKAGE_ID_LEN + sizeof("/" SPK_MANIFEST_NAME)];
+	size_t size = 0;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", package_id, SPK_MANIFEST_NAME);
+	fd = openat(packages_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	data = malloc(SPK_MANIFEST_MAX + 1);
+	if (!data)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, data + size, SPK_MANIFEST_MAX + 1 - size);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return negative_errno();
+		if (n == 0)
+			break;
+		size += (size_t)n;
+		if (size > SPK_MANIFEST_MAX)
+			return -E2BIG;
+	}
+	data[size] = '\0';
+	*ret = TAKE_PTR(data);
+	*ret_size = size;
+	return 0;
+}
+
+int
+app_register(struct db *db, int packages_fd, const struct package_install_result *installed,
+	     uint64_t file_size, int64_t installed_by, int64_t now, struct app_register_result *ret)
+{
+	_cleanup_(spk_manifest_freep) struct spk_manifest *m = NULL;
+	_cleanup_free_ char *manifest = NULL;
+	struct db_package current = {}, p = {};
+	struct spk_error err = {};
+	size_t size;
+	int r;
+
+	*ret = (struct app_register_result){};
+	r = read_manifest(packages_fd, installed->package_id, &manifest, &size);
+	if (r >= 0)
+		r = spk_manifest_parse(manifest, size, 0, &m, &err);
+	if (r >= 0 && strcmp(m->app_id, installed->app_id) != 0)
+		r = -EBADMSG;
+	if (r < 0) {
+		(void)snprintf(ret->message, sizeof(ret->message),
+			       "The unpacked package's manifest is unreadable (%s)",
+			       err.message[0] ? err.message : "wrong app id or file");
+		return r;
+	}
+
+	r = db_package_get(db, installed->package_id, &p);
+	if (r >= 0) {
+		db_package_release(&p);
+		ret->outcome = APP_ALREADY_INSTALLED;
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+
+	r = db_app_get(db, installed->app_id, &current);
+	if (r >= 0) {
+		int64_t current_version = current.version;
+
+		db_package_release(&current);
+		if (m->version < current_version) {
+			(void)snprintf(ret->message, sizeof(ret->message),
+				       "Version %" PRId64 " of '%s' is older than the installed "
+				       "version %" PRId64 "; remove the app first to go back",
+				       m->version, m->title, current_version);
+			return -ESTALE;
+		}
+		ret->outcome = APP_UPDATED;
+	} else if (r == -ENOENT)
+		ret->outcome = APP_INSTALLED;
+	else
+		return r;
+
+	p = (struct db_package){
+		.version = m->version,
+		.manifest = manifest,
+		.size = (int64_t)file_size,
+		.installed_at = now,
+	};
+	(void)snprintf(p.id, sizeof(p.id), "%s", installed->package_id);
+	(void)snprintf(p.app_id, sizeof(p.app_id), "%s", installed->app_id);
+	(void)snprintf(p.title, sizeof(p.title), "%s", m->title);
+	r = db_package_add(db, &p, installed_by);
+	if (r == -EEXIST) {
+		ret->outcome = APP_ALREADY_INSTALLED; /* added meanwhile by someone else */
+		return 0;
+	}
+	return r;
+}
