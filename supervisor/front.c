@@ -369,9 +369,10 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 		r = respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
 				  "The request body is larger than %d bytes", BODY_LIMIT);
 	else if (req->upload_errno)
-		r = respond_error(req, req->upload_errno == ENOSPC || req->upload_errno == EDQUOT
-					       ? MHD_HTTP_INSUFFICIENT_STORAGE
-					       : MHD_HTTP_INTERNAL_SERVER_ERROR,
+		r = respond_error(req,
+				  req->upload_errno == ENOSPC || req->upload_errno == EDQUOT
+					  ? MHD_HTTP_INSUFFICIENT_STORAGE
+					  : MHD_HTTP_INTERNAL_SERVER_ERROR,
 				  "upload_failed", "Failed to store the upload: %s",
 				  strerror(req->upload_errno));
 	else if (!method_is_safe(method) && (req->route->flags & ROUTE_API) && !origin_allowed(req))

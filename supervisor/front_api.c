@@ -607,10 +607,11 @@ handle_app_install(struct request *req)
 		if (!installed.existed)
 			package_discard(f, installed.package_id);
 		if (r == -ESTALE)
-			return respond_error(req, MHD_HTTP_CONFLICT, "downgrade", "%s", reg.message);
-		if (r == -EBADMSG)
-			return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "bad_package", "%s",
+			return respond_error(req, MHD_HTTP_CONFLICT, "downgrade", "%s",
 					     reg.message);
+		if (r == -EBADMSG)
+			return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "bad_package",
+					     "%s", reg.message);
 		return r;
 	}
 	if (reg.outcome != APP_ALREADY_INSTALLED) {
@@ -627,8 +628,8 @@ handle_app_install(struct request *req)
 		return r;
 	app = package_json(&p, true);
 	db_package_release(&p);
-	return respond_json(req, reg.outcome == APP_ALREADY_INSTALLED ? MHD_HTTP_OK
-								      : MHD_HTTP_CREATED,
+	return respond_json(req,
+			    reg.outcome == APP_ALREADY_INSTALLED ? MHD_HTTP_OK : MHD_HTTP_CREATED,
 			    json_pack("{s:o,s:s}", "app", app, "outcome", outcomes[reg.outcome]));
 }
 

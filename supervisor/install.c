@@ -44,13 +44,12 @@
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
-#define INSTALL_SPK_FD	  3
-#define INSTALL_RESULT_FD 4
+#define INSTALL_SPK_FD	    3
+#define INSTALL_RESULT_FD   4
 #define INSTALL_CPU_SECONDS 600
 
-static _noreturn_ void
-installer_exit(struct package_install_result *res, int r, const char *format, ...)
-	_printf_(3, 4);
+static _noreturn_ void installer_exit(struct package_install_result *res, int r, const char *format,
+				      ...) _printf_(3, 4);
 
 static _noreturn_ void
 installer_exit(struct package_install_result *res, int r, const char *format, ...)
@@ -90,7 +89,8 @@ installer_run(int packages_fd)
 	int r;
 
 	if (fchdir(packages_fd) < 0 || chroot(".") < 0 || chdir("/") < 0)
-		installer_exit(&res, negative_errno(), "Failed to enter the packages directory: %m");
+		installer_exit(&res, negative_errno(),
+			       "Failed to enter the packages directory: %m");
 	if (close_range(INSTALL_RESULT_FD + 1, ~0U, 0) < 0)
 		installer_exit(&res, negative_errno(), "Failed to close descriptors: %m");
 	if ((r = set_limit(RLIMIT_FSIZE, SPK_DEFAULT_MAX_FILE_BYTES)) < 0 ||
@@ -138,7 +138,8 @@ installer_parent(int packages_fd, int spk_fd, int result_fd, pid_t grandparent)
 	if (dup2(spk_fd, INSTALL_SPK_FD) < 0 || dup2(result_fd, INSTALL_RESULT_FD) < 0)
 		_exit(1);
 	if (unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
-		installer_exit(&res, negative_errno(), "Failed to make the installer's namespaces: %m");
+		installer_exit(&res, negative_errno(),
+			       "Failed to make the installer's namespaces: %m");
 	pid = fork();
 	if (pid < 0)
 		installer_exit(&res, negative_errno(), "Failed to fork the installer: %m");

@@ -111,8 +111,7 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 	case IPC_PACKAGE_INSTALLED:
 		if (!hex_id_valid(m.payload.installed.package_id,
 				  sizeof(m.payload.installed.package_id)) ||
-		    !app_id_valid(m.payload.installed.app_id) ||
-		    m.payload.installed.existed > 1)
+		    !app_id_valid(m.payload.installed.app_id) || m.payload.installed.existed > 1)
 			return -EBADMSG;
 		break;
 	case IPC_ERROR:

@@ -119,10 +119,11 @@ lockdown_seccomp(enum lockdown_flags flags)
 	 * netlink, packet, vsock...). */
 	if (flags & LOCKDOWN_NO_SOCKETS) {
 		if (r >= 0)
-			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 0);
-		if (r >= 0)
-			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair),
+			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket),
 					     0);
+		if (r >= 0)
+			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT),
+					     SCMP_SYS(socketpair), 0);
 	} else {
 		if (r >= 0)
 			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,

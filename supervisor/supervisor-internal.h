@@ -245,17 +245,17 @@ struct front {
 	} metrics;
 };
 
-#define BODY_LIMIT   (64 * 1024)		  /* largest JSON body a ROUTE_BODY route collects */
-#define UPLOAD_LIMIT (UINT64_C(2) << 30)	  /* largest upload (an spk's own budget) */
-#define TRASH_KEEP   (30 * 24 * 3600)		  /* seconds a grain stays in the trash */
+#define BODY_LIMIT	      (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
+#define UPLOAD_LIMIT	      (UINT64_C(2) << 30) /* largest upload (an spk's own budget) */
+#define TRASH_KEEP	      (30 * 24 * 3600)	  /* seconds a grain stays in the trash */
 #define HOUSEKEEPING_INTERVAL (10 * 60)		  /* seconds between trash purges */
 
 enum route_flags {
-	ROUTE_API = 1 << 0,   /* under /api/: JSON answers, Origin checked for unsafe methods */
-	ROUTE_BODY = 1 << 1,  /* collects a JSON body (up to 64 KiB) */
-	ROUTE_USER = 1 << 2,  /* needs a signed-in user */
-	ROUTE_ADMIN = 1 << 3, /* needs an admin */
-	ROUTE_PARAM = 1 << 4, /* path is a prefix followed by one id segment */
+	ROUTE_API = 1 << 0,    /* under /api/: JSON answers, Origin checked for unsafe methods */
+	ROUTE_BODY = 1 << 1,   /* collects a JSON body (up to 64 KiB) */
+	ROUTE_USER = 1 << 2,   /* needs a signed-in user */
+	ROUTE_ADMIN = 1 << 3,  /* needs an admin */
+	ROUTE_PARAM = 1 << 4,  /* path is a prefix followed by one id segment */
 	ROUTE_UPLOAD = 1 << 5, /* streams its body to a file (up to UPLOAD_LIMIT) */
 };
 
@@ -286,7 +286,7 @@ struct request {
 	uint64_t upload_size;
 	int upload_errno; /* storing the upload failed with this */
 	bool upload_checked;
-	json_t *json;	  /* owned: the parsed body of ROUTE_BODY routes */
+	json_t *json; /* owned: the parsed body of ROUTE_BODY routes */
 	uint64_t discarded;
 	bool unknown_host, method_not_allowed, body_too_large, responded;
 	unsigned status;
@@ -438,7 +438,7 @@ int lockdown_seccomp(enum lockdown_flags flags);
 /* install.c: unpacking packages into STATE/packages (root) */
 
 struct package_install_result {
-	int32_t error;	 /* 0, or the -errno of the failure (spk.h lists them) */
+	int32_t error;	  /* 0, or the -errno of the failure (spk.h lists them) */
 	uint32_t existed; /* 1: these bytes were unpacked before (a crash kept the row) */
 	char package_id[PACKAGE_ID_LEN + 1];
 	char app_id[APP_ID_MAX + 1];
