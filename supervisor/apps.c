@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * apps.c: recording an unpacked package in the database, the step after
- * package_install() that front and the CLI (daemon down) share.
+ * apps.c: what front and the CLI (when the daemon is down) both do with
+ * apps and grains, and the JSON both show them as.
  *
+ * Recording an unpacked package is the step after package_install().
  * The directory packages/<package-id> exists before its row does: a crash
  * between the two leaves a directory without a row, which the next
  * front_housekeeping() deletes (or the next install of the same bytes adopts).
@@ -14,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/token.h"
 #include "spk/spk.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
@@ -122,4 +125,91 @@ app_register(struct db *db, int packages_fd, const struct package_install_result
 		return 0;
 	}
 	return r;
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+json_t *
+user_json(const struct db_user *u)
+{
+	return json_pack("{s:I,s:s,s:b,s:I}", "id", (json_int_t)u->id, "name", u->name, "admin",
+			 u->admin, "createdAt", (json_int_t)u->created_at);
+}
+
+json_t *
+package_json(const struct db_package *p, bool with_manifest)
+{
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:I,s:I}", "id", p->app_id, "packageId", p->id,
+			      "version", (json_int_t)p->version, "title", p->title, "size",
+			      (json_int_t)p->size, "installedAt", (json_int_t)p->installed_at);
+
+	if (o && with_manifest) {
+		json_t *m = json_loads(p->manifest, 0, NULL);
+
+		if (!m || json_object_set_new(o, "manifest", m) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+json_t *
+grain_json(const struct db_grain *g)
+{
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "id", g->id, "appId", g->app_id,
+			 "packageId", g->package_id, "title", g->title, "owner", g->owner_name,
+			 "createdAt", (json_int_t)g->created_at, "lastUsedAt",
+			 g->last_used_at ? json_integer(g->last_used_at) : json_null(), "trashedAt",
+			 g->trashed_at ? json_integer(g->trashed_at) : json_null());
+}
+
+/* The manifest's permission list as a JSON array text (the owner holds them all). */
+static char *
+owner_permissions(const char *manifest)
+{
+	_cleanup_json_ json_t *m = json_loads(manifest, 0, NULL);
+	json_t *perms = m ? json_object_get(m, "permissions") : NULL;
+
+	return json_is_array(perms) ? json_dumps(perms, JSON_COMPACT) : strdup("[]");
+}
+
+int
+grain_create(struct db *db, const char *app_id, int64_t owner_id, const char *title,
+	     int64_t created_by, int (*storage)(const char *grain_id, bool create, void *userdata),
+	     void *userdata, struct db_grain *ret)
+{
+	_cleanup_free_ char *perms = NULL;
+	struct db_package p = {};
+	struct db_grain g = {};
+	int r;
+
+	r = db_app_get(db, app_id, &p);
+	if (r < 0)
+		return r;
+	r = random_hex(g.id, GRAIN_ID_LEN / 2);
+	if (r >= 0) {
+		(void)snprintf(g.app_id, sizeof(g.app_id), "%s", p.app_id);
+		(void)snprintf(g.package_id, sizeof(g.package_id), "%s", p.id);
+		(void)snprintf(g.title, sizeof(g.title), "%s", title ? title : p.title);
+		g.owner_id = owner_id;
+		g.created_at = (int64_t)time(NULL);
+		perms = owner_permissions(p.manifest);
+		r = perms ? 0 : -ENOMEM;
+	}
+	db_package_release(&p);
+	if (r < 0)
+		return r;
+
+	/* Storage first, then the row; the storage is undone if the row fails. */
+	r = storage(g.id, true, userdata);
+	if (r < 0)
+		return log_error_errno(r, "Failed to create the storage of grain %s: %m", g.id);
+	r = db_grain_add(db, &g, perms);
+	if (r < 0) {
+		(void)storage(g.id, false, userdata);
+		return r;
+	}
+	(void)db_audit_add(db, g.created_at, g.id, created_by, "grain.created", NULL);
+	return db_grain_get(db, g.id, ret);
 }

@@ -2,9 +2,10 @@
 /*
  * front.c: the HTTP face of granaryd, on libmicrohttpd.
  *
- * One libmicrohttpd polling thread runs every handler, so the front's state
- * (the database connection, counters) is touched by one thread only. A
- * request goes through:
+ * Two libmicrohttpd daemons (the network listener and the admin socket)
+ * each have a polling thread; every callback takes f->lock, so the front's
+ * state (the database connection, counters) is touched by one thread at a
+ * time. A request goes through:
  *
  *   1st call   request_new(): Host check, route lookup, body policy. Nothing
  *              is queued here: Debian's libmicrohttpd 0.9.75 answers
@@ -22,6 +23,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -200,9 +202,38 @@ origin_allowed(struct request *req)
 	const char *origin = request_header(req, "Origin");
 	const char *fetch_site = request_header(req, "Sec-Fetch-Site");
 
+	if (req->local)
+		return true; /* root's CLI: no browser, no cross-site request */
 	if (fetch_site && strcmp(fetch_site, "same-origin") != 0 && strcmp(fetch_site, "none") != 0)
 		return false;
 	return origin && strcmp(origin, req->front->origin) == 0;
+}
+
+static bool
+local_connection(struct front *f, struct MHD_Connection *connection)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_DAEMON);
+
+	return f->local && info && info->daemon == f->local;
+}
+
+/*
+ * The admin socket's file is root's, mode 0600; the peer's credentials are
+ * checked too, so a mistake in its mode cannot make anyone an admin: root,
+ * or the uid granaryd runs as when it was started unprivileged.
+ */
+static bool
+local_peer_allowed(struct front *f, struct MHD_Connection *connection)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!info || getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	return cred.uid == 0 || cred.uid == f->admin_uid;
 }
 
 static void
@@ -232,6 +263,18 @@ request_new(struct front *f, struct MHD_Connection *connection, const char *meth
 	req->upload_fd = -EBADF;
 	client_address(connection, req->address, sizeof(req->address));
 
+	if (local_connection(f, connection)) {
+		if (!local_peer_allowed(f, connection)) {
+			req->unknown_host = true; /* answered 404, like a stranger */
+			return req;
+		}
+		/* root over the admin socket: an admin with no account of its own. */
+		req->local = req->has_user = true;
+		req->user = (struct db_user){ .id = 0, .name = "root", .admin = true };
+		(void)snprintf(req->address, sizeof(req->address), "local");
+		route_find(req);
+		return req;
+	}
 	host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
 	/* Only the shell's own host is served here; grain session hosts come with the proxy. */
 	if (!host || strcasecmp(host, f->shell_host) != 0)
@@ -299,9 +342,9 @@ upload_announced_too_large(struct request *req)
 }
 
 static enum MHD_Result
-handle_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
-	       const char *version, const char *upload_data, size_t *upload_data_size,
-	       void **req_cls)
+handle_request_locked(void *cls, struct MHD_Connection *connection, const char *url,
+		      const char *method, const char *version, const char *upload_data,
+		      size_t *upload_data_size, void **req_cls)
 {
 	struct front *f = cls;
 	struct request *req = *req_cls;
@@ -396,15 +439,33 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 	return MHD_YES;
 }
 
+static enum MHD_Result
+handle_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+	       const char *version, const char *upload_data, size_t *upload_data_size,
+	       void **req_cls)
+{
+	struct front *f = cls;
+	enum MHD_Result result;
+
+	pthread_mutex_lock(&f->lock);
+	result = handle_request_locked(cls, connection, url, method, version, upload_data,
+				       upload_data_size, req_cls);
+	pthread_mutex_unlock(&f->lock);
+	return result;
+}
+
 static void
 request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
 		  enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
+	struct front *f = cls;
+
 	(void)connection;
 	(void)toe;
+	pthread_mutex_lock(&f->lock);
 	request_free(*req_cls);
 	*req_cls = NULL;
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* Split base_url "http://host:port/..." into origin and host; -EINVAL if malformed. */
@@ -469,6 +530,9 @@ front_start(const struct front_config *config, struct front **ret)
 		return -ENOMEM;
 	f->launcher_fd = config->launcher_fd;
 	f->packages_fd = -EBADF;
+	pthread_mutex_init(&f->lock, NULL);
+	f->admin_uid = config->drop_privileges ? 0 : getuid();
+	f->started_at = now_seconds();
 	f->state_dir = strdup(config->state_dir);
 	if (!f->state_dir)
 		return -ENOMEM;
@@ -518,7 +582,7 @@ front_start(const struct front_config *config, struct front **ret)
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
 		0, NULL, NULL, handle_request, f,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, request_completed, f,
 		MHD_OPTION_LISTEN_SOCKET, config->listen_fd,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
@@ -526,8 +590,32 @@ front_start(const struct front_config *config, struct front **ret)
 	/* clang-format on */
 	if (!f->daemon)
 		return log_error_errno(EIO, "Failed to start the HTTP server");
+	if (config->local_fd >= 0) {
+		f->local = MHD_start_daemon(
+			MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+				MHD_USE_ERROR_LOG,
+			0, NULL, NULL, handle_request, f, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+			MHD_OPTION_NOTIFY_COMPLETED, request_completed, f, MHD_OPTION_LISTEN_SOCKET,
+			config->local_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
+		if (!f->local)
+			return log_error_errno(EIO, "Failed to serve the admin socket");
+	}
 	*ret = TAKE_PTR(f);
 	return 0;
+}
+
+static void
+daemon_stop(struct MHD_Daemon *d)
+{
+	MHD_socket listen_fd;
+
+	if (!d)
+		return;
+	listen_fd = MHD_quiesce_daemon(d);
+	MHD_stop_daemon(d);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		(void)close(listen_fd);
 }
 
 struct front *
@@ -535,24 +623,20 @@ front_free(struct front *f)
 {
 	if (!f)
 		return NULL;
-	if (f->daemon) {
-		/*
-		 * The listening socket is shared with the parent, which hands it to
-		 * the next front after a restart. MHD_stop_daemon() would shut it
-		 * down for everyone; quiescing first gives it back to us untouched,
-		 * and closing our copy leaves the parent's working.
-		 */
-		MHD_socket listen_fd = MHD_quiesce_daemon(f->daemon);
-
-		MHD_stop_daemon(f->daemon);
-		if (listen_fd != MHD_INVALID_SOCKET)
-			(void)close(listen_fd);
-	}
+	/*
+	 * The listening sockets are shared with the parent, which hands them to
+	 * the next front after a restart. MHD_stop_daemon() would shut them down
+	 * for everyone; quiescing first gives them back to us untouched, and
+	 * closing our copies leaves the parent's working.
+	 */
+	daemon_stop(f->local);
+	daemon_stop(f->daemon);
 	db_free(f->db);
 	f->packages_fd = safe_close(f->packages_fd);
 	free(f->origin);
 	free(f->shell_host);
 	free(f->state_dir);
+	pthread_mutex_destroy(&f->lock);
 	free(f);
 	return NULL;
 }

@@ -46,13 +46,6 @@ set_session_cookie(struct request *req, const char *token, int64_t max_age)
 			      cookie_name(req), token, max_age, req->front->tls ? "; Secure" : "");
 }
 
-static json_t *
-user_json(const struct db_user *u)
-{
-	return json_pack("{s:I,s:s,s:b,s:I}", "id", (json_int_t)u->id, "name", u->name, "admin",
-			 u->admin, "createdAt", (json_int_t)u->created_at);
-}
-
 /* ---- plain routes ------------------------------------------------------------ */
 
 static const char placeholder_page[] =
@@ -455,24 +448,6 @@ handle_users_add(struct request *req)
 
 /* ---- apps and grains ------------------------------------------------------------ */
 
-static json_t *
-package_json(const struct db_package *p, bool with_manifest)
-{
-	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:I,s:I}", "id", p->app_id, "packageId", p->id,
-			      "version", (json_int_t)p->version, "title", p->title, "size",
-			      (json_int_t)p->size, "installedAt", (json_int_t)p->installed_at);
-
-	if (o && with_manifest) {
-		json_t *m = json_loads(p->manifest, 0, NULL);
-
-		if (!m || json_object_set_new(o, "manifest", m) < 0) {
-			json_decref(o);
-			return NULL;
-		}
-	}
-	return o;
-}
-
 static int
 add_app_to_array(const struct db_package *p, void *userdata)
 {
@@ -666,16 +641,6 @@ handle_app_remove(struct request *req)
 	return respond_empty(req, MHD_HTTP_NO_CONTENT);
 }
 
-static json_t *
-grain_json(const struct db_grain *g)
-{
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "id", g->id, "appId", g->app_id,
-			 "packageId", g->package_id, "title", g->title, "owner", g->owner_name,
-			 "createdAt", (json_int_t)g->created_at, "lastUsedAt",
-			 g->last_used_at ? json_integer(g->last_used_at) : json_null(), "trashedAt",
-			 g->trashed_at ? json_integer(g->trashed_at) : json_null());
-}
-
 static int
 add_grain_to_array(const struct db_grain *g, void *userdata)
 {
@@ -698,14 +663,18 @@ handle_grains_list(struct request *req)
 	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "grains", grains));
 }
 
-/* The manifest's permission list as a JSON array text (the owner holds them all). */
-static char *
-owner_permissions(const char *manifest)
+/* Grain storage through the launcher (grain_create()'s storage callback). */
+static int
+front_storage(const char *grain_id, bool create, void *userdata)
 {
-	_cleanup_json_ json_t *m = json_loads(manifest, 0, NULL);
-	json_t *perms = m ? json_object_get(m, "permissions") : NULL;
+	struct front *f = userdata;
+	struct ipc_grain storage;
+	struct ipc_message reply;
 
-	return json_dumps(json_is_array(perms) ? perms : json_array(), JSON_COMPACT);
+	memcpy(storage.grain_id, grain_id, GRAIN_ID_LEN);
+	return ipc_call(f->launcher_fd,
+			create ? IPC_GRAIN_STORAGE_CREATE : IPC_GRAIN_STORAGE_DELETE, &storage,
+			sizeof(storage), &reply);
 }
 
 static int
@@ -714,60 +683,45 @@ handle_grain_create(struct request *req)
 	struct grain_request {
 		const char *app;
 		const char *title;
+		const char *owner;
 	} gr = {};
 	static const struct json_field fields[] = {
 		{ "app", JSON_FIELD_STRING, JSON_FIELD_REQUIRED,
 		  offsetof(struct grain_request, app), .min = 1, .max = APP_ID_MAX },
 		{ "title", JSON_FIELD_STRING, 0, offsetof(struct grain_request, title), .min = 1,
 		  .max = GRAIN_TITLE_MAX },
+		{ "owner", JSON_FIELD_STRING, 0, offsetof(struct grain_request, owner), .min = 1,
+		  .max = USER_NAME_MAX },
 		{},
 	};
-	_cleanup_free_ char *perms = NULL;
-	struct db_package p = {};
+	struct db_user owner = {};
 	struct db_grain g = {};
 	struct json_error err;
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &gr, 0, &err) < 0)
 		return bad_json(req, &err);
-	r = db_app_get(req->front->db, gr.app, &p);
+	if (gr.owner && !req->user.admin)
+		return respond_error(req, MHD_HTTP_FORBIDDEN, "not_admin",
+				     "Only an admin may create grains for someone else");
+	if (gr.owner) {
+		r = db_user_by_name(req->front->db, gr.owner, &owner, NULL, 0);
+		if (r == -ENOENT)
+			return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_user",
+					     "No user named '%s'", gr.owner);
+		if (r < 0)
+			return r;
+	} else if (req->user.id <= 0)
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "owner_required",
+				     "Name the grain's owner (\"owner\")");
+	else
+		owner = req->user;
+
+	r = grain_create(req->front->db, gr.app, owner.id, gr.title, req->user.id, front_storage,
+			 req->front, &g);
 	if (r == -ENOENT)
 		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app",
 				     "No app with id '%s' is installed", gr.app);
-	if (r < 0)
-		return r;
-
-	r = random_hex(g.id, GRAIN_ID_LEN / 2);
-	if (r >= 0) {
-		(void)snprintf(g.app_id, sizeof(g.app_id), "%s", p.app_id);
-		(void)snprintf(g.package_id, sizeof(g.package_id), "%s", p.id);
-		(void)snprintf(g.title, sizeof(g.title), "%s", gr.title ? gr.title : p.title);
-		g.owner_id = req->user.id;
-		g.created_at = now_seconds();
-		perms = owner_permissions(p.manifest);
-		r = perms ? 0 : -ENOMEM;
-	}
-	db_package_release(&p);
-	if (r < 0)
-		return r;
-
-	/* Storage first (the launcher makes it), then the row; undo the storage on failure. */
-	struct ipc_grain storage;
-	struct ipc_message reply;
-
-	memcpy(storage.grain_id, g.id, GRAIN_ID_LEN);
-	r = ipc_call(req->front->launcher_fd, IPC_GRAIN_STORAGE_CREATE, &storage, sizeof(storage),
-		     &reply);
-	if (r < 0)
-		return log_error_errno(r, "The launcher could not create grain storage: %m");
-	r = db_grain_add(req->front->db, &g, perms);
-	if (r < 0) {
-		(void)ipc_call(req->front->launcher_fd, IPC_GRAIN_STORAGE_DELETE, &storage,
-			       sizeof(storage), &reply);
-		return r;
-	}
-	(void)db_audit_add(req->front->db, g.created_at, g.id, req->user.id, "grain.created", NULL);
-	r = db_grain_get(req->front->db, g.id, &g);
 	if (r < 0)
 		return r;
 	return respond_json(req, MHD_HTTP_CREATED, json_pack("{s:o}", "grain", grain_json(&g)));
@@ -858,6 +812,35 @@ handle_grain_delete(struct request *req)
 }
 
 /* ---- the table ------------------------------------------------------------------- */
+
+static int
+count_app(const struct db_package *p, void *userdata)
+{
+	(void)p;
+	(*(int64_t *)userdata)++;
+	return 0;
+}
+
+static int
+handle_status(struct request *req)
+{
+	struct front *f = req->front;
+	int64_t users = 0, apps = 0, grains = 0, schema = 0;
+	int r;
+
+	if ((r = db_user_count(f->db, &users)) < 0 ||
+	    (r = db_app_list(f->db, count_app, &apps)) < 0 ||
+	    (r = db_grain_count(f->db, &grains)) < 0 || (r = db_schema_version(f->db, &schema)) < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_OK,
+			    json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version",
+				      GRANARY_VERSION, "state", f->state_dir, "schema",
+				      (json_int_t)schema, "frontPid", (json_int_t)getpid(),
+				      "startedAt", (json_int_t)f->started_at, "users",
+				      (json_int_t)users, "apps", (json_int_t)apps, "grains",
+				      (json_int_t)grains, "grainsRunning", (json_int_t)0,
+				      "installs", (json_int_t)f->metrics.installs));
+}
 
 /* ---- housekeeping ------------------------------------------------------------- */
 
@@ -973,6 +956,7 @@ static const struct route routes[] = {
 	{ "POST", "/api/logout", ROUTE_API, handle_logout },
 	{ "GET", "/api/me", ROUTE_API | ROUTE_USER, handle_me },
 	{ "POST", "/api/me/password", ROUTE_API | ROUTE_BODY | ROUTE_USER, handle_password },
+	{ "GET", "/api/status", ROUTE_API | ROUTE_ADMIN, handle_status },
 	{ "GET", "/api/users", ROUTE_API | ROUTE_ADMIN, handle_users_list },
 	{ "POST", "/api/users", ROUTE_API | ROUTE_BODY | ROUTE_ADMIN, handle_users_add },
 	{ "GET", "/api/apps", ROUTE_API | ROUTE_USER, handle_apps_list },

@@ -2,75 +2,350 @@
 /*
  * granary.c: the admin command line (DESIGN.md, command-line contract).
  *
- * Today it opens the state's database directly. That is safe whether or not
- * granaryd runs: SQLite's WAL mode lets both write, one transaction at a time.
- * Commands that need the daemon's processes (installing through the launcher,
- * stopping grains) will talk to it over its local socket.
+ * When granaryd runs, every command goes to it over its admin socket
+ * (STATE/granaryd.sock, root only, peer checked): the same JSON API the
+ * browser uses, spoken over HTTP on a unix socket, so the daemon sees every
+ * change (its counters, later its caches and running grains). When it does not
+ * run, the command works on the state directly, holding the daemon's lock so
+ * none starts meanwhile; installing and creating grains then need root, as the
+ * launcher would. Either way a command builds the same JSON and prints it for
+ * people or, with --json, as is.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "common/buf.h"
 #include "common/json-util.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
+#define REPLY_LIMIT (64u << 20) /* the largest answer the daemon could send (a long list) */
+
 static const char *arg_state = "/var/lib/granary";
 static bool arg_json;
+
+/* The daemon's admin socket, or -1 when working on the state directly. */
+static int daemon_fd = -1;
+/* In direct mode: the state lock (no daemon starts while we work) and the database. */
+static int lock_fd = -1;
+static struct db *direct_db;
 
 static void
 help(void)
 {
 	printf("Usage: granary [--state DIR] [--json] COMMAND [ARG]...\n"
-	       "Administer a Granary server.\n"
+	       "Administer a Granary server, through the running granaryd or, when it is\n"
+	       "stopped, on its state directory.\n"
 	       "\n"
 	       "Commands:\n"
-	       "  user add NAME [--admin]     add a user; the password is read from stdin\n"
-	       "  user list                   list users\n"
-	       "  app install FILE.spk        install an app package (not in this build yet)\n"
-	       "  app list                    list installed apps\n"
-	       "  grain list                  list grains\n"
-	       "  status                      show the state's figures\n"
+	       "  user add NAME [--admin]            add a user; the password is read from stdin\n"
+	       "  user list                          list users\n"
+	       "  app install FILE.spk               install (or update) an app package\n"
+	       "  app list                           list installed apps\n"
+	       "  app remove APP_ID                  remove an app that no grain uses\n"
+	       "  grain new APP_ID --owner NAME [--title T]\n"
+	       "                                     create a grain; prints its id\n"
+	       "  grain list                         list every grain\n"
+	       "  status                             show what the server holds\n"
 	       "\n"
 	       "Options:\n"
 	       "  -s, --state DIR   state directory (default /var/lib/granary)\n"
-	       "      --json        machine-readable output\n"
+	       "      --json        machine-readable output (the API's JSON)\n"
 	       "  -h, --help        show this help (also after a command)\n"
 	       "      --version     show the version\n"
 	       "\n"
-	       "Example: echo 'a long password' | granary --state ./var user add alice --admin\n");
+	       "Examples:\n"
+	       "  echo 'a long password' | granary --state ./var user add alice --admin\n"
+	       "  granary --state ./var app install hello.spk\n"
+	       "  granary --state ./var grain new APP_ID --owner alice --title 'My notes'\n");
 }
 
+/* ---- the two ways to the state ----------------------------------------------------- */
+
+/* Connect to the daemon; 0 and daemon_fd set, or -ENOENT when it does not run. */
 static int
-open_state(struct db **ret, bool create)
+daemon_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	r = local_socket_path(arg_state, sa.sun_path, sizeof(sa.sun_path));
+	if (r < 0)
+		return log_error_errno(r, "The state path '%s' is too long", arg_state);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_error_errno(errno, "Failed to create a socket: %m");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			return -ENOENT;
+		if (errno == EACCES)
+			return log_error_errno(errno,
+					       "Only root may talk to granaryd through '%s'; "
+					       "run this as root",
+					       sa.sun_path);
+		return log_error_errno(errno, "Failed to connect to '%s': %m", sa.sun_path);
+	}
+	daemon_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* Open the state without the daemon: take its lock, open (create) the database. */
+static int
+direct_open(bool create)
 {
 	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int fd = -EBADF;
 	int r;
 
 	if (create && mkdir(arg_state, 0700) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "Failed to create '%s': %m", arg_state);
+	if (asprintf(&path, "%s/granaryd.lock", arg_state) < 0)
+		return log_oom();
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+	if (fd < 0 && errno == ENOENT)
+		return log_error_errno(
+			errno, "No Granary state in '%s'; give the right --state DIR", arg_state);
+	if (fd < 0 && errno != EACCES)
+		return log_error_errno(errno, "Failed to open '%s': %m", path);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return log_error_errno(EBUSY,
+				       "granaryd holds '%s' but its admin socket does not answer; "
+				       "is it starting or stopping? Try again",
+				       arg_state);
+	/* Without the lock file's permission (not root) reading still works; writing
+	 * then fails on the database's own permissions with a clear error. */
+	lock_fd = TAKE_FD(fd);
+
+	free(path);
+	path = NULL;
 	if (asprintf(&path, "%s/granary.sqlite3", arg_state) < 0)
 		return log_oom();
-	r = db_open(path, create ? DB_OPEN_CREATE : 0, ret);
+	r = db_open(path, create ? DB_OPEN_CREATE : 0, &direct_db);
 	if (r == -ENOENT)
 		return log_error_errno(r, "No Granary state in '%s'; give the right --state DIR",
 				       arg_state);
 	if (r == -EBADMSG)
 		return log_error_errno(r, "The database '%s' is damaged; restore a backup", path);
+	if (r == -EPROTONOSUPPORT)
+		return log_error_errno(r, "The database '%s' was written by a newer Granary", path);
 	if (r < 0)
 		return log_error_errno(r, "Failed to open '%s': %m", path);
 	return 0;
 }
+
+/* The daemon if it runs, else the state directly (created when create). */
+static int
+state_open(bool create)
+{
+	int r = daemon_connect();
+
+	if (r != -ENOENT)
+		return r;
+	return direct_open(create);
+}
+
+static void
+state_close(void)
+{
+	daemon_fd = safe_close(daemon_fd);
+	direct_db = db_free(direct_db);
+	lock_fd = safe_close(lock_fd);
+}
+
+/* A directory of the launcher's (root-owned), opened as the launcher does. */
+static int
+direct_root_dir(const char *name, mode_t mode, int *ret_fd)
+{
+	_cleanup_close_ int state_fd = -EBADF;
+	int r;
+
+	if (geteuid() != 0)
+		return log_error_errno(EPERM, "Without a running granaryd this needs root");
+	state_fd = open(arg_state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (state_fd < 0)
+		return log_error_errno(errno, "Failed to open '%s': %m", arg_state);
+	r = trusted_dir_open(state_fd, name, mode, ret_fd);
+	if (r == -EPERM)
+		return log_error_errno(r, "'%s/%s' is not owned by root or is writable by others",
+				       arg_state, name);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open '%s/%s': %m", arg_state, name);
+	return 0;
+}
+
+/* ---- HTTP over the admin socket --------------------------------------------------- */
+
+static int
+write_all(int fd, const void *data, size_t size)
+{
+	const char *p = data;
+
+	while (size > 0) {
+		ssize_t n = write(fd, p, size);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return negative_errno();
+		p += n;
+		size -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Stream a file as the body, with a progress line on a terminal. */
+static int
+send_file(int fd, int file_fd, uint64_t size)
+{
+	char buf[64 * 1024];
+	uint64_t sent = 0;
+	bool tty = isatty(STDERR_FILENO) && !arg_json;
+	int r;
+
+	while (sent < size) {
+		ssize_t n = read(file_fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return negative_errno();
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		r = write_all(fd, buf, (size_t)n);
+		if (r < 0)
+			return r;
+		sent += (uint64_t)n;
+		if (tty)
+			fprintf(stderr, "\rUploading: %3u%%", (unsigned)(sent * 100 / size));
+	}
+	if (tty)
+		fprintf(stderr, "\rUploaded; verifying and unpacking...\n");
+	return 0;
+}
+
+/*
+ * One request to the daemon (one connection, "Connection: close"). body
+ * (may be NULL) is sent as JSON, or file_fd's size bytes as a package.
+ * Returns the HTTP status, the answer's JSON in *ret (NULL when empty).
+ */
+static int
+daemon_call(const char *method, const char *path, json_t *body, int file_fd, unsigned *ret_status,
+	    json_t **ret)
+{
+	_cleanup_(buf_release) struct buf reply = BUF_INIT_LIMIT(REPLY_LIMIT);
+	_cleanup_free_ char *text = NULL, *head = NULL;
+	const char *type = "application/json", *sep;
+	uint64_t length = 0;
+	unsigned status;
+	struct stat st;
+	int r;
+
+	if (body) {
+		text = json_dumps(body, JSON_COMPACT);
+		if (!text)
+			return log_oom();
+		length = strlen(text);
+	} else if (file_fd >= 0) {
+		if (fstat(file_fd, &st) < 0)
+			return negative_errno();
+		length = (uint64_t)st.st_size;
+		type = "application/octet-stream";
+	}
+	if (asprintf(&head,
+		     "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+		     "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n\r\n",
+		     method, path, type, length) < 0)
+		return log_oom();
+	r = write_all(daemon_fd, head, strlen(head));
+	if (r >= 0 && text)
+		r = write_all(daemon_fd, text, length);
+	if (r >= 0 && !body && file_fd >= 0)
+		r = send_file(daemon_fd, file_fd, length);
+	/* EPIPE: the daemon answered early (a refusal); read it below. */
+	if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+		return log_error_errno(r, "Failed to send the request to granaryd: %m");
+	(void)shutdown(daemon_fd, SHUT_WR);
+
+	for (;;) {
+		char chunk[16384];
+		ssize_t n = read(daemon_fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ECONNRESET && reply.len > 0)
+			break;
+		if (n < 0)
+			return log_error_errno(errno, "Failed to read granaryd's answer: %m");
+		if (n == 0)
+			break;
+		if (buf_append(&reply, chunk, (size_t)n) < 0)
+			return log_error_errno(E2BIG, "granaryd's answer is too large");
+	}
+	if (buf_append(&reply, "", 1) < 0)
+		return log_oom();
+	if (sscanf(reply.data, "HTTP/1.1 %u ", &status) != 1 ||
+	    !(sep = strstr(reply.data, "\r\n\r\n")))
+		return log_error_errno(EBADMSG, "granaryd answered something that is not HTTP");
+	sep += 4;
+	*ret = NULL;
+	if (*sep) {
+		json_error_t error;
+
+		*ret = json_loads(sep, 0, &error);
+		if (!*ret)
+			return log_error_errno(EBADMSG, "granaryd's answer is not JSON: %s",
+					       error.text);
+	}
+	*ret_status = status;
+	return 0;
+}
+
+/*
+ * daemon_call() for commands: a 2xx answer's JSON (member key of it, when
+ * key) goes to *ret; an error answer is said and returned as -EIO.
+ */
+static int
+daemon_do(const char *method, const char *path, json_t *body, int file_fd, const char *key,
+	  json_t **ret)
+{
+	_cleanup_json_ json_t *answer = NULL;
+	unsigned status;
+	int r;
+
+	r = daemon_call(method, path, body, file_fd, &status, &answer);
+	if (r < 0)
+		return r;
+	if (status >= 300) {
+		json_t *message = json_object_get(json_object_get(answer, "error"), "message");
+
+		log_error("%s", json_is_string(message) ? json_string_value(message)
+							: "granaryd refused the request");
+		return -EIO;
+	}
+	if (ret)
+		*ret = json_incref(key ? json_object_get(answer, key) : answer);
+	if (ret && !*ret)
+		return log_error_errno(EBADMSG, "granaryd's answer lacks '%s'", key);
+	return 0;
+}
+
+/* ---- output ------------------------------------------------------------------------ */
 
 static int
 print_json(json_t *value)
@@ -80,12 +355,27 @@ print_json(json_t *value)
 	if (!value)
 		return log_oom();
 	text = json_dumps(value, JSON_INDENT(2));
-	json_decref(value);
 	if (!text)
 		return log_oom();
 	puts(text);
 	return 0;
 }
+
+static const char *
+str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static json_int_t
+num(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* ---- commands ---------------------------------------------------------------------- */
 
 /* Read one line from stdin into buf (newline removed). */
 static int
@@ -107,6 +397,47 @@ read_password(char *buf, size_t size)
 	return 0;
 }
 
+/* Parse a command's options: --help prints usage; 'a' (--admin), 'o', 't' as given. */
+struct command_options {
+	bool admin;
+	const char *owner, *title;
+};
+
+static int
+parse_command(int argc, char *argv[], const char *usage, const char *summary, unsigned n_args,
+	      const struct option *options, struct command_options *ret)
+{
+	int c;
+
+	optind = 0; /* 0, not 1: glibc then forgets the main parser's state */
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		switch (c) {
+		case 'a':
+			ret->admin = true;
+			break;
+		case 'o':
+			ret->owner = optarg;
+			break;
+		case 't':
+			ret->title = optarg;
+			break;
+		case 'h':
+			printf("Usage: granary %s\n%s\n", usage, summary);
+			return 1;
+		default:
+			return log_error_errno(EINVAL, "Usage: granary %s", usage);
+		}
+	}
+	if ((unsigned)(argc - optind) != n_args)
+		return log_error_errno(EINVAL, "Usage: granary %s", usage);
+	return 0;
+}
+
+static const struct option no_options[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{},
+};
+
 static int
 user_add(int argc, char *argv[])
 {
@@ -115,176 +446,478 @@ user_add(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	_cleanup_(db_freep) struct db *db = NULL;
+	struct command_options o = {};
 	char password[PASSWORD_MAX + 2], hash[PASSWORD_HASH_MAX + 1];
-	bool admin = false;
-	int64_t id;
-	int c, r;
+	_cleanup_json_ json_t *user = NULL;
+	const char *name;
+	int r;
 
-	optind = 0; /* 0, not 1: glibc then forgets the main parser's state */
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case 'a':
-			admin = true;
-			break;
-		case 'h':
-			printf("Usage: granary user add NAME [--admin]\n"
-			       "Add a user. The password is the first line of standard input.\n");
-			return 0;
-		default:
-			return -EINVAL;
-		}
-	}
-	if (optind != argc - 1)
-		return log_error_errno(EINVAL, "Usage: granary user add NAME [--admin]");
-	if (user_name_check(argv[optind]) < 0)
+	r = parse_command(argc, argv, "user add NAME [--admin]",
+			  "Add a user. The password is the first line of standard input.", 1,
+			  options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	name = argv[optind];
+	if (user_name_check(name) < 0)
 		return log_error_errno(EINVAL,
 				       "Invalid name '%s': use 1 to %d of a-z, 0-9, '.', '_', '-', "
 				       "starting with a letter or digit",
-				       argv[optind], USER_NAME_MAX);
+				       name, USER_NAME_MAX);
 	r = read_password(password, sizeof(password));
-	if (r < 0)
-		return r;
-	if (password_check(password) < 0) {
-		sodium_memzero(password, sizeof(password));
-		return log_error_errno(EINVAL, "Passwords are %d to %d bytes long", PASSWORD_MIN,
-				       PASSWORD_MAX);
+	if (r >= 0 && password_check(password) < 0)
+		r = log_error_errno(EINVAL, "Passwords are %d to %d bytes long", PASSWORD_MIN,
+				    PASSWORD_MAX);
+	if (r >= 0)
+		r = state_open(true);
+	if (r >= 0 && daemon_fd >= 0) {
+		_cleanup_json_ json_t *body = json_pack("{s:s,s:s,s:b}", "name", name, "password",
+							password, "admin", o.admin);
+
+		r = body ? daemon_do("POST", "/api/users", body, -1, "user", &user) : log_oom();
+		/* jansson copied the password: wipe that copy too. */
+		if (body)
+			sodium_memzero((char *)json_string_value(json_object_get(body, "password")),
+				       strlen(password));
+	} else if (r >= 0) {
+		struct db_user u;
+		int64_t id;
+
+		r = password_hash(password, hash);
+		if (r < 0)
+			log_error_errno(r, "Failed to hash the password: %m");
+		if (r >= 0)
+			r = db_user_add(direct_db, name, hash, o.admin, (int64_t)time(NULL), &id);
+		if (r == -EEXIST)
+			log_error_errno(r, "There is already a user named '%s'", name);
+		else if (r < 0)
+			log_error_errno(r, "Failed to add the user: %m");
+		if (r >= 0 && (r = db_user_by_id(direct_db, id, &u, NULL, 0)) >= 0)
+			user = user_json(&u);
 	}
-	r = password_hash(password, hash);
 	sodium_memzero(password, sizeof(password));
 	if (r < 0)
-		return log_error_errno(r, "Failed to hash the password: %m");
+		return r;
+	if (arg_json)
+		return print_json(user);
+	printf("Added %s'%s'.\n", o.admin ? "admin " : "", name);
+	return 0;
+}
 
-	r = open_state(&db, true);
+static int
+append_user(const struct db_user *u, void *userdata)
+{
+	return json_array_append_new(userdata, user_json(u)) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+append_app(const struct db_package *p, void *userdata)
+{
+	return json_array_append_new(userdata, package_json(p, false)) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+append_grain(const struct db_grain *g, void *userdata)
+{
+	return json_array_append_new(userdata, grain_json(g)) == 0 ? 0 : -ENOMEM;
+}
+
+/* GET path (key of the answer) through the daemon, or list() on the database. */
+static int
+list(const char *path, const char *key, int (*direct)(struct db *db, json_t *array), json_t **ret)
+{
+	int r;
+
+	r = state_open(false);
 	if (r < 0)
 		return r;
-	r = db_user_add(db, argv[optind], hash, admin, (int64_t)time(NULL), &id);
-	if (r == -EEXIST)
-		return log_error_errno(r, "There is already a user named '%s'", argv[optind]);
+	if (daemon_fd >= 0)
+		return daemon_do("GET", path, NULL, -1, key, ret);
+	*ret = json_array();
+	if (!*ret)
+		return log_oom();
+	r = direct(direct_db, *ret);
 	if (r < 0)
-		return log_error_errno(r, "Failed to add the user: %m");
-	if (arg_json)
-		return print_json(json_pack("{s:I,s:s,s:b}", "id", (json_int_t)id, "name",
-					    argv[optind], "admin", admin));
-	printf("Added %s'%s'.\n", admin ? "admin " : "", argv[optind]);
+		return log_error_errno(r, "Failed to read the database: %m");
 	return 0;
 }
 
 static int
-print_user(const struct db_user *u, void *userdata)
+direct_users(struct db *db, json_t *array)
 {
-	if (userdata)
-		return json_array_append_new(userdata,
-					     json_pack("{s:I,s:s,s:b,s:I}", "id", (json_int_t)u->id,
-						       "name", u->name, "admin", u->admin,
-						       "createdAt", (json_int_t)u->created_at));
-	printf("%-24s %s\n", u->name, u->admin ? "admin" : "");
-	return 0;
+	return db_user_list(db, append_user, array);
 }
 
 static int
-user_list(void)
+direct_apps(struct db *db, json_t *array)
 {
-	_cleanup_(db_freep) struct db *db = NULL;
+	return db_app_list(db, append_app, array);
+}
+
+static int
+direct_grains(struct db *db, json_t *array)
+{
+	return db_grain_list(db, 0, true, append_grain, array);
+}
+
+static int
+user_list(int argc, char *argv[])
+{
 	_cleanup_json_ json_t *users = NULL;
+	struct command_options o = {};
+	size_t i;
+	json_t *u;
 	int r;
 
-	r = open_state(&db, false);
-	if (r < 0)
-		return r;
-	if (arg_json) {
-		users = json_array();
-		if (!users)
-			return log_oom();
-	}
-	r = db_user_list(db, print_user, users);
-	if (r < 0)
-		return log_error_errno(r, "Failed to list users: %m");
-	return arg_json ? print_json(json_incref(users)) : 0;
-}
-
-static int
-print_app(const struct db_package *p, void *userdata)
-{
-	if (userdata)
-		return json_array_append_new(userdata,
-					     json_pack("{s:s,s:s,s:I,s:s}", "id", p->app_id,
-						       "packageId", p->id, "version",
-						       (json_int_t)p->version, "title", p->title));
-	printf("%-30s %-6" PRId64 " %s\n", p->title, p->version, p->app_id);
-	return 0;
-}
-
-static int
-app_list(void)
-{
-	_cleanup_(db_freep) struct db *db = NULL;
-	_cleanup_json_ json_t *apps = NULL;
-	int r;
-
-	r = open_state(&db, false);
-	if (r < 0)
-		return r;
-	if (arg_json && !(apps = json_array()))
-		return log_oom();
-	r = db_app_list(db, print_app, apps);
-	if (r < 0)
-		return log_error_errno(r, "Failed to list apps: %m");
-	return arg_json ? print_json(json_incref(apps)) : 0;
-}
-
-static int
-print_grain(const struct db_grain *g, void *userdata)
-{
-	if (userdata)
-		return json_array_append_new(userdata, json_pack("{s:s,s:s,s:s,s:s,s:b}", "id",
-								 g->id, "appId", g->app_id, "title",
-								 g->title, "owner", g->owner_name,
-								 "trashed", g->trashed_at != 0));
-	printf("%s  %-16s %s%s\n", g->id, g->owner_name, g->title,
-	       g->trashed_at ? " (in the trash)" : "");
-	return 0;
-}
-
-static int
-grain_list(void)
-{
-	_cleanup_(db_freep) struct db *db = NULL;
-	_cleanup_json_ json_t *grains = NULL;
-	int r;
-
-	r = open_state(&db, false);
-	if (r < 0)
-		return r;
-	if (arg_json && !(grains = json_array()))
-		return log_oom();
-	r = db_grain_list(db, 0, true, print_grain, grains);
-	if (r < 0)
-		return log_error_errno(r, "Failed to list grains: %m");
-	return arg_json ? print_json(json_incref(grains)) : 0;
-}
-
-static int
-status(void)
-{
-	_cleanup_(db_freep) struct db *db = NULL;
-	int64_t users = 0, grains = 0, schema = 0;
-	int r;
-
-	r = open_state(&db, false);
-	if (r < 0)
-		return r;
-	if (db_user_count(db, &users) < 0 || db_grain_count(db, &grains) < 0 ||
-	    db_schema_version(db, &schema) < 0)
-		return log_error_errno(EIO, "Failed to read the database");
+	r = parse_command(argc, argv, "user list", "List users.", 0, no_options, &o);
+	if (r == 0)
+		r = list("/api/users", "users", direct_users, &users);
+	if (r != 0)
+		return r < 0 ? r : 0;
 	if (arg_json)
-		return print_json(json_pack("{s:s,s:I,s:I,s:I}", "state", arg_state, "schema",
-					    (json_int_t)schema, "users", (json_int_t)users,
-					    "grains", (json_int_t)grains));
-	printf("State:  %s (schema %" PRId64 ")\nUsers:  %" PRId64 "\nGrains: %" PRId64 "\n",
-	       arg_state, schema, users, grains);
+		return print_json(users);
+	json_array_foreach (users, i, u)
+		printf("%-24s %s\n", str(u, "name"),
+		       json_is_true(json_object_get(u, "admin")) ? "admin" : "");
 	return 0;
 }
+
+static int
+app_list(int argc, char *argv[])
+{
+	_cleanup_json_ json_t *apps = NULL;
+	struct command_options o = {};
+	size_t i;
+	json_t *a;
+	int r;
+
+	r = parse_command(argc, argv, "app list", "List installed apps.", 0, no_options, &o);
+	if (r == 0)
+		r = list("/api/apps", "apps", direct_apps, &apps);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (arg_json)
+		return print_json(apps);
+	if (json_array_size(apps) == 0)
+		printf("No apps installed; add one with 'granary app install FILE.spk'.\n");
+	json_array_foreach (apps, i, a)
+		printf("%-30s %-6" JSON_INTEGER_FORMAT " %s\n", str(a, "title"), num(a, "version"),
+		       str(a, "id"));
+	return 0;
+}
+
+static int
+grain_list(int argc, char *argv[])
+{
+	_cleanup_json_ json_t *grains = NULL;
+	struct command_options o = {};
+	size_t i;
+	json_t *g;
+	int r;
+
+	r = parse_command(argc, argv, "grain list", "List every grain.", 0, no_options, &o);
+	if (r == 0)
+		r = list("/api/grains", "grains", direct_grains, &grains);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (arg_json)
+		return print_json(grains);
+	json_array_foreach (grains, i, g)
+		printf("%s  %-16s %s%s\n", str(g, "id"), str(g, "owner"), str(g, "title"),
+		       json_is_null(json_object_get(g, "trashedAt")) ? "" : " (in the trash)");
+	return 0;
+}
+
+/* Install without the daemon: what the launcher and front would do, as root. */
+static int
+direct_install(int spk_fd, uint64_t size, json_t **ret)
+{
+	_cleanup_close_ int packages_fd = -EBADF;
+	struct package_install_result installed;
+	struct app_register_result reg;
+	struct db_package p = {};
+	static const char *const outcomes[] = {
+		[APP_INSTALLED] = "installed",
+		[APP_UPDATED] = "updated",
+		[APP_ALREADY_INSTALLED] = "unchanged",
+	};
+	int r;
+
+	r = direct_root_dir("packages", 0755, &packages_fd);
+	if (r < 0)
+		return r;
+	(void)package_sweep(packages_fd);
+	if (isatty(STDERR_FILENO) && !arg_json)
+		fprintf(stderr, "Verifying and unpacking...\n");
+	r = package_install(packages_fd, spk_fd, &installed);
+	if (r < 0)
+		return log_error_errno(r, "Failed to run the package installer: %m");
+	if (installed.error < 0)
+		return log_error_errno(installed.error, "The package was refused: %s",
+				       installed.message);
+	r = app_register(direct_db, packages_fd, &installed, size, 0, (int64_t)time(NULL), &reg);
+	if (r < 0) {
+		if (!installed.existed)
+			(void)package_delete(packages_fd, installed.package_id);
+		if (reg.message[0])
+			return log_error_errno(r, "%s", reg.message);
+		return log_error_errno(r, "Failed to record the package: %m");
+	}
+	if (reg.outcome != APP_ALREADY_INSTALLED)
+		(void)db_audit_add(direct_db, (int64_t)time(NULL), NULL, 0,
+				   reg.outcome == APP_INSTALLED ? "app.installed" : "app.updated",
+				   NULL);
+	r = db_package_get(direct_db, installed.package_id, &p);
+	if (r < 0)
+		return log_error_errno(r, "Failed to read the package back: %m");
+	*ret = json_pack("{s:o,s:s}", "app", package_json(&p, true), "outcome",
+			 outcomes[reg.outcome]);
+	db_package_release(&p);
+	return *ret ? 0 : log_oom();
+}
+
+static int
+app_install(int argc, char *argv[])
+{
+	_cleanup_json_ json_t *answer = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	struct command_options o = {};
+	const char *outcome;
+	json_t *app;
+	struct stat st;
+	int r;
+
+	r = parse_command(argc, argv, "app install FILE.spk",
+			  "Install an app package, or a newer version of an installed app.", 1,
+			  no_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return log_error_errno(errno, "Failed to open '%s': %m", argv[optind]);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return log_error_errno(EINVAL, "'%s' is not a regular file", argv[optind]);
+	if ((uint64_t)st.st_size > UPLOAD_LIMIT)
+		return log_error_errno(EFBIG,
+				       "'%s' is larger than packages may be (%" PRIu64 " bytes)",
+				       argv[optind], (uint64_t)UPLOAD_LIMIT);
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	if (daemon_fd >= 0)
+		r = daemon_do("POST", "/api/apps", NULL, fd, NULL, &answer);
+	else
+		r = direct_install(fd, (uint64_t)st.st_size, &answer);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(answer);
+	app = json_object_get(answer, "app");
+	outcome = str(answer, "outcome");
+	printf("%s %s %s (version %" JSON_INTEGER_FORMAT ")\n  app id:     %s\n  package id: %s\n",
+	       strcmp(outcome, "installed") == 0 ? "Installed"
+	       : strcmp(outcome, "updated") == 0 ? "Updated to"
+						 : "Already installed:",
+	       str(app, "title"),
+	       str(json_object_get(json_object_get(app, "manifest"), "app"), "marketingVersion"),
+	       num(app, "version"), str(app, "id"), str(app, "packageId"));
+	return 0;
+}
+
+static int
+collect_id(const char *package_id, void *userdata)
+{
+	return json_array_append_new(userdata, json_string(package_id)) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+app_remove(int argc, char *argv[])
+{
+	_cleanup_free_ char *path = NULL;
+	struct command_options o = {};
+	const char *app_id;
+	int r;
+
+	r = parse_command(argc, argv, "app remove APP_ID",
+			  "Remove an app and its packages. Its grains must be deleted first.", 1,
+			  no_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	app_id = argv[optind];
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	if (daemon_fd >= 0) {
+		if (asprintf(&path, "/api/apps/%s", app_id) < 0)
+			return log_oom();
+		r = daemon_do("DELETE", path, NULL, -1, NULL, NULL);
+	} else {
+		_cleanup_json_ json_t *ids = json_array();
+		_cleanup_close_ int packages_fd = -EBADF;
+		size_t i;
+		json_t *id;
+
+		r = ids ? direct_root_dir("packages", 0755, &packages_fd) : log_oom();
+		if (r < 0)
+			return r;
+		r = db_app_remove(direct_db, app_id, collect_id, ids);
+		if (r == -ENOENT)
+			return log_error_errno(r, "No app with id '%s' is installed", app_id);
+		if (r == -EBUSY)
+			return log_error_errno(r, "Grains of this app still exist (the trash "
+						  "counts too); delete them first");
+		if (r < 0)
+			return log_error_errno(r, "Failed to remove the app: %m");
+		json_array_foreach (ids, i, id)
+			(void)package_delete(packages_fd, json_string_value(id));
+		(void)db_audit_add(direct_db, (int64_t)time(NULL), NULL, 0, "app.removed", NULL);
+	}
+	if (r < 0)
+		return r;
+	if (!arg_json)
+		printf("Removed app %s.\n", app_id);
+	return 0;
+}
+
+/* grain_create()'s storage callback without the daemon: what the launcher does. */
+static int
+direct_storage(const char *grain_id, bool create, void *userdata)
+{
+	int grains_fd = *(int *)userdata;
+
+	return create ? grain_storage_create(grains_fd, grain_id)
+		      : grain_storage_delete(grains_fd, grain_id);
+}
+
+static int
+grain_new(int argc, char *argv[])
+{
+	static const struct option options[] = {
+		{ "owner", required_argument, NULL, 'o' },
+		{ "title", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	_cleanup_json_ json_t *grain = NULL;
+	struct command_options o = {};
+	const char *app_id;
+	int r;
+
+	r = parse_command(argc, argv, "grain new APP_ID --owner NAME [--title TITLE]",
+			  "Create a grain of an installed app for a user; prints its id.", 1,
+			  options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	app_id = argv[optind];
+	if (!o.owner)
+		return log_error_errno(EINVAL, "Name the grain's owner with --owner NAME");
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	if (daemon_fd >= 0) {
+		_cleanup_json_ json_t *body =
+			json_pack("{s:s,s:s}", "app", app_id, "owner", o.owner);
+
+		if (!body || (o.title && json_object_set_new(body, "title", json_string(o.title))))
+			return log_oom();
+		r = daemon_do("POST", "/api/grains", body, -1, "grain", &grain);
+	} else {
+		_cleanup_close_ int grains_fd = -EBADF;
+		struct db_user owner;
+		struct db_grain g;
+
+		r = db_user_by_name(direct_db, o.owner, &owner, NULL, 0);
+		if (r == -ENOENT)
+			return log_error_errno(r, "No user named '%s'", o.owner);
+		if (r < 0)
+			return log_error_errno(r, "Failed to read the database: %m");
+		r = direct_root_dir("grains", 0711, &grains_fd);
+		if (r < 0)
+			return r;
+		r = grain_create(direct_db, app_id, owner.id, o.title, 0, direct_storage,
+				 &grains_fd, &g);
+		if (r == -ENOENT)
+			return log_error_errno(r, "No app with id '%s' is installed", app_id);
+		if (r < 0)
+			return log_error_errno(r, "Failed to create the grain: %m");
+		grain = grain_json(&g);
+	}
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(grain);
+	printf("%s\n", str(grain, "id"));
+	return 0;
+}
+
+static int
+direct_status(json_t **ret)
+{
+	int64_t users = 0, apps = 0, grains = 0, schema = 0;
+	_cleanup_json_ json_t *list = json_array();
+	int r;
+
+	if (!list)
+		return log_oom();
+	if ((r = db_user_count(direct_db, &users)) < 0 ||
+	    (r = db_app_list(direct_db, append_app, list)) < 0 ||
+	    (r = db_grain_count(direct_db, &grains)) < 0 ||
+	    (r = db_schema_version(direct_db, &schema)) < 0)
+		return log_error_errno(r, "Failed to read the database: %m");
+	apps = (int64_t)json_array_size(list);
+	*ret = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "version", GRANARY_VERSION, "state",
+			 arg_state, "schema", (json_int_t)schema, "users", (json_int_t)users,
+			 "apps", (json_int_t)apps, "grains", (json_int_t)grains, "running", false);
+	return *ret ? 0 : log_oom();
+}
+
+static int
+status(int argc, char *argv[])
+{
+	_cleanup_json_ json_t *s = NULL;
+	struct command_options o = {};
+	bool running;
+	int r;
+
+	r = parse_command(argc, argv, "status", "Show what the server holds and whether it runs.",
+			  0, no_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	running = daemon_fd >= 0;
+	if (running) {
+		r = daemon_do("GET", "/api/status", NULL, -1, NULL, &s);
+		if (r >= 0 && json_object_set_new(s, "running", json_true()) < 0)
+			r = log_oom();
+	} else
+		r = direct_status(&s);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(s);
+	printf("granaryd: %s\n", running ? "running" : "not running");
+	printf("State:    %s (schema %" JSON_INTEGER_FORMAT ")\n", str(s, "state"),
+	       num(s, "schema"));
+	printf("Users:    %" JSON_INTEGER_FORMAT "\nApps:     %" JSON_INTEGER_FORMAT
+	       "\nGrains:   %" JSON_INTEGER_FORMAT "\n",
+	       num(s, "users"), num(s, "apps"), num(s, "grains"));
+	if (running)
+		printf("Running:  %" JSON_INTEGER_FORMAT " grains\nInstalls: %" JSON_INTEGER_FORMAT
+		       " since start\n",
+		       num(s, "grainsRunning"), num(s, "installs"));
+	return 0;
+}
+
+static const struct {
+	const char *command, *sub;
+	int (*run)(int argc, char *argv[]);
+} commands[] = {
+	{ "user", "add", user_add },	   { "user", "list", user_list },
+	{ "app", "install", app_install }, { "app", "list", app_list },
+	{ "app", "remove", app_remove },   { "grain", "new", grain_new },
+	{ "grain", "list", grain_list },   { "status", NULL, status },
+};
 
 int
 main(int argc, char *argv[])
@@ -298,7 +931,7 @@ main(int argc, char *argv[])
 		{},
 	};
 	const char *cmd, *sub;
-	int c, r;
+	int c, r = -EINVAL;
 
 	log_setup("granary");
 	log_show_pid(0);
@@ -329,20 +962,24 @@ main(int argc, char *argv[])
 	cmd = argv[optind];
 	sub = optind + 1 < argc ? argv[optind + 1] : "";
 
-	if (strcmp(cmd, "user") == 0 && strcmp(sub, "add") == 0)
-		r = user_add(argc - optind - 1, argv + optind + 1);
-	else if (strcmp(cmd, "user") == 0 && strcmp(sub, "list") == 0)
-		r = user_list();
-	else if (strcmp(cmd, "app") == 0 && strcmp(sub, "list") == 0)
-		r = app_list();
-	else if (strcmp(cmd, "grain") == 0 && strcmp(sub, "list") == 0)
-		r = grain_list();
-	else if (strcmp(cmd, "status") == 0)
-		r = status();
-	else if (strcmp(cmd, "app") == 0 || strcmp(cmd, "grain") == 0 || strcmp(cmd, "share") == 0)
-		r = log_error_errno(EOPNOTSUPP, "'%s %s' is not available in this build yet", cmd,
-				    sub);
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+		if (strcmp(cmd, commands[i].command) != 0)
+			continue;
+		if (!commands[i].sub) {
+			r = commands[i].run(argc - optind, argv + optind);
+			goto done;
+		}
+		if (strcmp(sub, commands[i].sub) == 0) {
+			r = commands[i].run(argc - optind - 1, argv + optind + 1);
+			goto done;
+		}
+	}
+	if (strcmp(cmd, "share") == 0)
+		r = log_error_errno(EOPNOTSUPP, "'share' arrives with the sharing issue");
 	else
-		r = log_error_errno(EINVAL, "Unknown command '%s'; try 'granary --help'", cmd);
+		log_error("Unknown command '%s%s%s'; try 'granary --help'", cmd, *sub ? " " : "",
+			  sub);
+done:
+	state_close();
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -262,7 +262,7 @@ describe_exit(const char *what, int status)
 int
 main(int argc, char *argv[])
 {
-	_cleanup_close_ int lock_fd = -EBADF, listen_fd = -EBADF;
+	_cleanup_close_ int lock_fd = -EBADF, listen_fd = -EBADF, local_fd = -EBADF;
 	struct listen_address listen_address;
 	struct launcher_config launcher_config = {};
 	struct front_config front_config = {};
@@ -342,6 +342,13 @@ main(int argc, char *argv[])
 	r = listen_socket_port(listen_fd, &port);
 	if (r < 0)
 		return log_error_errno(r, "Failed to read the listening port: %m"), EXIT_FAILURE;
+	/* The admin CLI's way in: only our own uid (root) may connect. */
+	r = local_socket_open(arg_state, &local_fd);
+	if (r < 0)
+		return log_error_errno(r, "Failed to create '%s/%s': %m", arg_state,
+				       LOCAL_SOCKET_NAME),
+		       EXIT_FAILURE;
+	front_config.local_fd = local_fd;
 
 	front_config.listen_fd = listen_fd;
 	front_config.port = port;

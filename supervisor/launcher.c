@@ -13,6 +13,7 @@
  * replacement made by front would fail the ownership check at the next start.
  */
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -99,21 +100,42 @@ struct launcher {
 	int packages_fd; /* owned: STATE/packages */
 };
 
-static int
-grain_storage_create(struct launcher *l, const char *id)
+static bool
+grain_id_valid(const char *id)
+{
+	if (strlen(id) != GRAIN_ID_LEN)
+		return false;
+	for (size_t i = 0; i < GRAIN_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+int
+grain_storage_create(int grains_fd, const char *id)
 {
 	_cleanup_close_ int grain_fd = -EBADF;
 
-	if (mkdirat(l->grains_fd, id, 0711) < 0)
+	if (!grain_id_valid(id))
+		return -EINVAL;
+	if (mkdirat(grains_fd, id, 0711) < 0)
 		return negative_errno();
-	grain_fd = openat(l->grains_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	grain_fd = openat(grains_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (grain_fd < 0 || mkdirat(grain_fd, "data", 0700) < 0) {
 		int r = negative_errno();
 
-		(void)remove_tree_at(l->grains_fd, id, 0);
+		(void)remove_tree_at(grains_fd, id, 0);
 		return r;
 	}
 	return 0;
+}
+
+int
+grain_storage_delete(int grains_fd, const char *id)
+{
+	if (!grain_id_valid(id))
+		return -EINVAL;
+	return remove_tree_at(grains_fd, id, 0);
 }
 
 static int
@@ -169,9 +191,9 @@ handle(struct launcher *l, const struct ipc_message *m)
 		memcpy(id, m->payload.grain.grain_id, GRAIN_ID_LEN);
 		id[GRAIN_ID_LEN] = '\0';
 		if (m->header.type == IPC_GRAIN_STORAGE_CREATE)
-			r = grain_storage_create(l, id);
+			r = grain_storage_create(l->grains_fd, id);
 		else
-			r = remove_tree_at(l->grains_fd, id, 0);
+			r = grain_storage_delete(l->grains_fd, id);
 		if (r < 0) {
 			log_warning_errno(r, "%s of grain %s failed: %m",
 					  ipc_type_name(m->header.type), id);

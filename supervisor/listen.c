@@ -8,6 +8,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "common/parse.h"
@@ -131,5 +134,45 @@ listen_socket_port(int fd, uint16_t *ret)
 		*ret = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	else
 		*ret = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
+int
+local_socket_path(const char *state_dir, char *buf, size_t size)
+{
+	struct sockaddr_un sa;
+	int n = snprintf(buf, size, "%s/" LOCAL_SOCKET_NAME, state_dir);
+
+	if (n < 0 || (size_t)n >= size || (size_t)n >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int
+local_socket_open(const char *state_dir, int *ret_fd)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_umask;
+	int r;
+
+	r = local_socket_path(state_dir, sa.sun_path, sizeof(sa.sun_path));
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return negative_errno();
+	/* The caller holds the state lock: a socket file here is a dead daemon's. */
+	if (unlink(sa.sun_path) < 0 && errno != ENOENT)
+		return negative_errno();
+	/* Owner-only from birth: no moment where someone else could connect. */
+	old_umask = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	(void)umask(old_umask);
+	if (r < 0)
+		return negative_errno();
+	if (listen(fd, 64) < 0)
+		return negative_errno();
+	*ret_fd = TAKE_FD(fd);
 	return 0;
 }

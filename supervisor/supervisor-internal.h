@@ -10,6 +10,7 @@
 #define GRANARY_SUPERVISOR_INTERNAL_H
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,8 @@
 #include "common/macro.h"
 #include "common/token.h"
 
+#include <jansson.h>
+
 struct listen_address {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
@@ -26,6 +29,7 @@ struct listen_address {
 
 struct front_config {
 	int listen_fd;	       /* a listening socket; front_start() takes it over on success */
+	int local_fd;	       /* the admin socket (LOCAL_SOCKET_NAME), or -1; borrowed */
 	int launcher_fd;       /* the connection to the launcher (borrowed) */
 	uint16_t port;	       /* the port it is bound to, for default URLs */
 	const char *state_dir; /* borrowed */
@@ -70,6 +74,14 @@ int listen_address_parse(const char *s, struct listen_address *ret);
  * -errno from socket(), bind() or listen() so the caller can say which.
  */
 int listen_socket_open(const struct listen_address *a, int *ret_fd);
+
+/*
+ * The admin socket: STATE/granaryd.sock, a listening unix socket only root
+ * may connect to (mode 0600, and front checks the peer's uid as well).
+ */
+#define LOCAL_SOCKET_NAME "granaryd.sock"
+int local_socket_path(const char *state_dir, char *buf, size_t size);
+int local_socket_open(const char *state_dir, int *ret_fd);
 
 /* The port a socket is bound to (the real one when 0 was asked for). */
 int listen_socket_port(int fd, uint16_t *ret);
@@ -230,6 +242,9 @@ void login_throttle_reset(void);
 
 struct front {
 	struct MHD_Daemon *daemon; /* owned */
+	struct MHD_Daemon *local;  /* owned: the same API on the admin socket, for root */
+	pthread_mutex_t lock;	   /* taken by every libmicrohttpd callback */
+	uid_t admin_uid;	   /* besides root, who may use the admin socket */
 	int launcher_fd;	   /* borrowed */
 	int packages_fd;	   /* owned: STATE/packages, opened when first needed */
 	struct db *db;		   /* owned */
@@ -239,6 +254,7 @@ struct front {
 	bool tls;
 	char setup_token[TOKEN_STRING_LEN + 1]; /* "" once a user exists */
 	int64_t housekeeping_at;		/* when front_housekeeping() ran last */
+	int64_t started_at;
 	struct {
 		uint64_t requests, errors_4xx, errors_5xx;
 		uint64_t logins, login_failures, installs;
@@ -292,6 +308,7 @@ struct request {
 	unsigned status;
 	struct db_user user; /* valid when has_user */
 	bool has_user;
+	bool local; /* came over the admin socket from root: an admin, no Host/Origin rules */
 	const char *session_token; /* borrowed: the cookie, when has_user */
 	struct response_header extra_headers[4];
 	size_t n_extra_headers;
@@ -481,6 +498,21 @@ int app_register(struct db *db, int packages_fd, const struct package_install_re
 		 uint64_t file_size, int64_t installed_by, int64_t now,
 		 struct app_register_result *ret);
 
+/* The JSON objects of the API (docs/api.md) and of `granary --json`. */
+json_t *user_json(const struct db_user *u);
+json_t *package_json(const struct db_package *p, bool with_manifest);
+json_t *grain_json(const struct db_grain *g);
+
+/*
+ * A new grain of app_id's current package for owner_id: storage (through
+ * storage(), create true; false undoes it) first, then its row and the
+ * owner's capability. -ENOENT: no such app. *ret: the new grain.
+ */
+int grain_create(struct db *db, const char *app_id, int64_t owner_id, const char *title,
+		 int64_t created_by,
+		 int (*storage)(const char *grain_id, bool create, void *userdata), void *userdata,
+		 struct db_grain *ret);
+
 /* launcher.c */
 
 struct launcher_config {
@@ -490,6 +522,10 @@ struct launcher_config {
 
 /* The launcher process: serve front's requests until it goes away. */
 int launcher_main(const struct launcher_config *config);
+/* STATE/grains/<id>/data (root, 0700; the grain's /var) below grains_fd. -EINVAL: bad id. */
+int grain_storage_create(int grains_fd, const char *id);
+/* Remove STATE/grains/<id> and everything in it, never following a symlink. */
+int grain_storage_delete(int grains_fd, const char *id);
 /* Open (create) name below parent_fd; -EPERM unless owned by us and writable by us only. */
 int trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd);
 
