@@ -677,6 +677,20 @@ front_storage(const char *grain_id, bool create, void *userdata)
 			sizeof(storage), &reply);
 }
 
+/* Delete a grain for good: its storage first, then its row (a retry finishes either). */
+static int
+grain_purge(struct front *f, const char *grain_id)
+{
+	int r = front_storage(grain_id, false, f);
+
+	if (r >= 0)
+		r = db_grain_delete(f->db, grain_id);
+	if (r < 0)
+		return log_warning_errno(r, "Failed to purge grain %s: %m", grain_id);
+	log_info("Grain %s deleted for good", grain_id);
+	return 0;
+}
+
 static int
 handle_grain_create(struct request *req)
 {
@@ -800,14 +814,23 @@ handle_grain_delete(struct request *req)
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	/* Deleting moves to the trash; purging the storage comes with the grain manager. */
-	if (!g.trashed_at) {
-		r = db_grain_trash(req->front->db, g.id, now_seconds());
+	/* Deleting moves to the trash; deleting from the trash deletes for good. */
+	if (g.trashed_at) {
+		char detail[64];
+
+		r = grain_purge(req->front, g.id);
 		if (r < 0)
 			return r;
-		(void)db_audit_add(req->front->db, now_seconds(), g.id, req->user.id,
-				   "grain.trashed", NULL);
+		/* The grain's own audit rows go with it; this one says who did it. */
+		(void)snprintf(detail, sizeof(detail), "{\"grain\":\"%s\"}", g.id);
+		(void)db_audit_add(req->front->db, now_seconds(), NULL, req->user.id,
+				   "grain.deleted", detail);
+		return respond_empty(req, MHD_HTTP_NO_CONTENT);
 	}
+	r = db_grain_trash(req->front->db, g.id, now_seconds());
+	if (r < 0)
+		return r;
+	(void)db_audit_add(req->front->db, now_seconds(), g.id, req->user.id, "grain.trashed", NULL);
 	return respond_empty(req, MHD_HTTP_NO_CONTENT);
 }
 
@@ -875,18 +898,9 @@ purge_trash(struct front *f, int64_t now)
 	if (r < 0)
 		return r;
 	json_array_foreach (ids, i, id) {
-		struct ipc_grain storage;
-		struct ipc_message reply;
-
-		memcpy(storage.grain_id, json_string_value(id), GRAIN_ID_LEN);
-		r = ipc_call(f->launcher_fd, IPC_GRAIN_STORAGE_DELETE, &storage, sizeof(storage),
-			     &reply);
-		if (r >= 0)
-			r = db_grain_delete(f->db, json_string_value(id));
+		r = grain_purge(f, json_string_value(id));
 		if (r < 0)
-			return log_warning_errno(r, "Failed to purge grain %s: %m",
-						 json_string_value(id));
-		log_info("Grain %s purged from the trash", json_string_value(id));
+			return r;
 	}
 	return 0;
 }
