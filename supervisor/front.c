@@ -209,13 +209,14 @@ origin_allowed(struct request *req)
 	return origin && strcmp(origin, req->front->origin) == 0;
 }
 
+/* The admin socket is the only unix socket front serves. */
 static bool
-local_connection(struct front *f, struct MHD_Connection *connection)
+local_connection(struct MHD_Connection *connection)
 {
 	const union MHD_ConnectionInfo *info =
-		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_DAEMON);
+		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
-	return f->local && info && info->daemon == f->local;
+	return info && info->client_addr && info->client_addr->sa_family == AF_UNIX;
 }
 
 /*
@@ -263,7 +264,7 @@ request_new(struct front *f, struct MHD_Connection *connection, const char *meth
 	req->upload_fd = -EBADF;
 	client_address(connection, req->address, sizeof(req->address));
 
-	if (local_connection(f, connection)) {
+	if (local_connection(connection)) {
 		if (!local_peer_allowed(f, connection)) {
 			req->unknown_host = true; /* answered 404, like a stranger */
 			return req;

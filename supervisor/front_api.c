@@ -830,7 +830,8 @@ handle_grain_delete(struct request *req)
 	r = db_grain_trash(req->front->db, g.id, now_seconds());
 	if (r < 0)
 		return r;
-	(void)db_audit_add(req->front->db, now_seconds(), g.id, req->user.id, "grain.trashed", NULL);
+	(void)db_audit_add(req->front->db, now_seconds(), g.id, req->user.id, "grain.trashed",
+			   NULL);
 	return respond_empty(req, MHD_HTTP_NO_CONTENT);
 }
 

@@ -5,6 +5,7 @@
 and on teardown sends SIGTERM and checks it stopped cleanly with status 0 and
 printed no sanitizer report. Tests talk to it only over loopback.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -190,3 +191,46 @@ def add_user(state, name, password, admin=False):
         cmd.append("--admin")
     r = run(cmd, input=password + "\n", stdin=None)
     assert r.returncode == 0, r.stderr
+
+
+class Packager:
+    """Builds signed test packages with the real spk tool: one key (app id)
+    per Packager, any version, any extra files."""
+
+    def __init__(self, directory):
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "GRANARY_KEYRING": str(self.dir / "keyring")}
+        r = run([program("spk"), "keygen"], env=self.env)
+        assert r.returncode == 0, r.stderr
+        self.app_id = r.stdout.strip()
+        self.count = 0
+
+    def build(self, version=1, title="Test app", files=None, big=0):
+        """Pack a package; files maps package paths to bytes; big adds a file of
+        that many random bytes (to make installs take a while)."""
+        self.count += 1
+        src = self.dir / f"src{self.count}"
+        src.mkdir()
+        (src / "app").mkdir()
+        (src / "app" / "run").write_text("#!/bin/sh\nexit 0\n")
+        for path, data in (files or {}).items():
+            p = src / path
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        if big:
+            with open(src / "app" / "big.bin", "wb") as f:
+                for _ in range(0, big, 1 << 20):
+                    f.write(os.urandom(1 << 20))
+        definition = {
+            "app": {"id": self.app_id, "title": title, "version": version,
+                    "marketingVersion": f"{version}.0"},
+            "run": {"command": ["/app/run"], "httpPort": 8000},
+            "permissions": ["read", "write"],
+            "roles": [{"name": "editor", "permissions": ["read", "write"], "default": True}],
+        }
+        (src / "spk.json").write_text(json.dumps(definition))
+        out = self.dir / f"p{self.count}.spk"
+        r = run([program("spk"), "pack", str(src), str(out)], env=self.env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return out

@@ -25,7 +25,7 @@ encode_sized(uint8_t *buf, uint32_t type, uint32_t id, const void *payload, size
 	     size_t len)
 {
 	struct ipc_header h = { .type = type, .id = id, .length = (uint32_t)len };
-	uint8_t padded[256];
+	uint8_t padded[IPC_MESSAGE_MAX];
 
 	memset(padded, 'x', sizeof(padded));
 	if (payload)
@@ -223,10 +223,33 @@ send_raw(int fd, const uint8_t *buf, size_t len, int pass_fd)
 	(void)sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
+static const char good_package_id[] =
+	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/* A well-formed payload of a launcher-bound type, with the ids at their right length. */
+static size_t
+good_payload(uint32_t type, uint8_t *payload, unsigned *ret_n_fds)
+{
+	*ret_n_fds = 0;
+	switch (type) {
+	case IPC_GRAIN_STORAGE_CREATE:
+	case IPC_GRAIN_STORAGE_DELETE:
+		memcpy(payload, good_id, GRAIN_ID_LEN);
+		return sizeof(struct ipc_grain);
+	case IPC_PACKAGE_DELETE:
+		memcpy(payload, good_package_id, PACKAGE_ID_LEN);
+		return sizeof(struct ipc_package);
+	case IPC_PACKAGE_INSTALL:
+		*ret_n_fds = 1;
+		return 0;
+	default:
+		return 0; /* PING, and types that never travel to the launcher */
+	}
+}
+
 TEST(launcher_refuses_a_compromised_front)
 {
-	uint8_t buf[IPC_MESSAGE_MAX * 2] = { 0 };
-	struct ipc_grain g;
+	uint8_t buf[IPC_MESSAGE_MAX * 2] = { 0 }, payload[IPC_MESSAGE_MAX];
 	size_t n, refused = 0, cases = 0;
 
 	if (geteuid() != 0)
@@ -235,25 +258,30 @@ TEST(launcher_refuses_a_compromised_front)
 
 	/* Every message type, each broken in every way: each must end the connection. */
 	for (uint32_t type = 0; type <= _IPC_TYPE_MAX + 1; type++) {
-		for (int variant = 0; variant < 6; variant++) {
+		for (int variant = 0; variant < 7; variant++) {
 			struct launcher_child lc;
 			struct ipc_message reply;
+			unsigned n_fds;
+			size_t size;
+			int pass_fd = -1;
 
-			memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+			memset(payload, 0, sizeof(payload));
+			size = good_payload(type, payload, &n_fds);
 			switch (variant) {
-			case 0: /* payload of the wrong length */
-				n = encode(buf, type, 1, &g, sizeof(g) / 2);
+			case 0: /* payload of the wrong length (none where one is due, or half) */
+				n = encode_sized(buf, type, 1, payload, size, size ? size / 2 : 8);
 				break;
 			case 1: /* trailing bytes */
-				n = encode(buf, type, 1, &g, sizeof(g) + 1);
+				n = encode_sized(buf, type, 1, payload, size, size + 1);
 				break;
-			case 2: /* path traversal in the id */
-				memcpy(g.grain_id, "../../../../../../../../../../..",
-				       GRAIN_ID_LEN);
-				n = encode(buf, type, 1, &g, sizeof(g));
+			case 2: /* path traversal in the id (a reply type's payload elsewhere) */
+				memset(payload, '.', sizeof(payload));
+				memcpy(payload, "../", 3);
+				n = encode_sized(buf, type, 1, payload, sizeof(payload),
+						 size ? size : sizeof(struct ipc_error));
 				break;
 			case 3: /* length field larger than the datagram */
-				n = encode(buf, type, 1, &g, sizeof(g));
+				n = encode_sized(buf, type, 1, payload, size, size);
 				((struct ipc_header *)buf)->length = 1000;
 				break;
 			case 4: /* oversized datagram */
@@ -261,12 +289,21 @@ TEST(launcher_refuses_a_compromised_front)
 				n = encode_sized(buf, type, 1, NULL, 0, 0);
 				n = IPC_MESSAGE_MAX + 100;
 				break;
-			default: /* a well-formed message with a descriptor it must not carry */
-				n = encode(buf, type, 1, &g, type == IPC_PING ? 0 : sizeof(g));
+			case 5: /* a descriptor where none belongs, or none where one does */
+				n = encode_sized(buf, type, 1, payload, size, size);
+				pass_fd = n_fds ? -1 : STDIN_FILENO;
+				break;
+			default: /* uppercase hex: ids have one spelling */
+				for (size_t i = 0; i < size; i++)
+					if (payload[i] >= 'a' && payload[i] <= 'f')
+						payload[i] = (uint8_t)(payload[i] - 'a' + 'A');
+				n = encode_sized(buf, type, 1, payload, size, size ? size : 3);
 				break;
 			}
+			if (variant != 5 && n_fds)
+				pass_fd = STDIN_FILENO;
 			CHECK_OK(launcher_start(&lc));
-			send_raw(lc.fd, buf, n, variant == 5 ? STDIN_FILENO : -1);
+			send_raw(lc.fd, buf, n, pass_fd);
 			cases++;
 			/* Refused means: no answer, the launcher drops the connection (exit 1). */
 			if (ipc_receive(lc.fd, IPC_TO_FRONT, &reply) < 0 &&
@@ -279,4 +316,39 @@ TEST(launcher_refuses_a_compromised_front)
 		}
 	}
 	CHECK_UINT_EQ(refused, cases);
+}
+
+TEST(launcher_installs_only_regular_files_and_valid_packages)
+{
+	struct launcher_child lc;
+	struct ipc_message reply;
+	struct ipc_package pkg;
+	char junk[] = "/tmp/test-ipc-junk-XXXXXX";
+	int pipe_fds[2], fd;
+
+	if (geteuid() != 0)
+		SKIP("the launcher runs as root: run as root");
+	CHECK_OK(launcher_start(&lc));
+	/* A device or a pipe from front could never end: refused before a read. */
+	fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	CHECK_ERR(ipc_call_fd(lc.fd, IPC_PACKAGE_INSTALL, NULL, 0, fd, &reply), EBADF);
+	close(fd);
+	CHECK(pipe(pipe_fds) == 0);
+	CHECK_ERR(ipc_call_fd(lc.fd, IPC_PACKAGE_INSTALL, NULL, 0, pipe_fds[0], &reply), EBADF);
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+	/* Junk: the installer's refusal comes back with its message. */
+	fd = mkstemp(junk);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "not a package at all, just some bytes", 37) == 37);
+	CHECK_ERR(ipc_call_fd(lc.fd, IPC_PACKAGE_INSTALL, NULL, 0, fd, &reply), EBADMSG);
+	CHECK(strstr(reply.payload.error.message, "spk") != NULL);
+	close(fd);
+	unlink(junk);
+	CHECK(!exists_in(lc.state, "packages/.spk-unpack-x") && exists_in(lc.state, "packages"));
+	/* Deleting a package that is not there is fine; the launcher is still serving. */
+	memcpy(pkg.package_id, good_package_id, PACKAGE_ID_LEN);
+	CHECK_OK(ipc_call(lc.fd, IPC_PACKAGE_DELETE, &pkg, sizeof(pkg), &reply));
+	CHECK_OK(ipc_call(lc.fd, IPC_PING, NULL, 0, &reply));
+	CHECK_INT_EQ(launcher_finish(&lc), 0);
 }
