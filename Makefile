@@ -195,7 +195,7 @@ install: programs
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)
 	install -m 0755 $(BUILD)/granaryd $(BUILD)/granary $(BUILD)/spk \
 		$(BUILD)/granary-sandbox $(DESTDIR)$(BINDIR)/
-	install -m 0755 $(BUILD)/grain-init $(DESTDIR)$(LIBEXECDIR)/
+	install -m 0755 $(BUILD)/grain-init $(BUILD)/granary-installer $(DESTDIR)$(LIBEXECDIR)/
 
 .PHONY: clean
 clean:

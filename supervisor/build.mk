@@ -16,10 +16,15 @@ SUPERVISOR_SOURCES := \
 $(BUILD)/lib/libgranary-supervisor.a: $(SUPERVISOR_SOURCES:%.c=$(BUILD)/obj/%.o)
 LIBRARIES += $(BUILD)/lib/libgranary-supervisor.a
 
-PROGRAM_NAMES += granaryd granary
+PROGRAM_NAMES += granaryd granary granary-installer
 
 granaryd_OBJS := $(BUILD)/obj/supervisor/granaryd.o
 granary_OBJS := $(BUILD)/obj/supervisor/granary.o
+granary-installer_OBJS := $(BUILD)/obj/supervisor/installer.o
+
+# Where granaryd looks for granary-installer when it is not beside it.
+$(BUILD)/obj/supervisor/install.o $(BUILD)/obj/supervisor/granaryd.o: \
+	CFLAGS += -DGRANARY_LIBEXECDIR='"$(LIBEXECDIR)"'
 
 UNIT_TESTS += test-db test-ipc
 FUZZ_TARGETS += ipc

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -632,6 +633,7 @@ static int
 direct_install(int spk_fd, uint64_t size, json_t **ret)
 {
 	_cleanup_close_ int packages_fd = -EBADF;
+	char installer[PATH_MAX];
 	struct package_install_result installed;
 	struct app_register_result reg;
 	struct db_package p = {};
@@ -642,13 +644,17 @@ direct_install(int spk_fd, uint64_t size, json_t **ret)
 	};
 	int r;
 
+	r = libexec_find("granary-installer", installer, sizeof(installer));
+	if (r < 0)
+		return log_error_errno(r, "Failed to find granary-installer: %m; is Granary "
+					  "installed completely?");
 	r = direct_root_dir("packages", 0755, &packages_fd);
 	if (r < 0)
 		return r;
 	(void)package_sweep(packages_fd);
 	if (isatty(STDERR_FILENO) && !arg_json)
 		fprintf(stderr, "Verifying and unpacking...\n");
-	r = package_install(packages_fd, spk_fd, &installed);
+	r = package_install(installer, packages_fd, spk_fd, &installed);
 	if (r < 0)
 		return log_error_errno(r, "Failed to run the package installer: %m");
 	if (installed.error < 0)

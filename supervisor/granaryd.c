@@ -13,6 +13,7 @@
  * Each child dies with it (PR_SET_PDEATHSIG).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -263,6 +264,7 @@ int
 main(int argc, char *argv[])
 {
 	_cleanup_close_ int lock_fd = -EBADF, listen_fd = -EBADF, local_fd = -EBADF;
+	char installer[PATH_MAX];
 	struct listen_address listen_address;
 	struct launcher_config launcher_config = {};
 	struct front_config front_config = {};
@@ -357,6 +359,14 @@ main(int argc, char *argv[])
 	front_config.wildcard = arg_wildcard;
 	front_config.parent = getpid();
 	launcher_config.state_dir = arg_state;
+	r = libexec_find("granary-installer", installer, sizeof(installer));
+	if (r < 0)
+		return log_error_errno(r,
+				       "Failed to find granary-installer beside granaryd or in "
+				       "'%s': %m; is Granary installed completely?",
+				       GRANARY_LIBEXECDIR),
+		       EXIT_FAILURE;
+	launcher_config.installer = installer;
 
 	log_info("Granary %s listening on http://%s/ (state in '%s')", GRANARY_VERSION,
 		 listen_address_format(&listen_address, port, where, sizeof(where)), arg_state);

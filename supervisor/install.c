@@ -4,9 +4,10 @@
  * root, without trusting a byte of it.
  *
  * The spk library already verifies the signature before it parses the
- * payload and checks every entry; this file adds a cage around it in case
- * the library (or libarchive, or zstd) has a bug an attacker's package can
- * reach. The unpacking process:
+ * payload and checks every entry; the unpacking runs in a cage in case the
+ * library (or libarchive, or zstd) has a bug an attacker's package can
+ * reach: a separate program, granary-installer (installer.c), so granaryd's
+ * own processes never map libarchive and its dependencies. It:
  *   - is pid 1 of its own pid namespace (it cannot see or signal any host
  *     process, although it keeps uid 0), in its own network, IPC and UTS
  *     namespaces (no network at all);
@@ -15,7 +16,8 @@
  *     packages/ as its owner, but cannot override permissions, chown to
  *     others, mount or trace), NO_NEW_PRIVS and the seccomp denylist of
  *     lockdown.c with no sockets at all;
- *   - holds only the package file (fd 3) and the result pipe (fd 4);
+ *   - holds only the package file (fd 3), the result pipe (fd 4) and
+ *     packages/ (fd 5, until it chroots there);
  *   - has RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CPU bounds;
  *   - dies with its parent (PDEATHSIG), leaving at most a ".spk-unpack-*"
  *     directory that package_sweep() removes at the next start.
@@ -23,6 +25,7 @@
  * whole result means it failed.
  */
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -31,124 +34,87 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cap-ng.h>
-
 #include "common/log.h"
 #include "common/macro.h"
-#include "spk/spk.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
-#define INSTALL_SPK_FD	    3
-#define INSTALL_RESULT_FD   4
-#define INSTALL_CPU_SECONDS 600
+#ifndef GRANARY_LIBEXECDIR
+#define GRANARY_LIBEXECDIR "/usr/local/lib/granary"
+#endif
 
-static _noreturn_ void installer_exit(struct package_install_result *res, int r, const char *format,
-				      ...) _printf_(3, 4);
-
-static _noreturn_ void
-installer_exit(struct package_install_result *res, int r, const char *format, ...)
+int
+libexec_find(const char *name, char *buf, size_t size)
 {
-	va_list ap;
-	ssize_t n;
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-	res->error = r;
-	if (format) {
-		va_start(ap, format);
-		(void)vsnprintf(res->message, sizeof(res->message), format, ap);
-		va_end(ap);
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			(void)snprintf(buf, size, "%s/%s", self, name);
+			if (access(buf, X_OK) >= 0)
+				return 0;
+		}
 	}
-	do
-		n = write(INSTALL_RESULT_FD, res, sizeof(*res));
-	while (n < 0 && errno == EINTR);
-	_exit(n == (ssize_t)sizeof(*res) ? 0 : 1);
+	(void)snprintf(buf, size, "%s/%s", GRANARY_LIBEXECDIR, name);
+	return access(buf, X_OK) < 0 ? negative_errno() : 0;
 }
 
-static int
-set_limit(int resource, rlim_t value)
-{
-	struct rlimit rl = { value, value };
-
-	return setrlimit(resource, &rl) < 0 ? negative_errno() : 0;
-}
-
-/* pid 1 of the installer's namespaces: lock down, verify, unpack, report. */
+/* What an installer that never got to run reports. */
 static _noreturn_ void
-installer_run(int packages_fd)
+fail_early(int result_fd, int r, const char *what)
 {
-	_cleanup_(spk_package_freep) struct spk_package *p = NULL;
-	struct package_install_result res = {};
-	struct spk_error err = {};
-	const struct spk_info *info;
-	char dest[PACKAGE_ID_LEN + 2];
-	int r;
+	struct package_install_result res = { .error = r };
 
-	if (fchdir(packages_fd) < 0 || chroot(".") < 0 || chdir("/") < 0)
-		installer_exit(&res, negative_errno(),
-			       "Failed to enter the packages directory: %m");
-	if (close_range(INSTALL_RESULT_FD + 1, ~0U, 0) < 0)
-		installer_exit(&res, negative_errno(), "Failed to close descriptors: %m");
-	if ((r = set_limit(RLIMIT_FSIZE, SPK_DEFAULT_MAX_FILE_BYTES)) < 0 ||
-	    (r = set_limit(RLIMIT_NOFILE, 64)) < 0 || (r = set_limit(RLIMIT_CORE, 0)) < 0 ||
-	    (r = set_limit(RLIMIT_CPU, INSTALL_CPU_SECONDS)) < 0)
-		installer_exit(&res, r, "Failed to set resource limits");
-	capng_clear(CAPNG_SELECT_BOTH);
-	if (capng_apply(CAPNG_SELECT_BOTH) < 0)
-		installer_exit(&res, -EPERM, "Failed to drop capabilities");
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		installer_exit(&res, negative_errno(), "Failed to set no_new_privs: %m");
-	r = lockdown_seccomp(LOCKDOWN_NO_SOCKETS);
-	if (r < 0)
-		installer_exit(&res, r, "Failed to install the seccomp filter");
-
-	r = spk_package_open_fd(INSTALL_SPK_FD, NULL, NULL, NULL, &p, &err);
-	if (r < 0)
-		installer_exit(&res, r, "%s", err.message);
-	info = spk_package_info(p);
-	(void)snprintf(res.package_id, sizeof(res.package_id), "%s", info->package_id);
-	(void)snprintf(res.app_id, sizeof(res.app_id), "%s", info->app_id);
-	(void)snprintf(dest, sizeof(dest), "/%s", info->package_id);
-	r = spk_package_unpack(p, dest, SPK_UNPACK_SYNC, NULL, NULL, NULL, NULL, &err);
-	if (r == -EEXIST) {
-		/* Named by the hash of the file: an earlier install of these very bytes
-		 * (whose database row a crash may have kept from being written). */
-		res.existed = 1;
-		r = 0;
-	}
-	if (r < 0)
-		installer_exit(&res, r, "%s", err.message);
-	installer_exit(&res, 0, NULL);
+	(void)snprintf(res.message, sizeof(res.message), "%s: %s", what, strerror(-r));
+	(void)!write(result_fd, &res, sizeof(res));
+	_exit(1);
 }
 
-/* Between the caller and pid 1: make the namespaces, run pid 1, pass on its status. */
+/*
+ * Between the caller and the installer: make the namespaces, start the
+ * installer as their pid 1 with its three descriptors, pass on its status.
+ */
 static _noreturn_ void
-installer_parent(int packages_fd, int spk_fd, int result_fd, pid_t grandparent)
+installer_parent(const char *path, int packages_fd, int spk_fd, int result_fd, pid_t grandparent)
 {
-	struct package_install_result res = {};
+	char *const argv[] = { (char *)"granary-installer", NULL };
+	char *const envp[] = { (char *)"PATH=/nonexistent", (char *)"LC_ALL=C.UTF-8", NULL };
 	int status;
 	pid_t pid;
 
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != grandparent)
 		_exit(1);
-	if (dup2(spk_fd, INSTALL_SPK_FD) < 0 || dup2(result_fd, INSTALL_RESULT_FD) < 0)
-		_exit(1);
 	if (unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
-		installer_exit(&res, negative_errno(),
-			       "Failed to make the installer's namespaces: %m");
+		fail_early(result_fd, negative_errno(),
+			   "Failed to make the installer's namespaces");
 	pid = fork();
 	if (pid < 0)
-		installer_exit(&res, negative_errno(), "Failed to fork the installer: %m");
+		fail_early(result_fd, negative_errno(), "Failed to fork the installer");
 	if (pid == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		/* Descriptors: packages_fd, spk_fd, result_fd are above 2; move them to 3, 4, 5
+		 * through copies above 5 so none overwrites another. */
+		int p = fcntl(packages_fd, F_DUPFD, 6), s = fcntl(spk_fd, F_DUPFD, 6),
+		    w = fcntl(result_fd, F_DUPFD, 6);
+
+		if (p < 0 || s < 0 || w < 0 || dup2(s, INSTALLER_SPK_FD) < 0 ||
+		    dup2(w, INSTALLER_RESULT_FD) < 0 || dup2(p, INSTALLER_PACKAGES_FD) < 0 ||
+		    close_range(INSTALLER_PACKAGES_FD + 1, ~0U, 0) < 0 ||
+		    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 			_exit(1);
-		installer_run(packages_fd);
+		execve(path, argv, envp);
+		fail_early(INSTALLER_RESULT_FD, negative_errno(), "Failed to start the installer");
 	}
-	(void)close(INSTALL_RESULT_FD); /* the reader sees EOF when the installer is gone */
+	(void)close(result_fd); /* the reader sees EOF when the installer is gone */
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			_exit(1);
@@ -156,7 +122,7 @@ installer_parent(int packages_fd, int spk_fd, int result_fd, pid_t grandparent)
 }
 
 int
-package_install(int packages_fd, int spk_fd, struct package_install_result *ret)
+package_install(const char *path, int packages_fd, int spk_fd, struct package_install_result *ret)
 {
 	_cleanup_close_ int read_fd = -EBADF, write_fd = -EBADF;
 	struct package_install_result res = {};
@@ -179,7 +145,7 @@ package_install(int packages_fd, int spk_fd, struct package_install_result *ret)
 	if (pid < 0)
 		return negative_errno();
 	if (pid == 0)
-		installer_parent(packages_fd, spk_fd, write_fd, self);
+		installer_parent(path, packages_fd, spk_fd, write_fd, self);
 	write_fd = safe_close(write_fd);
 
 	while (got < sizeof(res)) {
@@ -230,7 +196,7 @@ package_delete(int packages_fd, const char *id)
 {
 	if (!package_id_valid(id))
 		return -EINVAL;
-	return spk_remove_tree_at(packages_fd, id, 256);
+	return tree_remove_at(packages_fd, id);
 }
 
 int
@@ -252,7 +218,7 @@ package_sweep(int packages_fd)
 		if (strncmp(e->d_name, ".spk-unpack-", 12) != 0)
 			continue;
 		log_info("Removing '%s', left by an install that did not finish", e->d_name);
-		r = spk_remove_tree_at(packages_fd, e->d_name, 256);
+		r = tree_remove_at(packages_fd, e->d_name);
 		if (r < 0)
 			break;
 	}

@@ -56,6 +56,14 @@ trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd)
  */
 #define MAX_DEPTH 256
 
+static int remove_tree_at(int dir_fd, const char *name, unsigned depth);
+
+int
+tree_remove_at(int dir_fd, const char *name)
+{
+	return remove_tree_at(dir_fd, name, 0);
+}
+
 static int
 remove_tree_at(int dir_fd, const char *name, unsigned depth)
 {
@@ -98,6 +106,7 @@ struct launcher {
 	int fd;		 /* the connection to front; borrowed */
 	int grains_fd;	 /* owned: STATE/grains */
 	int packages_fd; /* owned: STATE/packages */
+	const char *installer;
 };
 
 static bool
@@ -155,7 +164,7 @@ package_install_reply(struct launcher *l, const struct ipc_message *m)
 	struct ipc_package_installed installed = {};
 	int r;
 
-	r = package_install(l->packages_fd, spk_fd, &res);
+	r = package_install(l->installer, l->packages_fd, spk_fd, &res);
 	if (r == -EBADF)
 		return reply_error(l, m->header.id, EBADF, "the upload is not a regular file");
 	if (r < 0) {
@@ -241,7 +250,10 @@ int
 launcher_main(const struct launcher_config *config)
 {
 	_cleanup_close_ int state_fd = -EBADF;
-	struct launcher l = { .fd = config->fd, .grains_fd = -EBADF, .packages_fd = -EBADF };
+	struct launcher l = { .fd = config->fd,
+			      .grains_fd = -EBADF,
+			      .packages_fd = -EBADF,
+			      .installer = config->installer };
 	int r;
 
 	log_setup("granaryd-launcher");

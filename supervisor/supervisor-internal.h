@@ -306,6 +306,7 @@ struct request {
 	uint64_t discarded;
 	bool unknown_host, method_not_allowed, body_too_large, responded;
 	unsigned status;
+	size_t response_size;
 	struct db_user user; /* valid when has_user */
 	bool has_user;
 	bool local; /* came over the admin socket from root: an admin, no Host/Origin rules */
@@ -316,6 +317,7 @@ struct request {
 
 enum respond_flags {
 	RESPOND_STATIC = 1 << 0, /* body outlives the response: no copy */
+	RESPOND_TAKE = 1 << 1,	 /* body is malloc()ed and becomes the response's (even on error) */
 };
 
 int64_t now_seconds(void);
@@ -462,12 +464,20 @@ struct package_install_result {
 	char message[512]; /* for a person, when error != 0 */
 };
 
+/* granary-installer's descriptors (installer.c) */
+#define INSTALLER_SPK_FD      3
+#define INSTALLER_RESULT_FD   4
+#define INSTALLER_PACKAGES_FD 5
+
+/* A helper program: beside our own executable, else in GRANARY_LIBEXECDIR. */
+int libexec_find(const char *name, char *buf, size_t size);
 /*
- * Verify the spk in spk_fd and unpack it into packages_fd/<package-id> in a
- * forked, locked-down installer (install.c says how). Returns -errno when the
- * installer could not run; otherwise 0 with the outcome in *ret.
+ * Verify the spk in spk_fd and unpack it into packages_fd/<package-id> with
+ * the granary-installer at path installer, in its own namespaces (install.c says how). Returns
+ * -errno when the installer could not run; otherwise 0 with the outcome in *ret.
  */
-int package_install(int packages_fd, int spk_fd, struct package_install_result *ret);
+int package_install(const char *installer, int packages_fd, int spk_fd,
+		    struct package_install_result *ret);
 /* 64 lowercase hex characters. */
 bool package_id_valid(const char *id);
 /* Remove packages_fd/<id> without following symlinks. -EINVAL for a bad id. */
@@ -518,6 +528,7 @@ int grain_create(struct db *db, const char *app_id, int64_t owner_id, const char
 struct launcher_config {
 	int fd;		       /* the connection to front (borrowed) */
 	const char *state_dir; /* borrowed */
+	const char *installer; /* borrowed: the granary-installer program */
 };
 
 /* The launcher process: serve front's requests until it goes away. */
@@ -526,6 +537,8 @@ int launcher_main(const struct launcher_config *config);
 int grain_storage_create(int grains_fd, const char *id);
 /* Remove STATE/grains/<id> and everything in it, never following a symlink. */
 int grain_storage_delete(int grains_fd, const char *id);
+/* Remove name below dir_fd and everything in it, never following a symlink. */
+int tree_remove_at(int dir_fd, const char *name);
 /* Open (create) name below parent_fd; -EPERM unless owned by us and writable by us only. */
 int trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd);
 

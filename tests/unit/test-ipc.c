@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +135,14 @@ launcher_start(struct launcher_child *lc)
 		return -errno;
 	lc->pid = fork();
 	if (lc->pid == 0) {
-		struct launcher_config config = { .fd = pair[0], .state_dir = lc->state };
+		char installer[PATH_MAX];
+		struct launcher_config config = { .fd = pair[0],
+						  .state_dir = lc->state,
+						  .installer = installer };
+
+		/* tests/run says where the build is. */
+		(void)snprintf(installer, sizeof(installer), "%s/granary-installer",
+			       getenv("GRANARY_BUILD") ?: "build");
 
 		close(pair[1]);
 		_exit(launcher_main(&config) < 0 ? 1 : 0);
