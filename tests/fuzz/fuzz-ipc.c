@@ -28,6 +28,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (!strchr("0123456789abcdef", m.payload.grain.grain_id[i]) ||
 				    !m.payload.grain.grain_id[i])
 					__builtin_trap();
+		if (m.header.type == IPC_PACKAGE_DELETE)
+			for (size_t i = 0; i < PACKAGE_ID_LEN; i++)
+				if (!strchr("0123456789abcdef", m.payload.package.package_id[i]) ||
+				    !m.payload.package.package_id[i])
+					__builtin_trap();
+		if (m.header.type == IPC_PACKAGE_INSTALL && (data[0] & 3) != 1)
+			__builtin_trap();
 	}
 	return 0;
 }
