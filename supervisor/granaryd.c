@@ -424,8 +424,17 @@ main(int argc, char *argv[])
 		}
 
 		if (stopping) {
-			/* front first: it finishes its requests; then the launcher. */
-			status = stop_child(front, 10000);
+			/* A child that died just before the stop (its SIGCHLD still pending
+			 * behind SIGTERM) is reported, not taken for a failed stop. */
+			if (waitpid(front, &status, WNOHANG) == front) {
+				log_warning("front had ended (%s %d) just before the stop",
+					    WIFSIGNALED(status) ? "signal" : "status",
+					    WIFSIGNALED(status) ? WTERMSIG(status)
+								: WEXITSTATUS(status));
+				status = 0;
+			} else
+				/* front first: it finishes its requests; then the launcher. */
+				status = stop_child(front, 10000);
 			(void)stop_child(launcher, 10000);
 			log_info("Stopped");
 			return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? EXIT_SUCCESS
