@@ -3,6 +3,7 @@
 
 SUPERVISOR_SOURCES := \
 	supervisor/auth.c \
+	supervisor/config.c \
 	supervisor/db.c \
 	supervisor/front.c \
 	supervisor/front_api.c \
@@ -18,5 +19,5 @@ PROGRAM_NAMES += granaryd granary
 granaryd_OBJS := $(BUILD)/obj/supervisor/granaryd.o
 granary_OBJS := $(BUILD)/obj/supervisor/granary.o
 
-UNIT_TESTS += test-db test-ipc
-FUZZ_TARGETS += ipc
+UNIT_TESTS += test-config test-db test-ipc
+FUZZ_TARGETS += config ipc
