@@ -295,9 +295,12 @@ line_parse(const char *p, const char *end, unsigned line, unsigned set_on_line[]
 					 "would be part of the value)",
 					 k->name);
 
-	value = strndup(value_start, len);
+	/* Not strndup(): the text need not be NUL-terminated (it ends at end). */
+	value = malloc(len + 1);
 	if (!value)
 		return error_set(err, "out of memory"), -ENOMEM;
+	memcpy(value, value_start, len);
+	value[len] = '\0';
 	r = value_set(c, k, value, true);
 	if (r == -EINVAL)
 		return error_set(err, "%s: expected %s, not '%s'", k->name, expected(k, true),
