@@ -131,7 +131,8 @@ TEST(bad_lines)
 		{ "wildcard = granary.example.org\n", "wildcard: expected *.HOST[:PORT]" },
 		{ "user = a b\n", "user: expected a user name" },
 		{ "user = -rf\n", "user: expected a user name" },
-		{ "log_level = loud\n", "log_level: expected error, warning, notice, info or debug" },
+		{ "log_level = loud\n",
+		  "log_level: expected error, warning, notice, info or debug" },
 		{ "log_level = 7\n", "log_level: expected" },
 		{ "state = /x\rlisten = :1\n", "test.conf:1: a control character (0x0d)" },
 		{ "state = /\x1b[31mx\n", "a control character (0x1b)" },
@@ -184,8 +185,9 @@ TEST(flags)
 	CHECK_INT_EQ(c.log_level, LOG_DEBUG);
 
 	CHECK_ERR(config_set(&c, "base_url", "localhost:6080", &err), EINVAL);
-	CHECK_STR_EQ(err.message, "Invalid --base-url 'localhost:6080': expected http://HOST[:PORT] "
-				  "or https://HOST[:PORT] with no path");
+	CHECK_STR_EQ(err.message,
+		     "Invalid --base-url 'localhost:6080': expected http://HOST[:PORT] "
+		     "or https://HOST[:PORT] with no path");
 	CHECK_ERR(config_set(&c, "tls_cert", "", &err), EINVAL);
 	CHECK_CONTAINS(err.message, "Invalid --tls-cert '': expected a PEM certificate file");
 	CHECK_ERR(config_set(&c, "wildcard", "*.", &err), EINVAL);
@@ -243,11 +245,10 @@ TEST(wildcard)
 		"*.localhost", "*.localhost:6080", "*.granary.example.org", "*.a-b.c1", "*.X.Org",
 	};
 	static const char *const bad[] = {
-		"",	      "*",	     "*.",		"localhost",	 "*localhost",
-		"**.x",	      "*.*.x",	     "*.x.",		"*.x..y",	 "*..x",
-		"*.-x",	      "*.x-",	     "*.x_y",		"*.x:",		 "*.x:0",
-		"*.x:65536",  "*.x:1:2",     "*.x/",		"*.[::1]",	 "*.x y",
-		"a.*.x",      "*.x:port",    "*.ünicode",	"*.x\n",	 ".x",
+		"",	    "*",	 "*.",	    "localhost", "*localhost", "**.x",	"*.*.x",
+		"*.x.",	    "*.x..y",	 "*..x",    "*.-x",	 "*.x-",       "*.x_y", "*.x:",
+		"*.x:0",    "*.x:65536", "*.x:1:2", "*.x/",	 "*.[::1]",    "*.x y", "a.*.x",
+		"*.x:port", "*.ünicode", "*.x\n",   ".x",
 	};
 	char long_label[80] = "*.";
 
