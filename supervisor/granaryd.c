@@ -2,9 +2,11 @@
 /*
  * granaryd.c: the Granary daemon's entry point.
  *
- * The root parent of DESIGN.md's process model. It parses the command line,
- * takes the state directory's lock, binds the listening socket (as root, so a
- * privileged port works), and forks two children joined by a socket pair:
+ * The root parent of DESIGN.md's process model. It reads the command line and
+ * the config file (config.c), reads the TLS certificate and key while it is
+ * still root, takes the state directory's lock, binds the listening socket
+ * (as root, so a privileged port works), and forks two children joined by a
+ * socket pair:
  *
  *   launcher  stays root; does the few privileged things (launcher.c)
  *   front     becomes the unprivileged user and serves HTTP (front.c)
@@ -66,7 +68,7 @@ help(void)
 	       "  -h, --help             show this help\n"
 	       "      --version          show the version\n"
 	       "\n"
-	       "Flags win over the config file, which wins over GRANARY_LOG_LEVEL's default.\n"
+	       "A flag wins over the config file; GRANARY_LOG_LEVEL comes between them.\n"
 	       "Example: granaryd --state ./var --listen 127.0.0.1:6080\n",
 	       DEFAULT_STATE, DEFAULT_LISTEN, DEFAULT_USER);
 }
@@ -98,11 +100,12 @@ parse_argv(int argc, char *argv[])
 		{},
 	};
 	struct config_error err;
-	const char *key;
+	const char *key, *value;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "c:s:l:u:vh", options, NULL)) >= 0) {
 		/* Each setting flag is its config key with '-' for '_' (config.c checks both). */
+		value = optarg;
 		switch (c) {
 		case 'c':
 			arg_config = optarg;
@@ -133,7 +136,7 @@ parse_argv(int argc, char *argv[])
 			break;
 		case 'v':
 			key = "log_level";
-			optarg = (char *)"debug";
+			value = "debug";
 			break;
 		case 'h':
 			help();
@@ -145,7 +148,7 @@ parse_argv(int argc, char *argv[])
 			fprintf(stderr, "Try 'granaryd --help'.\n");
 			return -EINVAL;
 		}
-		r = config_set(&arg_flags, key, optarg, &err);
+		r = config_set(&arg_flags, key, value, &err);
 		if (r < 0) {
 			log_error("%s", err.message);
 			return r;
