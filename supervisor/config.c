@@ -193,9 +193,8 @@ config_set(struct granaryd_config *c, const char *key, const char *value, struct
 {
 	const struct config_key *k = key_find(key, strlen(key));
 	char flag[32];
-	int r;
-
 	size_t i;
+	int r;
 
 	assert(k);
 	/* "base_url" → "base-url": name the flag as the person typed it. */
@@ -267,10 +266,13 @@ line_parse(const char *p, const char *end, unsigned line, unsigned set_on_line[]
 		if ((size_t)(key_end - p) < sizeof(suggestion) && key_find(suggestion, len))
 			return error_set(err, "unknown key '%.*s' (did you mean '%s'?)",
 					 (int)(key_end - p), p, suggestion);
-		return error_set(err,
-				 "unknown key '%.*s'; known keys: state, listen, base_url, "
-				 "wildcard, user, log_level, tls_cert, tls_key",
-				 (int)MIN(key_end - p, 64), p);
+
+		char known[256] = "";
+		for (size_t i = 0; i < ELEMENTSOF(config_keys); i++)
+			(void)snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+				       i ? ", " : "", config_keys[i].name);
+		return error_set(err, "unknown key '%.*s'; known keys: %s",
+				 (int)MIN(key_end - p, 64), p, known);
 	}
 	if (set_on_line[k - config_keys])
 		return error_set(err, "'%s' is set again (first on line %u); set each key once",

@@ -334,7 +334,7 @@ main(int argc, char *argv[])
 	struct launcher_config launcher_config = {};
 	struct front_config front_config = {};
 	bool as_root = geteuid() == 0;
-	const char *listen, *user;
+	const char *listen, *user, *state_arg;
 	unsigned restarts = 0;
 	char where[64];
 	sigset_t mask;
@@ -350,6 +350,7 @@ main(int argc, char *argv[])
 		return EXIT_FAILURE;
 	listen = config.listen ?: DEFAULT_LISTEN;
 	user = config.user ?: DEFAULT_USER;
+	state_arg = config.state ?: DEFAULT_STATE;
 
 	/* Checked by config.c already; this fills the address in. */
 	r = listen_address_parse(listen, &listen_address);
@@ -366,11 +367,14 @@ main(int argc, char *argv[])
 			log_error("  useradd --system --user-group --no-create-home --home-dir "
 				  "/nonexistent --shell /usr/sbin/nologin %s",
 				  user);
-			log_error("or name another unprivileged user with --user");
+			log_error("or name another unprivileged user with --user (or 'user =' in "
+				  "the config file)");
 			return EXIT_FAILURE;
 		}
 		if (pw->pw_uid == 0 || pw->pw_gid == 0) {
-			log_error("--user '%s' is root; name an unprivileged user", user);
+			log_error("The user '%s' is root; name an unprivileged one with --user (or "
+				  "'user =' in the config file)",
+				  user);
 			return EXIT_FAILURE;
 		}
 		front_config.drop_privileges = true;
@@ -392,14 +396,13 @@ main(int argc, char *argv[])
 			return log_error("%s", err.message), EXIT_FAILURE;
 	}
 
-	r = state_lock(config.state ?: DEFAULT_STATE, &lock_fd);
+	r = state_lock(state_arg, &lock_fd);
 	if (r < 0)
 		return EXIT_FAILURE;
 	/* Absolute from here on: front and launcher chdir() into it. */
-	state = realpath(config.state ?: DEFAULT_STATE, NULL);
+	state = realpath(state_arg, NULL);
 	if (!state)
-		return log_error_errno(errno, "Failed to resolve '%s': %m",
-				       config.state ?: DEFAULT_STATE),
+		return log_error_errno(errno, "Failed to resolve '%s': %m", state_arg),
 		       EXIT_FAILURE;
 	r = state_prepare(state, as_root, front_config.uid, front_config.gid);
 	if (r < 0)
