@@ -233,8 +233,9 @@ def session_cookie(response):
 def test_tls_cookies_are_host_only_and_secure(start_granaryd, tls):
     cert, key = tls
     d = start_granaryd("--tls-cert", cert, "--tls-key", key)
-    add_user(d.state, "alice", "correct horse battery", admin=True)
     c = tls_client(d, cert)
+    assert c.get("/healthz").status_code == 200  # front has its database: the CLI may use it
+    add_user(d.state, "alice", "correct horse battery", admin=True)
     assert c.origin == f"https://localhost:{d.port}"  # the default base URL under TLS
     header = session_cookie(c.login("alice", "correct horse battery"))
     assert header.startswith("__Host-granary_session=") and "; Secure" in header, header
@@ -243,8 +244,10 @@ def test_tls_cookies_are_host_only_and_secure(start_granaryd, tls):
 
 def test_plain_http_cookies_are_not_secure(start_granaryd):
     d = start_granaryd()
+    c = Client(d)
+    assert c.get("/healthz").status_code == 200
     add_user(d.state, "alice", "correct horse battery", admin=True)
-    header = session_cookie(Client(d).login("alice", "correct horse battery"))
+    header = session_cookie(c.login("alice", "correct horse battery"))
     assert header.startswith("granary_session=") and "Secure" not in header, header
 
 
@@ -252,10 +255,11 @@ def test_https_base_url_behind_a_proxy(start_granaryd):
     """No TLS here (a proxy in front terminates it), yet the public URL is
     https: cookies are __Host- and Secure all the same."""
     d = start_granaryd("--base-url", "https://granary.test")
-    add_user(d.state, "alice", "correct horse battery", admin=True)
     c = Client(d)
     c.headers["Host"] = "granary.test"
     c.headers["Origin"] = "https://granary.test"
+    assert c.get("/healthz").status_code == 200
+    add_user(d.state, "alice", "correct horse battery", admin=True)
     header = session_cookie(c.login("alice", "correct horse battery"))
     assert header.startswith("__Host-granary_session=") and "; Secure" in header, header
 
