@@ -30,6 +30,7 @@ libjansson-dev      pkg:jansson
 
 test_deps='
 curl                cmd:curl
+openssl             cmd:openssl
 python3             file:/usr/bin/python3
 python3-pytest      py:pytest
 python3-requests    py:requests

@@ -4,6 +4,7 @@
 SUPERVISOR_SOURCES := \
 	supervisor/apps.c \
 	supervisor/auth.c \
+	supervisor/config.c \
 	supervisor/db.c \
 	supervisor/front.c \
 	supervisor/front_api.c \
@@ -26,5 +27,5 @@ granary-installer_OBJS := $(BUILD)/obj/supervisor/installer.o
 $(BUILD)/obj/supervisor/install.o $(BUILD)/obj/supervisor/granaryd.o: \
 	CFLAGS += -DGRANARY_LIBEXECDIR='"$(LIBEXECDIR)"'
 
-UNIT_TESTS += test-db test-ipc
-FUZZ_TARGETS += ipc
+UNIT_TESTS += test-config test-db test-ipc
+FUZZ_TARGETS += config ipc

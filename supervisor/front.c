@@ -38,6 +38,7 @@
 
 #include <cap-ng.h>
 #include <microhttpd.h>
+#include <sodium.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -486,35 +487,6 @@ request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* Split base_url "http://host:port/..." into origin and host; -EINVAL if malformed. */
-static int
-parse_base_url(const char *base_url, char **ret_origin, char **ret_host, bool *ret_tls)
-{
-	const char *rest, *slash;
-	bool tls;
-
-	if (strncmp(base_url, "http://", 7) == 0) {
-		rest = base_url + 7;
-		tls = false;
-	} else if (strncmp(base_url, "https://", 8) == 0) {
-		rest = base_url + 8;
-		tls = true;
-	} else
-		return -EINVAL;
-	slash = strchr(rest, '/');
-	if (slash && slash[1] != '\0')
-		return -EINVAL; /* the shell lives at the root of its host */
-	size_t host_len = slash ? (size_t)(slash - rest) : strlen(rest);
-	if (host_len == 0 || memchr(rest, '@', host_len))
-		return -EINVAL;
-	*ret_host = strndup(rest, host_len);
-	*ret_origin = strndup(base_url, (size_t)(rest - base_url) + host_len);
-	if (!*ret_host || !*ret_origin)
-		return -ENOMEM;
-	*ret_tls = tls;
-	return 0;
-}
-
 static int
 setup_hint(struct front *f)
 {
@@ -555,11 +527,12 @@ front_start(const struct front_config *config, struct front **ret)
 	if (!f->state_dir)
 		return -ENOMEM;
 	if (!base_url) {
-		if (asprintf(&default_url, "http://localhost:%u", config->port) < 0)
+		if (asprintf(&default_url, "%s://localhost:%u", config->tls_cert ? "https" : "http",
+			     config->port) < 0)
 			return -ENOMEM;
 		base_url = default_url;
 	}
-	r = parse_base_url(base_url, &f->origin, &f->shell_host, &f->tls);
+	r = base_url_parse(base_url, &f->origin, &f->shell_host, &f->tls);
 	if (r < 0)
 		return log_error_errno(r, "Invalid --base-url '%s': expected http(s)://HOST[:PORT]",
 				       base_url);
@@ -595,17 +568,28 @@ front_start(const struct front_config *config, struct front **ret)
 		return log_error_errno(errno, "Failed to create '%s/uploads': %m", f->state_dir);
 	(void)front_housekeeping(f);
 
+	/* TLS: the PEM the root parent read (config.c, tls_load()), or nothing. */
+	struct MHD_OptionItem tls_options[] = {
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)config->tls_cert },
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, config->tls_key },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	/* clang-format off */
 	f->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		(config->tls_cert ? MHD_USE_TLS : 0),
 		0, NULL, NULL, handle_request, f,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, f,
 		MHD_OPTION_LISTEN_SOCKET, config->listen_fd,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+		MHD_OPTION_ARRAY, config->tls_cert ? tls_options : &tls_options[2],
 		MHD_OPTION_END);
 	/* clang-format on */
+	/* GnuTLS holds its own copy of the key now: no other one stays in this process. */
+	if (config->tls_key)
+		sodium_memzero(config->tls_key, config->tls_key_size);
 	if (!f->daemon)
 		return log_error_errno(EIO, "Failed to start the HTTP server");
 	if (config->local_fd >= 0) {

@@ -2,9 +2,11 @@
 /*
  * granaryd.c: the Granary daemon's entry point.
  *
- * The root parent of DESIGN.md's process model. It parses the command line,
- * takes the state directory's lock, binds the listening socket (as root, so a
- * privileged port works), and forks two children joined by a socket pair:
+ * The root parent of DESIGN.md's process model. It reads the command line and
+ * the config file (config.c), reads the TLS certificate and key while it is
+ * still root, takes the state directory's lock, binds the listening socket
+ * (as root, so a privileged port works), and forks two children joined by a
+ * socket pair:
  *
  *   launcher  stays root; does the few privileged things (launcher.c)
  *   front     becomes the unprivileged user and serves HTTP (front.c)
@@ -33,11 +35,13 @@
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
-static const char *arg_state = "/var/lib/granary";
-static const char *arg_listen = "127.0.0.1:6080";
-static const char *arg_base_url;
-static const char *arg_wildcard;
-static const char *arg_user = "granary";
+#define DEFAULT_STATE  "/var/lib/granary"
+#define DEFAULT_LISTEN "127.0.0.1:6080"
+#define DEFAULT_USER   "granary"
+
+static const char *arg_config;
+/* Settings given as flags; they override the config file's. */
+static struct granaryd_config arg_flags = GRANARYD_CONFIG_INIT;
 
 static void
 help(void)
@@ -45,57 +49,95 @@ help(void)
 	printf("Usage: granaryd [OPTION]...\n"
 	       "Run the Granary server in the foreground. SIGTERM or Ctrl-C stops it.\n"
 	       "\n"
+	       "  -c, --config FILE      read settings from FILE, 'key = value' lines; a flag\n"
+	       "                         overrides its key (installed: /etc/granary/granary.conf,\n"
+	       "                         read only when named here; see docs/admin.md)\n"
 	       "  -s, --state DIR        keep state in DIR (default %s)\n"
 	       "  -l, --listen ADDR:PORT listen there (default %s; '[::1]:6080',\n"
 	       "                         ':6080' for every IPv4 address, port 0 picks one)\n"
-	       "      --base-url URL     the shell's public URL (default http://localhost:PORT)\n"
-	       "      --wildcard HOST    host pattern of grain sessions (default "
+	       "      --base-url URL     the shell's public URL (default http://localhost:PORT,\n"
+	       "                         https:// with TLS; https:// behind a TLS proxy)\n"
+	       "      --wildcard *.HOST[:PORT]\n"
+	       "                         host pattern of grain sessions (default "
 	       "*.localhost:PORT)\n"
+	       "      --tls-cert FILE    serve HTTPS with this PEM certificate (chain)...\n"
+	       "      --tls-key FILE     ...and its PEM private key (both or neither; read as\n"
+	       "                         root before the network-facing part drops privileges)\n"
 	       "  -u, --user NAME        run the network-facing process as NAME (default %s)\n"
-	       "  -v, --verbose          log debug messages (or GRANARY_LOG_LEVEL=debug)\n"
+	       "      --log-level LEVEL  error, warning, notice, info (default) or debug\n"
+	       "  -v, --verbose          the same as --log-level debug\n"
 	       "  -h, --help             show this help\n"
 	       "      --version          show the version\n"
 	       "\n"
+	       "A flag wins over the config file; GRANARY_LOG_LEVEL comes between them.\n"
 	       "Example: granaryd --state ./var --listen 127.0.0.1:6080\n",
-	       arg_state, arg_listen, arg_user);
+	       DEFAULT_STATE, DEFAULT_LISTEN, DEFAULT_USER);
 }
 
 static int
 parse_argv(int argc, char *argv[])
 {
-	enum { ARG_VERSION = 0x100, ARG_BASE_URL, ARG_WILDCARD };
+	enum {
+		ARG_VERSION = 0x100,
+		ARG_BASE_URL,
+		ARG_WILDCARD,
+		ARG_TLS_CERT,
+		ARG_TLS_KEY,
+		ARG_LOG_LEVEL,
+	};
 	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "state", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "base-url", required_argument, NULL, ARG_BASE_URL },
 		{ "wildcard", required_argument, NULL, ARG_WILDCARD },
+		{ "tls-cert", required_argument, NULL, ARG_TLS_CERT },
+		{ "tls-key", required_argument, NULL, ARG_TLS_KEY },
 		{ "user", required_argument, NULL, 'u' },
+		{ "log-level", required_argument, NULL, ARG_LOG_LEVEL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{},
 	};
-	int c;
+	struct config_error err;
+	const char *key, *value;
+	int c, r;
 
-	while ((c = getopt_long(argc, argv, "s:l:u:vh", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "c:s:l:u:vh", options, NULL)) >= 0) {
+		/* Each setting flag is its config key with '-' for '_' (config.c checks both). */
+		value = optarg;
 		switch (c) {
+		case 'c':
+			arg_config = optarg;
+			continue;
 		case 's':
-			arg_state = optarg;
+			key = "state";
 			break;
 		case 'l':
-			arg_listen = optarg;
+			key = "listen";
 			break;
 		case ARG_BASE_URL:
-			arg_base_url = optarg;
+			key = "base_url";
 			break;
 		case ARG_WILDCARD:
-			arg_wildcard = optarg;
+			key = "wildcard";
+			break;
+		case ARG_TLS_CERT:
+			key = "tls_cert";
+			break;
+		case ARG_TLS_KEY:
+			key = "tls_key";
 			break;
 		case 'u':
-			arg_user = optarg;
+			key = "user";
+			break;
+		case ARG_LOG_LEVEL:
+			key = "log_level";
 			break;
 		case 'v':
-			log_set_max_level(LOG_DEBUG);
+			key = "log_level";
+			value = "debug";
 			break;
 		case 'h':
 			help();
@@ -107,12 +149,52 @@ parse_argv(int argc, char *argv[])
 			fprintf(stderr, "Try 'granaryd --help'.\n");
 			return -EINVAL;
 		}
+		r = config_set(&arg_flags, key, value, &err);
+		if (r < 0) {
+			log_error("%s", err.message);
+			return r;
+		}
 	}
 	if (optind < argc) {
 		log_error("Unexpected argument '%s'; try 'granaryd --help'", argv[optind]);
 		return -EINVAL;
 	}
 	return 1;
+}
+
+/*
+ * The settings in force: the config file (if any) with the flags over it,
+ * checked as a whole. The log level applies at once: flags, then
+ * GRANARY_LOG_LEVEL (read by log_setup()), then the file.
+ */
+static int
+config_resolve(struct granaryd_config *ret)
+{
+	_cleanup_(config_release) struct granaryd_config c = GRANARYD_CONFIG_INIT;
+	struct config_error err;
+	const char *env = getenv("GRANARY_LOG_LEVEL");
+	int r;
+
+	if (arg_config) {
+		r = config_load(arg_config, &c, &err);
+		if (r < 0) {
+			log_error("%s", err.message);
+			return r;
+		}
+	}
+	if (arg_flags.log_level >= 0)
+		log_set_max_level(arg_flags.log_level);
+	else if (c.log_level >= 0 && !(env && *env))
+		log_set_max_level(c.log_level);
+	config_merge(&c, &arg_flags);
+	r = config_check(&c, &err);
+	if (r < 0) {
+		log_error("%s", err.message);
+		return r;
+	}
+	*ret = c;
+	c = (struct granaryd_config)GRANARYD_CONFIG_INIT;
+	return 0;
 }
 
 /*
@@ -264,11 +346,15 @@ int
 main(int argc, char *argv[])
 {
 	_cleanup_close_ int lock_fd = -EBADF, listen_fd = -EBADF, local_fd = -EBADF;
+	_cleanup_(config_release) struct granaryd_config config = GRANARYD_CONFIG_INIT;
+	_cleanup_(tls_files_release) struct tls_files tls = {};
+	_cleanup_free_ char *state = NULL;
 	char installer[PATH_MAX];
 	struct listen_address listen_address;
 	struct launcher_config launcher_config = {};
 	struct front_config front_config = {};
 	bool as_root = geteuid() == 0;
+	const char *listen, *user, *state_arg;
 	unsigned restarts = 0;
 	char where[64];
 	sigset_t mask;
@@ -279,29 +365,36 @@ main(int argc, char *argv[])
 	r = parse_argv(argc, argv);
 	if (r <= 0)
 		return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-
-	r = listen_address_parse(arg_listen, &listen_address);
-	if (r < 0) {
-		log_error("Invalid --listen '%s': expected ADDR:PORT such as 127.0.0.1:6080",
-			  arg_listen);
+	r = config_resolve(&config);
+	if (r < 0)
 		return EXIT_FAILURE;
-	}
+	listen = config.listen ?: DEFAULT_LISTEN;
+	user = config.user ?: DEFAULT_USER;
+	state_arg = config.state ?: DEFAULT_STATE;
+
+	/* Checked by config.c already; this fills the address in. */
+	r = listen_address_parse(listen, &listen_address);
+	if (r < 0)
+		return log_error_errno(r, "Invalid listen address '%s'", listen), EXIT_FAILURE;
 
 	if (as_root) {
-		struct passwd *pw = getpwnam(arg_user);
+		struct passwd *pw = getpwnam(user);
 
 		if (!pw) {
 			log_error("User '%s' does not exist. granaryd runs its network-facing part "
 				  "as that user; create it with:",
-				  arg_user);
+				  user);
 			log_error("  useradd --system --user-group --no-create-home --home-dir "
 				  "/nonexistent --shell /usr/sbin/nologin %s",
-				  arg_user);
-			log_error("or name another unprivileged user with --user");
+				  user);
+			log_error("or name another unprivileged user with --user (or 'user =' in "
+				  "the config file)");
 			return EXIT_FAILURE;
 		}
 		if (pw->pw_uid == 0 || pw->pw_gid == 0) {
-			log_error("--user '%s' is root; name an unprivileged user", arg_user);
+			log_error("The user '%s' is root; name an unprivileged one with --user (or "
+				  "'user =' in the config file)",
+				  user);
 			return EXIT_FAILURE;
 		}
 		front_config.drop_privileges = true;
@@ -311,10 +404,27 @@ main(int argc, char *argv[])
 		log_warning("Not running as root: front and launcher share this user, and grains "
 			    "cannot be sandboxed with a uid of their own");
 
-	r = state_lock(arg_state, &lock_fd);
+	/*
+	 * Read here, as root and before front drops privileges: the key file is
+	 * usually readable by root only. front gets the bytes (front_config).
+	 */
+	if (config.tls_cert) {
+		struct config_error err;
+
+		r = tls_load(config.tls_cert, config.tls_key, &tls, &err);
+		if (r < 0)
+			return log_error("%s", err.message), EXIT_FAILURE;
+	}
+
+	r = state_lock(state_arg, &lock_fd);
 	if (r < 0)
 		return EXIT_FAILURE;
-	r = state_prepare(arg_state, as_root, front_config.uid, front_config.gid);
+	/* Absolute from here on: front and launcher chdir() into it. */
+	state = realpath(state_arg, NULL);
+	if (!state)
+		return log_error_errno(errno, "Failed to resolve '%s': %m", state_arg),
+		       EXIT_FAILURE;
+	r = state_prepare(state, as_root, front_config.uid, front_config.gid);
 	if (r < 0)
 		return EXIT_FAILURE;
 
@@ -335,7 +445,7 @@ main(int argc, char *argv[])
 	/* Bound here, as root, so a privileged port works; front inherits the socket. */
 	r = listen_socket_open(&listen_address, &listen_fd);
 	if (r < 0) {
-		log_error_errno(r, "Failed to listen on %s: %m%s", arg_listen,
+		log_error_errno(r, "Failed to listen on %s: %m%s", listen,
 				r == -EADDRINUSE ? " (is another server using that port? "
 						   "choose another with --listen)"
 						 : "");
@@ -345,20 +455,22 @@ main(int argc, char *argv[])
 	if (r < 0)
 		return log_error_errno(r, "Failed to read the listening port: %m"), EXIT_FAILURE;
 	/* The admin CLI's way in: only our own uid (root) may connect. */
-	r = local_socket_open(arg_state, &local_fd);
+	r = local_socket_open(state, &local_fd);
 	if (r < 0)
-		return log_error_errno(r, "Failed to create '%s/%s': %m", arg_state,
-				       LOCAL_SOCKET_NAME),
+		return log_error_errno(r, "Failed to create '%s/%s': %m", state, LOCAL_SOCKET_NAME),
 		       EXIT_FAILURE;
 	front_config.local_fd = local_fd;
 
 	front_config.listen_fd = listen_fd;
 	front_config.port = port;
-	front_config.state_dir = arg_state;
-	front_config.base_url = arg_base_url;
-	front_config.wildcard = arg_wildcard;
+	front_config.state_dir = state;
+	front_config.base_url = config.base_url;
+	front_config.wildcard = config.wildcard;
+	front_config.tls_cert = tls.cert;
+	front_config.tls_key = tls.key;
+	front_config.tls_key_size = tls.key_size;
 	front_config.parent = getpid();
-	launcher_config.state_dir = arg_state;
+	launcher_config.state_dir = state;
 	r = libexec_find("granary-installer", installer, sizeof(installer));
 	if (r < 0)
 		return log_error_errno(r,
@@ -368,8 +480,9 @@ main(int argc, char *argv[])
 		       EXIT_FAILURE;
 	launcher_config.installer = installer;
 
-	log_info("Granary %s listening on http://%s/ (state in '%s')", GRANARY_VERSION,
-		 listen_address_format(&listen_address, port, where, sizeof(where)), arg_state);
+	log_info("Granary %s listening on %s://%s/ (state in '%s')", GRANARY_VERSION,
+		 tls.cert ? "https" : "http",
+		 listen_address_format(&listen_address, port, where, sizeof(where)), state);
 
 	for (;;) {
 		_cleanup_close_ int launcher_end = -EBADF, front_end = -EBADF;

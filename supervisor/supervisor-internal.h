@@ -35,8 +35,11 @@ struct front_config {
 	const char *state_dir; /* borrowed */
 	const char *base_url;  /* borrowed; NULL: http://localhost:<port> */
 	const char *wildcard;  /* borrowed; NULL: "*.localhost:<port>" */
-	bool drop_privileges;  /* become uid/gid (granaryd started as root) */
-	pid_t parent;	       /* the root parent, which front must not outlive */
+	const char *tls_cert;  /* borrowed: PEM, NUL-terminated; NULL: plain HTTP */
+	char *tls_key;	       /* borrowed: PEM, NUL-terminated; front_start() wipes it */
+	size_t tls_key_size;
+	bool drop_privileges; /* become uid/gid (granaryd started as root) */
+	pid_t parent;	      /* the root parent, which front must not outlive */
 	uid_t uid;
 	gid_t gid;
 };
@@ -88,6 +91,69 @@ int listen_socket_port(int fd, uint16_t *ret);
 
 /* "127.0.0.1:6080" or "[::1]:6080" into buf. Returns buf. */
 char *listen_address_format(const struct listen_address *a, uint16_t port, char *buf, size_t size);
+
+/* config.c: the config file, flags, TLS files (docs/admin.md) */
+
+#define CONFIG_FILE_MAX	 (64 * 1024)
+#define CONFIG_VALUE_MAX 4096
+
+/* Every setting; a NULL string or a negative log_level means "not set". */
+struct granaryd_config {
+	char *state;	/* owned */
+	char *listen;	/* owned */
+	char *base_url; /* owned */
+	char *wildcard; /* owned */
+	char *user;	/* owned */
+	char *tls_cert; /* owned: the path */
+	char *tls_key;	/* owned: the path */
+	int log_level;	/* LOG_ERR..LOG_DEBUG */
+};
+#define GRANARYD_CONFIG_INIT                                                                       \
+	{                                                                                          \
+		.log_level = -1                                                                    \
+	}
+
+struct config_error {
+	char message[768]; /* "FILE:LINE: key: expected ..." or "Invalid --flag 'v': ..." */
+};
+
+/*
+ * Parse a config file's len bytes (from filename, named in errors) into c.
+ * -EINVAL (-E2BIG, -ENOMEM) with err set on the first bad line; c may then
+ * hold the lines before it: config_release() it either way.
+ */
+int config_parse(const char *text, size_t len, const char *filename, struct granaryd_config *c,
+		 struct config_error *err);
+/* Read and parse the file at path. */
+int config_load(const char *path, struct granaryd_config *c, struct config_error *err);
+/* Check and set one value given as a flag (key as in the file: "base_url"). */
+int config_set(struct granaryd_config *c, const char *key, const char *value,
+	       struct config_error *err);
+/* Move every value set in from into into (flags over the file). */
+void config_merge(struct granaryd_config *into, struct granaryd_config *from);
+/* What no single value shows: TLS certificate without key, http base URL with TLS. */
+int config_check(const struct granaryd_config *c, struct config_error *err);
+void config_release(struct granaryd_config *c);
+
+/* Split base_url "http(s)://host[:port][/]" into origin and host (both owned); -EINVAL if malformed. */
+int base_url_parse(const char *base_url, char **ret_origin, char **ret_host, bool *ret_tls);
+/* "*.HOST[:PORT]" with a valid host name and port; -EINVAL otherwise. */
+int wildcard_check(const char *wildcard);
+
+struct tls_files {
+	char *cert; /* owned: PEM, NUL-terminated */
+	char *key;  /* owned: PEM, NUL-terminated; wiped by tls_files_release() */
+	size_t key_size;
+};
+
+/*
+ * Read the certificate and key files (as root: the key is usually 0600) and
+ * make sure libmicrohttpd accepts them as a pair. Release *ret with
+ * tls_files_release().
+ */
+int tls_load(const char *cert_path, const char *key_path, struct tls_files *ret,
+	     struct config_error *err);
+void tls_files_release(struct tls_files *t);
 
 /* db.c: the SQLite store; the only file with SQL in it */
 

@@ -52,14 +52,19 @@ def require_kernel_feature(available, why):
 class Daemon:
     """A running granaryd; its stderr is collected in .log as it arrives."""
 
-    def __init__(self, state, args=(), env=None):
+    def __init__(self, state, args=(), env=None, defaults=True, cwd=None):
+        """defaults=False leaves out --state and --listen (a config file gives them)."""
         self.state = str(state)
         self.lines = []
         self._ready = threading.Event()
         self.port = None
-        cmd = [program("granaryd"), "--state", self.state, "--listen", "127.0.0.1:0", *args]
+        self.scheme = "http"
+        cmd = [program("granaryd"), *args]
+        if defaults:
+            cmd[1:1] = ["--state", self.state, "--listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(
             cmd,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -70,15 +75,15 @@ class Daemon:
         if not self._ready.wait(20) or self.port is None:
             self.stop(check=False)
             raise RuntimeError("granaryd did not start:\n" + self.log)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _read(self):
         for raw in self.proc.stdout:
             line = raw.decode("utf-8", "replace")
             self.lines.append(line)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line)
+            m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)/", line)
             if m and self.port is None:
-                self.port = int(m.group(1))
+                self.scheme, self.port = m.group(1), int(m.group(2))
                 self._ready.set()
         self._ready.set()
 
@@ -126,8 +131,8 @@ def start_granaryd(state_root):
     """Start daemons with extra arguments; all are stopped (and checked) at the end."""
     started = []
 
-    def start(*args, state=None, env=None):
-        d = Daemon(state or state_root / f"state{len(started)}", args, env)
+    def start(*args, state=None, env=None, **kwargs):
+        d = Daemon(state or state_root / f"state{len(started)}", args, env, **kwargs)
         started.append(d)
         return d
 
@@ -169,7 +174,7 @@ class Client(requests.Session):
         super().__init__()
         self.daemon = daemon
         self.host = f"localhost:{daemon.port}"
-        self.origin = f"http://{self.host}"
+        self.origin = f"{daemon.scheme}://{self.host}"
         self.headers["Host"] = self.host
         if origin:
             self.headers["Origin"] = self.origin
