@@ -76,6 +76,10 @@ class Daemon:
             self.stop(check=False)
             raise RuntimeError("granaryd did not start:\n" + self.log)
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        # "listening" comes from the parent; front answers a moment later,
+        # once it has opened the database. Tests start from a serving daemon.
+        wait_for(lambda: self.proc.poll() is not None or requests.get(
+            self.url + "/healthz", verify=False, timeout=2).status_code == 200, timeout=20)
 
     def _read(self):
         for raw in self.proc.stdout:

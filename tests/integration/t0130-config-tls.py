@@ -78,7 +78,7 @@ log_level = debug
     assert ok.status_code == 200 and ok.text == "ok\n"
     assert (state / "granary.sqlite3").exists()
     assert "debug:" in d.log
-    other = requests.get(d.url + "/healthz", headers={"Host": f"localhost:{d.port}"}, timeout=10)
+    other = requests.get(d.url + "/", headers={"Host": f"localhost:{d.port}"}, timeout=10)
     assert other.status_code == 404 and other.json()["error"]["code"] == "unknown_host"
 
 
