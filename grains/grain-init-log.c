@@ -45,7 +45,7 @@
 #define NOTE_MAX      512
 #define COPY_BUF_SIZE (64 * 1024)
 
-/* Room for a whole chunk, each line's prefix included, is not needed: lines wait. */
+/* One step's formatted output; input that does not fit waits in log->in for the next step. */
 static char out_buf[GRAIN_LOG_CHUNK];
 static char copy_buf[COPY_BUF_SIZE];
 

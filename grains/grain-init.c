@@ -536,14 +536,13 @@ set_state(struct grain_init *g, enum grain_app_state state)
 static void
 stop_app(struct grain_init *g, const char *why)
 {
-	if (g->state == GRAIN_APP_STOPPING)
+	/* Once the app is reaped its pid may be another process's: nothing to stop. */
+	if (g->state == GRAIN_APP_STOPPING || g->reaped)
 		return;
 	grain_log_note(&g->log, LOG_INFO, "stopping the app: %s", why);
 	set_state(g, GRAIN_APP_STOPPING);
 	g->probe = safe_close(g->probe);
 	answer_all(g, ESHUTDOWN, "The grain is stopping: %s", why);
-	if (g->reaped)
-		return;
 	(void)kill(g->app, SIGTERM);
 	g->kill_at = now_ms() + arg_stop_timeout_ms;
 }

@@ -666,6 +666,7 @@ def test_log_flood_is_capped_and_connects_stay_answered(pkg, grains):
 
     g = grains(pkg, ["/app", "flood", str(PORT)], init_opts=["--log-max", "256K"])
     assert not isinstance(g.connect(), tuple)
+    flood_start = time.monotonic()
     rss_start = rss_kib(g.init_pid)
     sizes = []
     flooded = connect_latencies(g, 200)
@@ -674,6 +675,7 @@ def test_log_flood_is_capped_and_connects_stay_answered(pkg, grains):
         time.sleep(0.01)
     rss_end = rss_kib(g.init_pid)
     g.front.close()
+    flood_seconds = time.monotonic() - flood_start
     assert g.wait() == 128 + signal.SIGTERM
     assert no_process_left(g)
     log = g.log()
@@ -687,8 +689,10 @@ def test_log_flood_is_capped_and_connects_stay_answered(pkg, grains):
           f"p99 {pct(base, 0.99):.3f} ms")
     print(f"CONNECT round trip, app flooding its log: median {pct(flooded, 0.5):.3f} ms, "
           f"p99 {pct(flooded, 0.99):.3f} ms")
+    written = (floods[-1] + 1) * 200 if floods else 0
     print(f"log sizes seen during the flood: max {max(sizes)} bytes (cap {cap}); "
-          f"app lines written: at least {floods[-1] + 1 if floods else 0}")
+          f"grain-init took at least {written >> 20} MiB of output in {flood_seconds:.2f} s "
+          f"({written / flood_seconds / (1 << 20):.0f} MiB/s)")
     print(f"grain-init VmRSS {rss_start[0]} -> {rss_end[0]} KiB, VmHWM {rss_end[1]} KiB")
     assert max(sizes) <= cap + LOG_CHUNK + 1024, sizes
     assert len(log) <= cap + LOG_CHUNK + 1024
