@@ -222,7 +222,7 @@ class Grain:
     def __init__(self, pkg, argv, init_opts=(), sandbox_opts=(), log_flags=os.O_RDWR):
         self.var = tempfile.mkdtemp(prefix="granary-t0400-var-", dir="/tmp")
         os.chmod(self.var, 0o755)
-        self.log_path = os.path.join(self.var + ".log")
+        self.log_path = self.var + ".log"  # on the host, as STATE/grains/<id>/log is
         self.front, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         log_fd = os.open(self.log_path, log_flags | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
         cmd = [sandboxlib.SANDBOX, "--root", pkg, "--var", self.var, *sandbox_opts,
