@@ -1,7 +1,19 @@
 # grains/: grain lifecycle; grain-init, pid 1 of every grain (static: the
-# package it runs in may carry no libc).
+# package it runs in may carry no libc), and the control socket protocol
+# between grain-init and front (grain-protocol.c, in both: plain libc).
 
 STATIC_PROGRAM_NAMES += grain-init
 
 grain-init_OBJS := $(addprefix $(BUILD)/static/grains/, \
-	grain-init.o)
+	grain-init.o \
+	grain-init-log.o \
+	grain-protocol.o)
+
+GRAINS_SOURCES := \
+	grains/grain-protocol.c
+
+$(BUILD)/lib/libgranary-grains.a: $(GRAINS_SOURCES:%.c=$(BUILD)/obj/%.o)
+LIBRARIES += $(BUILD)/lib/libgranary-grains.a
+
+UNIT_TESTS += test-grain-protocol
+FUZZ_TARGETS += grain-protocol
