@@ -2,6 +2,8 @@
 
 COMMON_SOURCES := \
 	common/buf.c \
+	common/datagram.c \
+	common/dir.c \
 	common/json-util.c \
 	common/log.c \
 	common/parse.c \
@@ -10,6 +12,8 @@ COMMON_SOURCES := \
 # The subset with no library dependencies, for static programs (grain-init).
 COMMON_STATIC_SOURCES := \
 	common/buf.c \
+	common/datagram.c \
+	common/dir.c \
 	common/log.c \
 	common/parse.c
 
@@ -19,5 +23,5 @@ $(BUILD)/lib/libgranary-common-static.a: $(COMMON_STATIC_SOURCES:%.c=$(BUILD)/st
 LIBRARIES += $(BUILD)/lib/libgranary-common.a
 STATIC_LIBRARIES += $(BUILD)/lib/libgranary-common-static.a
 
-UNIT_TESTS += test-buf test-json test-log test-parse test-token
+UNIT_TESTS += test-buf test-dir test-json test-log test-parse test-token
 FUZZ_TARGETS += json parse token

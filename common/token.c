@@ -118,3 +118,12 @@ random_hex(char *ret, size_t nbytes)
 	(void)hex_encode(ret, raw, nbytes);
 	return 0;
 }
+
+bool
+hex_valid(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}

@@ -54,5 +54,7 @@ int random_hex(char *ret, size_t nbytes);
 
 /* Lowercase hex of n bytes into ret (2 * n + 1 characters). Returns ret. */
 char *hex_encode(char *ret, const void *data, size_t n);
+/* Exactly len lowercase hex characters (s need not be NUL-terminated): the one spelling of an id. */
+bool hex_valid(const char *s, size_t len);
 
 #endif

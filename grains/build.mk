@@ -1,6 +1,7 @@
 # grains/: grain lifecycle; grain-init, pid 1 of every grain (static: the
 # package it runs in may carry no libc), and the control socket protocol
-# between grain-init and front (grain-protocol.c, in both: plain libc).
+# between grain-init and front (grain-protocol.c, in both; it needs only
+# libc and common/datagram.c).
 
 STATIC_PROGRAM_NAMES += grain-init
 

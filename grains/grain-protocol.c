@@ -11,12 +11,11 @@
  * here logs: callers decide what a malformed message means to them.
  */
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/datagram.h"
 #include "grains/grain-protocol.h"
 #include "common/banned.h"
 
@@ -120,103 +119,32 @@ grain_msg_send(int sock, uint32_t type, uint32_t id, const void *payload, size_t
 	       int fd, int flags)
 {
 	uint8_t buf[GRAIN_MSG_MAX];
-	union {
-		struct cmsghdr align;
-		char space[CMSG_SPACE(sizeof(int))];
-	} control = {};
-	struct iovec iov = { .iov_base = buf };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-	int len;
+	int len = grain_msg_encode(buf, sizeof(buf), type, id, payload, payload_size);
 
-	len = grain_msg_encode(buf, sizeof(buf), type, id, payload, payload_size);
 	if (len < 0)
 		return len;
-	iov.iov_len = (size_t)len;
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		msg.msg_control = &control;
-		msg.msg_controllen = sizeof(control.space);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return errno > 0 ? -errno : -EIO;
-	return n == len ? 0 : -EIO;
+	return datagram_send(sock, buf, (size_t)len, fd, flags);
 }
 
 int
 grain_msg_receive(int sock, enum grain_msg_direction direction, int flags, struct grain_msg *ret)
 {
-	/* One byte more than the largest message: a longer one shows as MSG_TRUNC. */
+	/* One byte more than the largest message: a longer one shows as truncated. */
 	uint8_t buf[GRAIN_MSG_MAX + 1];
-	/* Room for more descriptors than any message has, so extras are seen and closed. */
-	union {
-		struct cmsghdr align;
-		char space[CMSG_SPACE(sizeof(int) * 4)];
-	} control;
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = &control,
-		.msg_controllen = sizeof(control.space),
-	};
-	int fds[4];
 	unsigned n_fds = 0;
 	ssize_t n;
-	int r;
+	int fd = -EBADF, r;
 
-	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
-	while (n < 0 && errno == EINTR);
+	/* No message carries more than one descriptor. */
+	n = datagram_receive(sock, buf, sizeof(buf), &fd, 1, &n_fds, flags);
 	if (n < 0)
-		return errno > 0 ? -errno : -EIO;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		size_t count;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < count; i++) {
-			int received;
-
-			memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (n_fds < sizeof(fds) / sizeof(fds[0]))
-				fds[n_fds++] = received;
-			else
-				(void)close(received);
-		}
-	}
-	/*
-	 * 0 bytes: the peer closed, or sent an empty datagram (SOCK_SEQPACKET
-	 * reads both as 0). Only a closed peer leaves the socket hung up.
-	 */
-	if (n == 0 && n_fds == 0) {
-		struct pollfd p = { .fd = sock, .events = POLLIN | POLLRDHUP };
-
-		if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLRDHUP)))
-			return -ECONNRESET;
-		return -EBADMSG;
-	}
-	/* A truncated datagram or control message is malformed, whatever it says. */
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-		r = -EBADMSG;
-	else
-		r = grain_msg_decode(buf, (size_t)n, n_fds, direction, ret);
+		return (int)n;
+	r = grain_msg_decode(buf, (size_t)n, n_fds, direction, ret);
 	if (r < 0) {
-		for (unsigned i = 0; i < n_fds; i++)
-			(void)close(fds[i]);
+		if (n_fds)
+			(void)close(fd);
 		return r;
 	}
-	ret->fd = n_fds > 0 ? fds[0] : -EBADF;
+	ret->fd = n_fds ? fd : -EBADF;
 	return 0;
 }

@@ -305,13 +305,6 @@ int spk_package_unpack(struct spk_package *p, const char *dest, enum spk_unpack_
 		       spk_progress_fn progress, void *userdata, struct spk_manifest **ret_manifest,
 		       struct spk_unpack_stats *ret_stats, struct spk_error *err);
 
-/*
- * Remove the directory tree name below dirfd without following any symlink
- * (what spk_package_unpack() does to its temporary directory on failure).
- * For leftovers of a process killed mid-unpack. max_depth bounds recursion.
- */
-int spk_remove_tree_at(int dir_fd, const char *name, unsigned max_depth);
-
 /* ---- pack.c: making packages ------------------------------------------- */
 
 struct spk_pack_options {

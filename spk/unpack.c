@@ -59,6 +59,7 @@
 #include <archive_entry.h>
 
 #include "common/token.h"
+#include "common/dir.h"
 #include "spk/spk-internal.h"
 #include "common/banned.h"
 
@@ -399,44 +400,6 @@ unpack_all(struct unpack *u, struct spk_manifest **ret_manifest, struct spk_erro
 	return spk_stream_finish(&u->stream, err);
 }
 
-int
-spk_remove_tree_at(int dir_fd, const char *name, unsigned max_depth)
-{
-	_cleanup_close_ int fd = -EBADF;
-	DIR *d;
-	struct dirent *de;
-	int r = 0;
-
-	if (unlinkat(dir_fd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR)
-		return -errno;
-	if (max_depth == 0)
-		return -ELOOP;
-	fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d)
-		return -errno;
-	TAKE_FD(fd);
-	while ((errno = 0, de = readdir(d))) {
-		int q;
-
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		q = spk_remove_tree_at(dirfd(d), de->d_name, max_depth - 1);
-		if (q < 0 && r == 0)
-			r = q;
-	}
-	if (errno != 0 && r == 0)
-		r = -errno;
-	(void)closedir(d);
-	if (unlinkat(dir_fd, name, AT_REMOVEDIR) < 0 && r == 0)
-		r = -errno;
-	return r;
-}
-
 /* "a/b/c/" → parent "a/b", base "c"; "c" → ".", "c". Both owned by the caller. */
 static int
 split_dest(const char *dest, char **ret_parent, char **ret_base)
@@ -624,7 +587,7 @@ out_chdir:
 	}
 out_remove:
 	if (created) {
-		int q = spk_remove_tree_at(parent_fd, tmp_name, p->limits.max_depth + 2);
+		int q = remove_tree_at(parent_fd, tmp_name, p->limits.max_depth + 2);
 		if (q < 0 && err) {
 			struct spk_error first = *err;
 

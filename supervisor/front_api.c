@@ -9,7 +9,6 @@
  * needs one. It queues exactly one response. Bad input gets a 4xx with a
  * stable code and changes nothing.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +20,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "common/dir.h"
 #include "common/json-util.h"
 #include "common/log.h"
 #include "common/macro.h"
@@ -906,45 +906,34 @@ purge_trash(struct front *f, int64_t now)
 	return 0;
 }
 
-/* Package directories without a row: a crash between unpack and commit. */
+/* A package directory without a row: a crash between unpack and commit. */
+static int
+sweep_package(int fd, const char *entry, void *userdata)
+{
+	struct front *f = userdata;
+	struct db_package p = {};
+	int r;
+
+	(void)fd;
+	if (!package_id_valid(entry))
+		return 0;
+	r = db_package_get(f->db, entry, &p);
+	if (r >= 0)
+		db_package_release(&p);
+	if (r != -ENOENT)
+		return r < 0 ? r : 0;
+	log_info("Deleting package %s, which no app uses (an install or removal did not finish)",
+		 entry);
+	package_discard(f, entry);
+	return 0;
+}
+
 static int
 sweep_packages(struct front *f)
 {
-	_cleanup_close_ int fd = -EBADF;
-	struct dirent *e;
-	DIR *d;
-	int pfd, r = 0;
+	int pfd = packages_dir(f);
 
-	pfd = packages_dir(f);
-	if (pfd < 0)
-		return pfd;
-	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return negative_errno();
-	d = fdopendir(fd);
-	if (!d)
-		return negative_errno();
-	fd = -EBADF;
-	while ((e = readdir(d))) {
-		struct db_package p = {};
-
-		if (!package_id_valid(e->d_name))
-			continue;
-		r = db_package_get(f->db, e->d_name, &p);
-		if (r >= 0) {
-			db_package_release(&p);
-			continue;
-		}
-		if (r != -ENOENT)
-			break;
-		r = 0;
-		log_info("Deleting package %s, which no app uses (an install or removal "
-			 "did not finish)",
-			 e->d_name);
-		package_discard(f, e->d_name);
-	}
-	closedir(d);
-	return r;
+	return pfd < 0 ? pfd : dir_foreach(pfd, ".", sweep_package, f);
 }
 
 int

@@ -24,7 +24,6 @@
  * Its one output is a fixed-size result on the pipe; anything short of a
  * whole result means it failed.
  */
-#include <dirent.h>
 #include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,8 +37,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/dir.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/token.h"
+#include "spk/spk.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
@@ -183,12 +185,7 @@ package_install(const char *path, int packages_fd, int spk_fd, struct package_in
 bool
 package_id_valid(const char *id)
 {
-	if (strlen(id) != PACKAGE_ID_LEN)
-		return false;
-	for (size_t i = 0; i < PACKAGE_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-			return false;
-	return true;
+	return strlen(id) == PACKAGE_ID_LEN && hex_valid(id, PACKAGE_ID_LEN);
 }
 
 int
@@ -196,32 +193,21 @@ package_delete(int packages_fd, const char *id)
 {
 	if (!package_id_valid(id))
 		return -EINVAL;
-	return tree_remove_at(packages_fd, id);
+	return remove_tree_at(packages_fd, id, SPK_DEFAULT_MAX_DEPTH + 2);
+}
+
+static int
+sweep_entry(int fd, const char *entry, void *userdata)
+{
+	(void)userdata;
+	if (strncmp(entry, ".spk-unpack-", 12) != 0)
+		return 0;
+	log_info("Removing '%s', left by an install that did not finish", entry);
+	return remove_tree_at(fd, entry, SPK_DEFAULT_MAX_DEPTH + 2);
 }
 
 int
 package_sweep(int packages_fd)
 {
-	_cleanup_close_ int fd = -EBADF;
-	DIR *d;
-	struct dirent *e;
-	int r = 0;
-
-	fd = openat(packages_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return negative_errno();
-	d = fdopendir(fd);
-	if (!d)
-		return negative_errno();
-	fd = -EBADF;
-	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, ".spk-unpack-", 12) != 0)
-			continue;
-		log_info("Removing '%s', left by an install that did not finish", e->d_name);
-		r = tree_remove_at(packages_fd, e->d_name);
-		if (r < 0)
-			break;
-	}
-	closedir(d);
-	return r;
+	return dir_foreach(packages_fd, ".", sweep_entry, NULL);
 }

@@ -17,11 +17,12 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/datagram.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/token.h"
 #include "spk/spk.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
@@ -52,15 +53,6 @@ const char *
 ipc_type_name(uint32_t type)
 {
 	return type < _IPC_TYPE_MAX && ipc_types[type].name ? ipc_types[type].name : "UNKNOWN";
-}
-
-static bool
-hex_id_valid(const char *id, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-			return false;
-	return true;
 }
 
 /* The one valid spelling of an app id (the spk library decides). */
@@ -100,17 +92,16 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 	switch (h.type) {
 	case IPC_GRAIN_STORAGE_CREATE:
 	case IPC_GRAIN_STORAGE_DELETE:
-		if (!hex_id_valid(m.payload.grain.grain_id, sizeof(m.payload.grain.grain_id)))
+		if (!hex_valid(m.payload.grain.grain_id, sizeof(m.payload.grain.grain_id)))
 			return -EBADMSG;
 		break;
 	case IPC_PACKAGE_DELETE:
-		if (!hex_id_valid(m.payload.package.package_id,
-				  sizeof(m.payload.package.package_id)))
+		if (!hex_valid(m.payload.package.package_id, sizeof(m.payload.package.package_id)))
 			return -EBADMSG;
 		break;
 	case IPC_PACKAGE_INSTALLED:
-		if (!hex_id_valid(m.payload.installed.package_id,
-				  sizeof(m.payload.installed.package_id)) ||
+		if (!hex_valid(m.payload.installed.package_id,
+			       sizeof(m.payload.installed.package_id)) ||
 		    !app_id_valid(m.payload.installed.app_id) || m.payload.installed.existed > 1)
 			return -EBADMSG;
 		break;
@@ -133,36 +124,13 @@ ipc_send_fd(int fd, uint32_t type, uint32_t id, const void *payload, size_t payl
 {
 	uint8_t buf[IPC_MESSAGE_MAX];
 	struct ipc_header h = { .type = type, .id = id, .length = (uint32_t)payload_size };
-	union {
-		struct cmsghdr align;
-		char space[CMSG_SPACE(sizeof(int))];
-	} control = {};
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(h) + payload_size };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
 
 	if (sizeof(h) + payload_size > sizeof(buf))
 		return -EMSGSIZE;
 	memcpy(buf, &h, sizeof(h));
 	if (payload_size)
 		memcpy(buf + sizeof(h), payload, payload_size);
-	if (pass_fd >= 0) {
-		struct cmsghdr *c;
-
-		msg.msg_control = &control;
-		msg.msg_controllen = sizeof(control.space);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-	}
-	do
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return negative_errno();
-	return 0;
+	return datagram_send(fd, buf, sizeof(h) + payload_size, pass_fd, 0);
 }
 
 int
@@ -174,57 +142,23 @@ ipc_send(int fd, uint32_t type, uint32_t id, const void *payload, size_t payload
 int
 ipc_receive(int fd, enum ipc_direction direction, struct ipc_message *ret)
 {
+	/* One byte more than the largest message: a longer one shows as truncated. */
 	uint8_t buf[IPC_MESSAGE_MAX + 1];
-	union {
-		struct cmsghdr align;
-		char space[CMSG_SPACE(sizeof(int) * IPC_FDS_MAX)];
-	} control;
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = &control,
-		.msg_controllen = sizeof(control),
-	};
 	int fds[IPC_FDS_MAX];
 	unsigned n_fds = 0;
 	ssize_t n;
 	int r;
 
-	do
-		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	n = datagram_receive(fd, buf, sizeof(buf), fds, IPC_FDS_MAX, &n_fds, 0);
 	if (n < 0)
-		return negative_errno();
-	if (n == 0)
-		return -ECONNRESET; /* the peer closed the connection */
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			for (size_t i = 0; i < count; i++) {
-				int received;
-
-				memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (n_fds < IPC_FDS_MAX)
-					fds[n_fds++] = received;
-				else
-					(void)close(received);
-			}
-		}
-	/* A truncated datagram or control message is malformed, whatever it says. */
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-		r = -EBADMSG;
-	else
-		r = ipc_decode(buf, (size_t)n, n_fds, direction, ret);
+		return (int)n;
+	r = ipc_decode(buf, (size_t)n, n_fds, direction, ret);
 	if (r < 0) {
 		for (unsigned i = 0; i < n_fds; i++)
 			(void)close(fds[i]);
 		return r;
 	}
-	for (unsigned i = 0; i < n_fds; i++)
-		ret->fds[i] = fds[i];
+	memcpy(ret->fds, fds, n_fds * sizeof(int));
 	ret->n_fds = n_fds;
 	return 0;
 }

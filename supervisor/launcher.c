@@ -12,7 +12,6 @@
  * but a descriptor keeps pointing at the directory we checked, and a
  * replacement made by front would fail the ownership check at the next start.
  */
-#include <dirent.h>
 #include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/dir.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/token.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
@@ -49,58 +50,8 @@ trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd)
 	return 0;
 }
 
-/*
- * Remove name below dir_fd and everything in it, never following a symlink:
- * a grain may have planted `data/x -> /etc`, and that link is removed, not
- * what it points to. O(entries); recursion depth bounded by MAX_DEPTH.
- */
+/* Grains may nest deeper than this; deleting one then fails with ELOOP and says so. */
 #define MAX_DEPTH 256
-
-static int remove_tree_at(int dir_fd, const char *name, unsigned depth);
-
-int
-tree_remove_at(int dir_fd, const char *name)
-{
-	return remove_tree_at(dir_fd, name, 0);
-}
-
-static int
-remove_tree_at(int dir_fd, const char *name, unsigned depth)
-{
-	_cleanup_close_ int fd = -EBADF;
-	DIR *d;
-	struct dirent *e;
-	int r = 0;
-
-	if (unlinkat(dir_fd, name, 0) == 0)
-		return 0;
-	if (errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return negative_errno();
-	if (depth >= MAX_DEPTH)
-		return -ELOOP;
-	fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return negative_errno();
-	d = fdopendir(fd);
-	if (!d)
-		return negative_errno();
-	fd = -EBADF; /* the DIR owns it now */
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		r = remove_tree_at(dirfd(d), e->d_name, depth + 1);
-		if (r < 0)
-			break;
-	}
-	closedir(d);
-	if (r < 0)
-		return r;
-	if (unlinkat(dir_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		return negative_errno();
-	return 0;
-}
 
 struct launcher {
 	int fd;		 /* the connection to front; borrowed */
@@ -112,12 +63,7 @@ struct launcher {
 static bool
 grain_id_valid(const char *id)
 {
-	if (strlen(id) != GRAIN_ID_LEN)
-		return false;
-	for (size_t i = 0; i < GRAIN_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-			return false;
-	return true;
+	return strlen(id) == GRAIN_ID_LEN && hex_valid(id, GRAIN_ID_LEN);
 }
 
 int
@@ -133,7 +79,7 @@ grain_storage_create(int grains_fd, const char *id)
 	if (grain_fd < 0 || mkdirat(grain_fd, "data", 0700) < 0) {
 		int r = negative_errno();
 
-		(void)remove_tree_at(grains_fd, id, 0);
+		(void)remove_tree_at(grains_fd, id, MAX_DEPTH);
 		return r;
 	}
 	return 0;
@@ -144,7 +90,7 @@ grain_storage_delete(int grains_fd, const char *id)
 {
 	if (!grain_id_valid(id))
 		return -EINVAL;
-	return remove_tree_at(grains_fd, id, 0);
+	return remove_tree_at(grains_fd, id, MAX_DEPTH);
 }
 
 static int

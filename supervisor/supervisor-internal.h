@@ -603,8 +603,6 @@ int launcher_main(const struct launcher_config *config);
 int grain_storage_create(int grains_fd, const char *id);
 /* Remove STATE/grains/<id> and everything in it, never following a symlink. */
 int grain_storage_delete(int grains_fd, const char *id);
-/* Remove name below dir_fd and everything in it, never following a symlink. */
-int tree_remove_at(int dir_fd, const char *name);
 /* Open (create) name below parent_fd; -EPERM unless owned by us and writable by us only. */
 int trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd);
 

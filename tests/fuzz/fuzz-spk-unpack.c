@@ -36,6 +36,7 @@
 
 #include "common/buf.h"
 
+#include "common/dir.h"
 #include "spk/spk-internal.h"
 #include "common/banned.h"
 
@@ -137,7 +138,7 @@ __attribute__((destructor)) static void
 teardown(void)
 {
 	if (dest[0])
-		(void)spk_remove_tree_at(AT_FDCWD, scratch, 100);
+		(void)remove_tree_at(AT_FDCWD, scratch, 100);
 }
 
 static size_t
@@ -226,7 +227,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Success leaves dest alone in the scratch directory; failure, nothing. */
 	if (entries_in(scratch) != (r_real >= 0 ? 1u : 0u))
 		__builtin_trap();
-	if (r_real >= 0 && spk_remove_tree_at(AT_FDCWD, dest, 64) < 0)
+	if (r_real >= 0 && remove_tree_at(AT_FDCWD, dest, 64) < 0)
 		abort();
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/datagram.h"
 #include "supervisor/supervisor-internal.h"
 #include "tests/unit/tap.h"
 #include "common/banned.h"
@@ -212,23 +213,7 @@ TEST(launcher_does_its_job)
 static void
 send_raw(int fd, const uint8_t *buf, size_t len, int pass_fd)
 {
-	union {
-		struct cmsghdr align;
-		char space[CMSG_SPACE(sizeof(int))];
-	} control = {};
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (pass_fd >= 0) {
-		msg.msg_control = &control;
-		msg.msg_controllen = sizeof(control);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-	}
-	(void)sendmsg(fd, &msg, MSG_NOSIGNAL);
+	(void)datagram_send(fd, buf, len, pass_fd, 0);
 }
 
 static const char good_package_id[] =

@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "common/token.h"
+#include "common/dir.h"
 #include "spk/spk-internal.h"
 #include "tests/unit/tap.h"
 #include "common/banned.h"
@@ -39,7 +40,7 @@ setup(void)
 __attribute__((destructor)) static void
 teardown(void)
 {
-	(void)spk_remove_tree_at(AT_FDCWD, root, 20);
+	(void)remove_tree_at(AT_FDCWD, root, 20);
 }
 
 /* root/<n>/<name>: a new path for this test. */

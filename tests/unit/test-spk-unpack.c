@@ -31,6 +31,7 @@
 #include <zstd.h>
 
 #include "common/buf.h"
+#include "common/dir.h"
 #include "spk/spk-internal.h"
 #include "tests/unit/tap.h"
 #include "common/banned.h"
@@ -69,7 +70,7 @@ teardown(void)
 {
 	if (on_tmpfs)
 		(void)umount2(root, MNT_DETACH);
-	(void)spk_remove_tree_at(AT_FDCWD, root, 100);
+	(void)remove_tree_at(AT_FDCWD, root, 100);
 }
 
 /* A fresh case directory holding an empty "outside" canary directory. */
