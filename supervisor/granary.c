@@ -522,26 +522,6 @@ append_grain(const struct db_grain *g, void *userdata)
 	return json_array_append_new(userdata, grain_json(g)) == 0 ? 0 : -ENOMEM;
 }
 
-/* GET path (key of the answer) through the daemon, or list() on the database. */
-static int
-list(const char *path, const char *key, int (*direct)(struct db *db, json_t *array), json_t **ret)
-{
-	int r;
-
-	r = state_open(false);
-	if (r < 0)
-		return r;
-	if (daemon_fd >= 0)
-		return daemon_do("GET", path, NULL, -1, key, ret);
-	*ret = json_array();
-	if (!*ret)
-		return log_oom();
-	r = direct(direct_db, *ret);
-	if (r < 0)
-		return log_error_errno(r, "Failed to read the database: %m");
-	return 0;
-}
-
 static int
 direct_users(struct db *db, json_t *array)
 {
@@ -560,71 +540,82 @@ direct_grains(struct db *db, json_t *array)
 	return db_grain_list(db, 0, true, append_grain, array);
 }
 
-static int
-user_list(int argc, char *argv[])
+static void
+print_user(json_t *u)
 {
-	_cleanup_json_ json_t *users = NULL;
-	struct command_options o = {};
-	size_t i;
-	json_t *u;
-	int r;
-
-	r = parse_command(argc, argv, "user list", "List users.", 0, no_options, &o);
-	if (r == 0)
-		r = list("/api/users", "users", direct_users, &users);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	if (arg_json)
-		return print_json(users);
-	json_array_foreach (users, i, u)
-		printf("%-24s %s\n", str(u, "name"),
-		       json_is_true(json_object_get(u, "admin")) ? "admin" : "");
-	return 0;
+	printf("%-24s %s\n", str(u, "name"),
+	       json_is_true(json_object_get(u, "admin")) ? "admin" : "");
 }
 
-static int
-app_list(int argc, char *argv[])
+static void
+print_app(json_t *a)
 {
-	_cleanup_json_ json_t *apps = NULL;
-	struct command_options o = {};
-	size_t i;
-	json_t *a;
-	int r;
-
-	r = parse_command(argc, argv, "app list", "List installed apps.", 0, no_options, &o);
-	if (r == 0)
-		r = list("/api/apps", "apps", direct_apps, &apps);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	if (arg_json)
-		return print_json(apps);
-	if (json_array_size(apps) == 0)
-		printf("No apps installed; add one with 'granary app install FILE.spk'.\n");
-	json_array_foreach (apps, i, a)
-		printf("%-30s %-6" JSON_INTEGER_FORMAT " %s\n", str(a, "title"), num(a, "version"),
-		       str(a, "id"));
-	return 0;
+	printf("%-30s %-6" JSON_INTEGER_FORMAT " %s\n", str(a, "title"), num(a, "version"),
+	       str(a, "id"));
 }
 
-static int
-grain_list(int argc, char *argv[])
+static void
+print_grain(json_t *g)
 {
-	_cleanup_json_ json_t *grains = NULL;
+	printf("%s  %-16s %s%s\n", str(g, "id"), str(g, "owner"), str(g, "title"),
+	       json_is_null(json_object_get(g, "trashedAt")) ? "" : " (in the trash)");
+}
+
+/* A "... list" command: the API's GET path through the daemon, or the database. */
+struct listing {
+	const char *usage, *summary;
+	const char *path, *key; /* GET path, and the member of its answer holding the list */
+	int (*direct)(struct db *db, json_t *array);
+	void (*print)(json_t *item);
+	const char *empty; /* said when there is nothing (NULL: nothing said) */
+};
+
+static const struct listing user_listing = {
+	"user list", "List users.", "/api/users", "users", direct_users, print_user, NULL,
+};
+static const struct listing app_listing = {
+	"app list",
+	"List installed apps.",
+	"/api/apps",
+	"apps",
+	direct_apps,
+	print_app,
+	"No apps installed; add one with 'granary app install FILE.spk'.",
+};
+static const struct listing grain_listing = {
+	"grain list",  "List every grain.", "/api/grains", "grains",
+	direct_grains, print_grain,	    NULL,
+};
+
+static int
+list_command(int argc, char *argv[], const struct listing *l)
+{
+	_cleanup_json_ json_t *items = NULL;
 	struct command_options o = {};
 	size_t i;
-	json_t *g;
+	json_t *item;
 	int r;
 
-	r = parse_command(argc, argv, "grain list", "List every grain.", 0, no_options, &o);
-	if (r == 0)
-		r = list("/api/grains", "grains", direct_grains, &grains);
+	r = parse_command(argc, argv, l->usage, l->summary, 0, no_options, &o);
 	if (r != 0)
 		return r < 0 ? r : 0;
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	if (daemon_fd >= 0)
+		r = daemon_do("GET", l->path, NULL, -1, l->key, &items);
+	else if (!(items = json_array()))
+		r = log_oom();
+	else if ((r = l->direct(direct_db, items)) < 0)
+		log_error_errno(r, "Failed to read the database: %m");
+	if (r < 0)
+		return r;
 	if (arg_json)
-		return print_json(grains);
-	json_array_foreach (grains, i, g)
-		printf("%s  %-16s %s%s\n", str(g, "id"), str(g, "owner"), str(g, "title"),
-		       json_is_null(json_object_get(g, "trashedAt")) ? "" : " (in the trash)");
+		return print_json(items);
+	if (json_array_size(items) == 0 && l->empty)
+		printf("%s\n", l->empty);
+	json_array_foreach (items, i, item)
+		l->print(item);
 	return 0;
 }
 
@@ -918,11 +909,16 @@ status(int argc, char *argv[])
 static const struct {
 	const char *command, *sub;
 	int (*run)(int argc, char *argv[]);
+	const struct listing *listing; /* instead of run */
 } commands[] = {
-	{ "user", "add", user_add },	   { "user", "list", user_list },
-	{ "app", "install", app_install }, { "app", "list", app_list },
-	{ "app", "remove", app_remove },   { "grain", "new", grain_new },
-	{ "grain", "list", grain_list },   { "status", NULL, status },
+	{ "user", "add", user_add },
+	{ "user", "list", NULL, &user_listing },
+	{ "app", "install", app_install },
+	{ "app", "list", NULL, &app_listing },
+	{ "app", "remove", app_remove },
+	{ "grain", "new", grain_new },
+	{ "grain", "list", NULL, &grain_listing },
+	{ "status", NULL, status },
 };
 
 int
@@ -976,7 +972,10 @@ main(int argc, char *argv[])
 			goto done;
 		}
 		if (strcmp(sub, commands[i].sub) == 0) {
-			r = commands[i].run(argc - optind - 1, argv + optind + 1);
+			r = commands[i].listing
+				    ? list_command(argc - optind - 1, argv + optind + 1,
+						   commands[i].listing)
+				    : commands[i].run(argc - optind - 1, argv + optind + 1);
 			goto done;
 		}
 	}
