@@ -321,10 +321,6 @@ upload_begin(struct request *req)
 static bool
 upload_write(struct request *req, const char *data, size_t n)
 {
-	if (!req->upload_checked)
-		upload_begin(req);
-	if (req->upload_fd < 0)
-		return req->upload_errno == 0 && req->discarded + n <= DISCARD_LIMIT;
 	if (req->upload_size + n > UPLOAD_LIMIT) {
 		req->body_too_large = true;
 		req->upload_fd = safe_close(req->upload_fd);
@@ -345,6 +341,35 @@ upload_write(struct request *req, const char *data, size_t n)
 		req->upload_size += (uint64_t)w;
 	}
 	return true;
+}
+
+/*
+ * Take n bytes of the body: into the upload file, the JSON buffer, or
+ * nowhere. Bytes nobody keeps are dropped up to DISCARD_LIMIT (closing a
+ * socket with unread bytes makes the kernel send RST, and the client would
+ * see a reset instead of our answer). false: stop reading and answer now.
+ */
+static bool
+body_take(struct request *req, const char *data, size_t n)
+{
+	enum route_flags flags = req->route && !req->body_too_large ? req->route->flags : 0;
+
+	if (flags & ROUTE_UPLOAD) {
+		if (!req->upload_checked)
+			upload_begin(req);
+		if (req->upload_fd >= 0)
+			return upload_write(req, data, n);
+		if (req->upload_errno)
+			return false;
+		/* A sender who may not upload: dropped below, then told why. */
+	} else if ((flags & ROUTE_BODY) && buf_append(&req->body, data, n) < 0)
+		req->body_too_large = true;
+	req->discarded += n;
+	if (req->discarded <= DISCARD_LIMIT)
+		return true;
+	if (!(flags & ROUTE_UPLOAD))
+		req->body_too_large = true;
+	return false;
 }
 
 /* An upload whose Content-Length is over the limit is refused before a byte is read. */
@@ -383,30 +408,12 @@ handle_request_locked(void *cls, struct MHD_Connection *connection, const char *
 		req->body_too_large = true;
 	}
 
-	if (*upload_data_size > 0 && req->route && (req->route->flags & ROUTE_UPLOAD) &&
-	    !req->body_too_large) {
+	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (upload_write(req, upload_data, n)) {
-			if (req->upload_fd < 0)
-				req->discarded += n;
+		if (body_take(req, upload_data, n))
 			return MHD_YES;
-		}
-		/* Refused senders past DISCARD_LIMIT get their refusal below. */
-	} else if (*upload_data_size > 0) {
-		size_t n = *upload_data_size;
-
-		*upload_data_size = 0;
-		if (req->route && (req->route->flags & ROUTE_BODY) && !req->body_too_large) {
-			if (buf_append(&req->body, upload_data, n) < 0)
-				req->body_too_large = true;
-		}
-		req->discarded += n;
-		/* Past the discard limit, answer now; MHD then closes the connection. */
-		if (req->discarded <= DISCARD_LIMIT)
-			return MHD_YES;
-		req->body_too_large = true;
 	}
 	if (req->responded)
 		return MHD_YES;
