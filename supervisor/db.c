@@ -56,6 +56,7 @@ enum statement {
 	ST_GRAIN_GET,
 	ST_GRAIN_LIST_OWNER,
 	ST_GRAIN_LIST_ALL,
+	ST_GRAIN_LIST_TRASHED,
 	ST_GRAIN_RENAME,
 	ST_GRAIN_TRASH,
 	ST_GRAIN_DELETE,
@@ -115,6 +116,9 @@ static const char *const statement_sql[_ST_MAX] = {
 	[ST_GRAIN_LIST_ALL] = "SELECT " GRAIN_COLUMNS "FROM grains g JOIN users u "
 			      "ON u.id = g.owner_id WHERE (?2 OR g.trashed_at IS NULL) "
 			      "ORDER BY g.created_at DESC, g.id",
+	[ST_GRAIN_LIST_TRASHED] = "SELECT " GRAIN_COLUMNS "FROM grains g JOIN users u "
+				  "ON u.id = g.owner_id WHERE g.trashed_at <= ?1 "
+				  "ORDER BY g.trashed_at, g.id",
 	[ST_GRAIN_RENAME] = "UPDATE grains SET title = ?2 WHERE id = ?1",
 	[ST_GRAIN_TRASH] = "UPDATE grains SET trashed_at = ?2 WHERE id = ?1",
 	[ST_GRAIN_DELETE] = "DELETE FROM grains WHERE id = ?1",
@@ -884,20 +888,13 @@ db_grain_get(struct db *db, const char *id, struct db_grain *ret)
 	return r;
 }
 
-int
-db_grain_list(struct db *db, int64_t owner_id, bool include_trashed,
-	      int (*callback)(const struct db_grain *g, void *userdata), void *userdata)
+/* Hand every grain row of the bound statement s to callback, then release s. */
+static int
+grain_rows(struct db *db, sqlite3_stmt *s,
+	   int (*callback)(const struct db_grain *g, void *userdata), void *userdata)
 {
-	enum statement st = owner_id > 0 ? ST_GRAIN_LIST_OWNER : ST_GRAIN_LIST_ALL;
-	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int rc, r = 0;
 
-	r = statement(db, st, &s);
-	if (r < 0)
-		return r;
-	if (owner_id > 0)
-		sqlite3_bind_int64(s, 1, owner_id);
-	sqlite3_bind_int(s, 2, include_trashed);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct db_grain g;
 
@@ -910,6 +907,37 @@ db_grain_list(struct db *db, int64_t owner_id, bool include_trashed,
 		r = db_error(db, rc, "list grains");
 	done(s);
 	return r;
+}
+
+int
+db_grain_list(struct db *db, int64_t owner_id, bool include_trashed,
+	      int (*callback)(const struct db_grain *g, void *userdata), void *userdata)
+{
+	enum statement st = owner_id > 0 ? ST_GRAIN_LIST_OWNER : ST_GRAIN_LIST_ALL;
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, st, &s);
+	if (r < 0)
+		return r;
+	if (owner_id > 0)
+		sqlite3_bind_int64(s, 1, owner_id);
+	sqlite3_bind_int(s, 2, include_trashed);
+	return grain_rows(db, s, callback, userdata);
+}
+
+int
+db_grain_list_trashed(struct db *db, int64_t before,
+		      int (*callback)(const struct db_grain *g, void *userdata), void *userdata)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_LIST_TRASHED, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, before);
+	return grain_rows(db, s, callback, userdata);
 }
 
 static int

@@ -868,19 +868,10 @@ handle_status(struct request *req)
 
 /* ---- housekeeping ------------------------------------------------------------- */
 
-struct trash_scan {
-	json_t *ids;
-	int64_t before;
-};
-
 static int
-collect_expired_trash(const struct db_grain *g, void *userdata)
+collect_grain_id(const struct db_grain *g, void *userdata)
 {
-	struct trash_scan *scan = userdata;
-
-	if (!g->trashed_at || g->trashed_at > scan->before)
-		return 0;
-	return json_array_append_new(scan->ids, json_string(g->id)) == 0 ? 0 : -ENOMEM;
+	return json_array_append_new(userdata, json_string(g->id)) == 0 ? 0 : -ENOMEM;
 }
 
 /* Grains in the trash for longer than TRASH_KEEP: storage first, then the row. */
@@ -888,14 +879,13 @@ static int
 purge_trash(struct front *f, int64_t now)
 {
 	_cleanup_json_ json_t *ids = json_array();
-	struct trash_scan scan = { ids, now - TRASH_KEEP };
 	size_t i;
 	json_t *id;
 	int r;
 
 	if (!ids)
 		return -ENOMEM;
-	r = db_grain_list(f->db, 0, true, collect_expired_trash, &scan);
+	r = db_grain_list_trashed(f->db, now - TRASH_KEEP, collect_grain_id, ids);
 	if (r < 0)
 		return r;
 	json_array_foreach (ids, i, id) {

@@ -261,6 +261,10 @@ int db_grain_get(struct db *db, const char *id, struct db_grain *ret);
 /* owner_id <= 0: every grain. */
 int db_grain_list(struct db *db, int64_t owner_id, bool include_trashed,
 		  int (*callback)(const struct db_grain *g, void *userdata), void *userdata);
+/* Grains put in the trash at or before the time before, oldest first. */
+int db_grain_list_trashed(struct db *db, int64_t before,
+			  int (*callback)(const struct db_grain *g, void *userdata),
+			  void *userdata);
 int db_grain_rename(struct db *db, const char *id, const char *title);
 /* now == 0 restores from the trash. */
 int db_grain_trash(struct db *db, const char *id, int64_t now);

@@ -242,3 +242,34 @@ def test_kill_9_during_an_install_leaves_nothing_partial(state_root, packager, v
         assert r.status_code in (200, 201), r.text
     finally:
         d.stop(check=False)
+
+
+def test_trash_older_than_30_days_is_purged_at_start(state_root, packager):
+    state = state_root / "state"
+    d = Daemon(state)
+    try:
+        add_user(d.state, "alice", PASSWORD, admin=True)
+        c = Client(d)
+        c.login("alice", PASSWORD)
+        assert install(c, packager.build()).status_code in (200, 201)
+        old, recent = (c.post("/api/grains", json={"app": packager.app_id}).json()["grain"]["id"]
+                       for _ in range(2))
+        for g in (old, recent):
+            assert c.delete("/api/grains/" + g).status_code == 204
+    finally:
+        d.stop()
+    db = sqlite3.connect(state / "granary.sqlite3")
+    db.execute("UPDATE grains SET trashed_at = strftime('%s','now') - 31*24*3600 WHERE id = ?",
+               (old,))
+    db.commit()
+    db.close()
+    d = Daemon(state)
+    try:
+        c = Client(d)
+        c.login("alice", PASSWORD)
+        assert c.get("/api/grains/" + old).status_code == 404
+        assert not os.path.exists(state / "grains" / old)
+        assert c.get("/api/grains/" + recent).json()["grain"]["trashedAt"] is not None
+        assert os.path.isdir(state / "grains" / recent / "data")
+    finally:
+        d.stop()

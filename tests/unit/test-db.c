@@ -294,7 +294,16 @@ TEST(apps_packages_grains)
 	seen = 0;
 	CHECK_OK(db_grain_list(db, uid, true, count_grains, &seen));
 	CHECK_INT_EQ(seen, 1);
+	/* Trashed at 30: due for a purge from 30 on, not before. */
+	seen = 0;
+	CHECK_OK(db_grain_list_trashed(db, 29, count_grains, &seen));
+	CHECK_INT_EQ(seen, 0);
+	CHECK_OK(db_grain_list_trashed(db, 30, count_grains, &seen));
+	CHECK_INT_EQ(seen, 1);
 	CHECK_OK(db_grain_trash(db, g.id, 0));
+	seen = 0;
+	CHECK_OK(db_grain_list_trashed(db, 1000, count_grains, &seen));
+	CHECK_INT_EQ(seen, 0);
 	seen = 0;
 	CHECK_OK(db_grain_list(db, 0, false, count_grains, &seen));
 	CHECK_INT_EQ(seen, 1);
