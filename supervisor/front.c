@@ -291,12 +291,12 @@ request_new(struct front *f, struct MHD_Connection *connection, const char *meth
 		return req;
 	}
 	host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-	/* Only the shell's own host is served here; grain session hosts come with the proxy.
-	 * /healthz answers whatever the Host: monitors and load balancers ask by address. */
-	if ((!host || strcasecmp(host, f->shell_host) != 0) && strcmp(url, "/healthz") != 0)
+	/* Only the shell's own host is served here (and ROUTE_ANY_HOST routes); grain
+	 * session hosts come with the proxy. */
+	route_find(req);
+	if ((!host || strcasecmp(host, f->shell_host) != 0) &&
+	    !(req->route && (req->route->flags & ROUTE_ANY_HOST)))
 		req->unknown_host = true;
-	else
-		route_find(req);
 	return req;
 }
 

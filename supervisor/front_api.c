@@ -942,7 +942,7 @@ front_housekeeping(struct front *f)
 
 static const struct route routes[] = {
 	{ "GET", "/", 0, handle_root },
-	{ "GET", "/healthz", 0, handle_healthz },
+	{ "GET", "/healthz", ROUTE_ANY_HOST, handle_healthz },
 	{ "GET", "/metrics", 0, handle_metrics },
 	{ "GET", "/setup/", ROUTE_PARAM, handle_setup_page },
 	{ "POST", "/api/setup", ROUTE_API | ROUTE_BODY, handle_setup },

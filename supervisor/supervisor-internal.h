@@ -337,12 +337,13 @@ struct front {
 #define HOUSEKEEPING_INTERVAL (10 * 60)		  /* seconds between trash purges */
 
 enum route_flags {
-	ROUTE_API = 1 << 0,    /* under /api/: JSON answers, Origin checked for unsafe methods */
-	ROUTE_BODY = 1 << 1,   /* collects a JSON body (up to 64 KiB) */
-	ROUTE_USER = 1 << 2,   /* needs a signed-in user */
-	ROUTE_ADMIN = 1 << 3,  /* needs an admin */
-	ROUTE_PARAM = 1 << 4,  /* path is a prefix followed by one id segment */
-	ROUTE_UPLOAD = 1 << 5, /* streams its body to a file (up to UPLOAD_LIMIT) */
+	ROUTE_API = 1 << 0,	 /* under /api/: JSON answers, Origin checked for unsafe methods */
+	ROUTE_BODY = 1 << 1,	 /* collects a JSON body (up to 64 KiB) */
+	ROUTE_USER = 1 << 2,	 /* needs a signed-in user */
+	ROUTE_ADMIN = 1 << 3,	 /* needs an admin */
+	ROUTE_PARAM = 1 << 4,	 /* path is a prefix followed by one id segment */
+	ROUTE_UPLOAD = 1 << 5,	 /* streams its body to a file (up to UPLOAD_LIMIT) */
+	ROUTE_ANY_HOST = 1 << 6, /* served whatever the Host (monitors ask by address) */
 };
 
 struct request;
