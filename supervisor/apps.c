@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/json-util.h"
 #include "common/macro.h"
 #include "common/token.h"
 #include "spk/spk.h"
@@ -59,7 +60,8 @@ read_manifest(int packages_fd, const char *package_id, char **ret, size_t *ret_s
 	return 0;
 }
 
-int
+/* The database half of app_install_finish(). */
+static int
 app_register(struct db *db, int packages_fd, const struct package_install_result *installed,
 	     uint64_t file_size, int64_t installed_by, int64_t now, struct app_register_result *ret)
 {
@@ -125,6 +127,69 @@ app_register(struct db *db, int packages_fd, const struct package_install_result
 		return 0;
 	}
 	return r;
+}
+
+int
+app_install_finish(struct db *db, int packages_fd, const struct package_install_result *installed,
+		   uint64_t file_size, int64_t installed_by,
+		   void (*discard)(const char *package_id, void *userdata), void *userdata,
+		   struct app_register_result *ret, json_t **ret_answer)
+{
+	static const char *const outcomes[] = {
+		[APP_INSTALLED] = "installed",
+		[APP_UPDATED] = "updated",
+		[APP_ALREADY_INSTALLED] = "unchanged",
+	};
+	struct db_package p = {};
+	int64_t now = (int64_t)time(NULL);
+	int r;
+
+	r = app_register(db, packages_fd, installed, file_size, installed_by, now, ret);
+	if (r < 0) {
+		/* Bytes unpacked before belong to the row that may come back with them. */
+		if (!installed->existed)
+			discard(installed->package_id, userdata);
+		return r;
+	}
+	ret->outcome_name = outcomes[ret->outcome];
+	if (ret->outcome != APP_ALREADY_INSTALLED)
+		(void)db_audit_add(db, now, NULL, installed_by,
+				   ret->outcome == APP_INSTALLED ? "app.installed" : "app.updated",
+				   NULL);
+	r = db_package_get(db, installed->package_id, &p);
+	if (r < 0)
+		return r;
+	*ret_answer =
+		json_pack("{s:o,s:s}", "app", package_json(&p, true), "outcome", ret->outcome_name);
+	db_package_release(&p);
+	return *ret_answer ? 0 : -ENOMEM;
+}
+
+static int
+collect_id(const char *id, void *userdata)
+{
+	return json_array_append_new(userdata, json_string(id)) == 0 ? 0 : -ENOMEM;
+}
+
+int
+app_remove(struct db *db, const char *app_id, int64_t removed_by,
+	   void (*discard)(const char *package_id, void *userdata), void *userdata)
+{
+	_cleanup_json_ json_t *ids = json_array();
+	size_t i;
+	json_t *id;
+	int r;
+
+	if (!ids)
+		return -ENOMEM;
+	r = db_app_remove(db, app_id, collect_id, ids);
+	if (r < 0)
+		return r;
+	/* The rows are gone; a directory whose deletion fails is swept later. */
+	json_array_foreach (ids, i, id)
+		discard(json_string_value(id), userdata);
+	(void)db_audit_add(db, (int64_t)time(NULL), NULL, removed_by, "app.removed", NULL);
+	return 0;
 }
 
 /* ---- JSON ---------------------------------------------------------------- */

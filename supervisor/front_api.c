@@ -536,21 +536,21 @@ respond_install_error(struct request *req, int error, const char *message)
 	}
 }
 
+static void
+front_package_discard(const char *package_id, void *userdata)
+{
+	package_discard(userdata, package_id);
+}
+
 static int
 handle_app_install(struct request *req)
 {
-	static const char *const outcomes[] = {
-		[APP_INSTALLED] = "installed",
-		[APP_UPDATED] = "updated",
-		[APP_ALREADY_INSTALLED] = "unchanged",
-	};
 	struct front *f = req->front;
 	const char *type = request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
 	struct package_install_result installed = {};
 	struct app_register_result reg;
 	struct ipc_message reply = {};
-	struct db_package p = {};
-	json_t *app;
+	json_t *answer = NULL;
 	int pfd, r;
 
 	if (type && strncmp(type, "multipart/", 10) == 0)
@@ -576,55 +576,30 @@ handle_app_install(struct request *req)
 	       sizeof(reply.payload.installed.app_id));
 	installed.existed = reply.payload.installed.existed;
 
-	r = app_register(f->db, pfd, &installed, req->upload_size, req->user.id, now_seconds(),
-			 &reg);
-	if (r < 0) {
-		if (!installed.existed)
-			package_discard(f, installed.package_id);
-		if (r == -ESTALE)
-			return respond_error(req, MHD_HTTP_CONFLICT, "downgrade", "%s",
-					     reg.message);
-		if (r == -EBADMSG)
-			return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "bad_package",
-					     "%s", reg.message);
-		return r;
-	}
-	if (reg.outcome != APP_ALREADY_INSTALLED) {
-		f->metrics.installs++;
-		log_info("App %s %s by '%s' (package %s)", installed.app_id, outcomes[reg.outcome],
-			 req->user.name, installed.package_id);
-		(void)db_audit_add(f->db, now_seconds(), NULL, req->user.id,
-				   reg.outcome == APP_INSTALLED ? "app.installed" : "app.updated",
-				   NULL);
-	}
-
-	r = db_package_get(f->db, installed.package_id, &p);
+	r = app_install_finish(f->db, pfd, &installed, req->upload_size, req->user.id,
+			       front_package_discard, f, &reg, &answer);
+	if (r == -ESTALE)
+		return respond_error(req, MHD_HTTP_CONFLICT, "downgrade", "%s", reg.message);
+	if (r == -EBADMSG)
+		return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "bad_package", "%s",
+				     reg.message);
 	if (r < 0)
 		return r;
-	app = package_json(&p, true);
-	db_package_release(&p);
-	return respond_json(req,
-			    reg.outcome == APP_ALREADY_INSTALLED ? MHD_HTTP_OK : MHD_HTTP_CREATED,
-			    json_pack("{s:o,s:s}", "app", app, "outcome", outcomes[reg.outcome]));
-}
-
-static int
-collect_package_id(const char *package_id, void *userdata)
-{
-	return json_array_append_new(userdata, json_string(package_id)) == 0 ? 0 : -ENOMEM;
+	if (reg.outcome != APP_ALREADY_INSTALLED) {
+		f->metrics.installs++;
+		log_info("App %s %s by '%s' (package %s)", installed.app_id, reg.outcome_name,
+			 req->user.name, installed.package_id);
+	}
+	return respond_json(
+		req, reg.outcome == APP_ALREADY_INSTALLED ? MHD_HTTP_OK : MHD_HTTP_CREATED, answer);
 }
 
 static int
 handle_app_remove(struct request *req)
 {
-	_cleanup_json_ json_t *ids = json_array();
-	size_t i;
-	json_t *id;
-	int r;
+	int r = app_remove(req->front->db, req->param, req->user.id, front_package_discard,
+			   req->front);
 
-	if (!ids)
-		return -ENOMEM;
-	r = db_app_remove(req->front->db, req->param, collect_package_id, ids);
 	if (r == -ENOENT)
 		return respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_app", "No such app");
 	if (r == -EBUSY)
@@ -633,11 +608,7 @@ handle_app_remove(struct request *req)
 				     "delete them first");
 	if (r < 0)
 		return r;
-	/* The rows are gone; a directory whose deletion fails is retried by housekeeping. */
-	json_array_foreach (ids, i, id)
-		package_discard(req->front, json_string_value(id));
 	log_info("App %s removed by '%s'", req->param, req->user.name);
-	(void)db_audit_add(req->front->db, now_seconds(), NULL, req->user.id, "app.removed", NULL);
 	return respond_empty(req, MHD_HTTP_NO_CONTENT);
 }
 

@@ -619,6 +619,18 @@ list_command(int argc, char *argv[], const struct listing *l)
 	return 0;
 }
 
+static void
+direct_package_delete(const char *package_id, void *userdata)
+{
+	int r = package_delete(*(int *)userdata, package_id);
+
+	if (r < 0)
+		log_warning_errno(r,
+				  "Failed to delete package %s (granaryd will at its next "
+				  "start): %m",
+				  package_id);
+}
+
 /* Install without the daemon: what the launcher and front would do, as root. */
 static int
 direct_install(int spk_fd, uint64_t size, json_t **ret)
@@ -627,12 +639,6 @@ direct_install(int spk_fd, uint64_t size, json_t **ret)
 	char installer[PATH_MAX];
 	struct package_install_result installed;
 	struct app_register_result reg;
-	struct db_package p = {};
-	static const char *const outcomes[] = {
-		[APP_INSTALLED] = "installed",
-		[APP_UPDATED] = "updated",
-		[APP_ALREADY_INSTALLED] = "unchanged",
-	};
 	int r;
 
 	r = libexec_find("granary-installer", installer, sizeof(installer));
@@ -651,25 +657,13 @@ direct_install(int spk_fd, uint64_t size, json_t **ret)
 	if (installed.error < 0)
 		return log_error_errno(installed.error, "The package was refused: %s",
 				       installed.message);
-	r = app_register(direct_db, packages_fd, &installed, size, 0, (int64_t)time(NULL), &reg);
-	if (r < 0) {
-		if (!installed.existed)
-			(void)package_delete(packages_fd, installed.package_id);
-		if (reg.message[0])
-			return log_error_errno(r, "%s", reg.message);
-		return log_error_errno(r, "Failed to record the package: %m");
-	}
-	if (reg.outcome != APP_ALREADY_INSTALLED)
-		(void)db_audit_add(direct_db, (int64_t)time(NULL), NULL, 0,
-				   reg.outcome == APP_INSTALLED ? "app.installed" : "app.updated",
-				   NULL);
-	r = db_package_get(direct_db, installed.package_id, &p);
+	r = app_install_finish(direct_db, packages_fd, &installed, size, 0, direct_package_delete,
+			       &packages_fd, &reg, ret);
+	if (r < 0 && reg.message[0])
+		return log_error_errno(r, "%s", reg.message);
 	if (r < 0)
-		return log_error_errno(r, "Failed to read the package back: %m");
-	*ret = json_pack("{s:o,s:s}", "app", package_json(&p, true), "outcome",
-			 outcomes[reg.outcome]);
-	db_package_release(&p);
-	return *ret ? 0 : log_oom();
+		return log_error_errno(r, "Failed to record the package: %m");
+	return 0;
 }
 
 static int
@@ -721,13 +715,7 @@ app_install(int argc, char *argv[])
 }
 
 static int
-collect_id(const char *package_id, void *userdata)
-{
-	return json_array_append_new(userdata, json_string(package_id)) == 0 ? 0 : -ENOMEM;
-}
-
-static int
-app_remove(int argc, char *argv[])
+app_remove_command(int argc, char *argv[])
 {
 	_cleanup_free_ char *path = NULL;
 	struct command_options o = {};
@@ -748,15 +736,12 @@ app_remove(int argc, char *argv[])
 			return log_oom();
 		r = daemon_do("DELETE", path, NULL, -1, NULL, NULL);
 	} else {
-		_cleanup_json_ json_t *ids = json_array();
 		_cleanup_close_ int packages_fd = -EBADF;
-		size_t i;
-		json_t *id;
 
-		r = ids ? direct_root_dir("packages", 0755, &packages_fd) : log_oom();
+		r = direct_root_dir("packages", 0755, &packages_fd);
 		if (r < 0)
 			return r;
-		r = db_app_remove(direct_db, app_id, collect_id, ids);
+		r = app_remove(direct_db, app_id, 0, direct_package_delete, &packages_fd);
 		if (r == -ENOENT)
 			return log_error_errno(r, "No app with id '%s' is installed", app_id);
 		if (r == -EBUSY)
@@ -764,9 +749,6 @@ app_remove(int argc, char *argv[])
 						  "counts too); delete them first");
 		if (r < 0)
 			return log_error_errno(r, "Failed to remove the app: %m");
-		json_array_foreach (ids, i, id)
-			(void)package_delete(packages_fd, json_string_value(id));
-		(void)db_audit_add(direct_db, (int64_t)time(NULL), NULL, 0, "app.removed", NULL);
 	}
 	if (r < 0)
 		return r;
@@ -915,7 +897,7 @@ static const struct {
 	{ "user", "list", NULL, &user_listing },
 	{ "app", "install", app_install },
 	{ "app", "list", NULL, &app_listing },
-	{ "app", "remove", app_remove },
+	{ "app", "remove", app_remove_command },
 	{ "grain", "new", grain_new },
 	{ "grain", "list", NULL, &grain_listing },
 	{ "status", NULL, status },

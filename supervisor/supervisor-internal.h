@@ -566,18 +566,30 @@ enum app_register_outcome {
 
 struct app_register_result {
 	enum app_register_outcome outcome;
-	char message[600]; /* for a person, on -EBADMSG and -ESTALE */
+	const char *outcome_name; /* "installed", "updated", "unchanged" (app_install_finish()) */
+	char message[600];	  /* for a person, on -EBADMSG and -ESTALE */
 };
 
 /*
- * Read and check the manifest of the unpacked package, then add its row and
- * make it its app's current version. -ESTALE: older than the installed
- * version (refused); -EBADMSG: the unpacked manifest is not valid. The caller
- * deletes the directory on failure unless installed->existed.
+ * Everything after the unpack: read and check the unpacked manifest, add the
+ * package's row and make it its app's current version, audit, and the API's
+ * answer {"app": ..., "outcome": ...} in *ret_answer. On failure discard()
+ * gets the package's files (unless they were there before the install);
+ * -ESTALE: older than the installed version; -EBADMSG: the unpacked
+ * manifest is not valid (ret->message says so for both).
  */
-int app_register(struct db *db, int packages_fd, const struct package_install_result *installed,
-		 uint64_t file_size, int64_t installed_by, int64_t now,
-		 struct app_register_result *ret);
+int app_install_finish(struct db *db, int packages_fd,
+		       const struct package_install_result *installed, uint64_t file_size,
+		       int64_t installed_by,
+		       void (*discard)(const char *package_id, void *userdata), void *userdata,
+		       struct app_register_result *ret, json_t **ret_answer);
+
+/*
+ * Remove app_id's rows (db_app_remove(): -ENOENT, -EBUSY), then hand each of
+ * its package ids to discard() to delete the files, and audit it.
+ */
+int app_remove(struct db *db, const char *app_id, int64_t removed_by,
+	       void (*discard)(const char *package_id, void *userdata), void *userdata);
 
 /* The JSON objects of the API (docs/api.md) and of `granary --json`. */
 json_t *user_json(const struct db_user *u);
