@@ -470,7 +470,7 @@ lines = [
     "needs 1–2 GB of RAM, Cloudron about 1 GB. Those figures size a whole server with the "
     "platform's own database and services, not an idle daemon measured as here, so they "
     "are orientation only: granaryd's largest idle figure above, "
-    f"{worst_rss / MIB:.1f} MiB RSS, is a {1e9 / (worst_rss * 1024):.0f}th of "
+    f"{worst_rss / MIB:.1f} MiB RSS, is 1/{1e9 / (worst_rss * 1024):.0f} of "
     "1 GB. The goals above are the yardstick.",
 ]
 os.makedirs(os.path.dirname(out), exist_ok=True)
