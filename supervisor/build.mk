@@ -8,6 +8,8 @@ SUPERVISOR_SOURCES := \
 	supervisor/db.c \
 	supervisor/front.c \
 	supervisor/front_api.c \
+	supervisor/front_grains.c \
+	supervisor/front_sessions.c \
 	supervisor/install.c \
 	supervisor/ipc.c \
 	supervisor/launcher.c \

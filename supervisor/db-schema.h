@@ -14,6 +14,8 @@
  * | grains       | grain                             | trashed_at set: in the trash            |
  * | capabilities | grant of access to a grain        | tree via parent_id; see below           |
  * | audit        | event worth telling an owner      | detail is JSON                          |
+ * | grain_sessions | open grain in a browser (ui- host) | only the BLAKE2b hash of the host label |
+ * | settings     | server-wide secret or value       | e.g. the key of per-grain user ids      |
  *
  * capabilities: kind 'owner' (the grain's owner, the root of its tree), 'link'
  * (a share link: token_hash set), 'user' (a signed-in person who opened a
@@ -104,6 +106,26 @@ static const char *const db_migrations[] = {
 	"  detail TEXT CHECK (detail IS NULL OR json_valid(detail))"
 	");"
 	"CREATE INDEX audit_grain ON audit(grain_id, at);",
+	/*
+	 * 2: grain sessions. A session is what a ui-<hex> host stands for: one
+	 * grain, one person (NULL: anonymous), the permissions they had when it
+	 * was opened, and the grant it came from (revoking that grant ends it).
+	 */
+	"CREATE TABLE grain_sessions ("
+	"  host_hash BLOB PRIMARY KEY CHECK (length(host_hash) = 32),"
+	"  grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,"
+	"  user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,"
+	"  capability_id INTEGER REFERENCES capabilities(id) ON DELETE CASCADE,"
+	"  permissions TEXT NOT NULL CHECK (json_valid(permissions)),"
+	"  created_at INTEGER NOT NULL,"
+	"  expires_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX grain_sessions_grain ON grain_sessions(grain_id);"
+	"CREATE INDEX grain_sessions_expiry ON grain_sessions(expires_at);"
+	"CREATE TABLE settings ("
+	"  name TEXT PRIMARY KEY,"
+	"  value BLOB NOT NULL"
+	") WITHOUT ROWID;",
 };
 
 #endif

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "common/log.h"
@@ -63,6 +64,15 @@ enum statement {
 	ST_GRAIN_COUNT,
 	ST_OWNER_CAP_ADD,
 	ST_AUDIT_ADD,
+	ST_OWNER_CAP_GET,
+	ST_GRAIN_TOUCH,
+	ST_GRAIN_SET_PACKAGE,
+	ST_GRAIN_SESSION_ADD,
+	ST_GRAIN_SESSION_GET,
+	ST_GRAIN_SESSION_TOUCH,
+	ST_GRAIN_SESSION_PURGE,
+	ST_SETTING_GET,
+	ST_SETTING_ADD,
 	_ST_MAX,
 };
 
@@ -127,6 +137,25 @@ static const char *const statement_sql[_ST_MAX] = {
 			     "permissions, created_at) VALUES (?1, 'owner', ?2, ?2, ?3, ?4)",
 	[ST_AUDIT_ADD] = "INSERT INTO audit (at, grain_id, user_id, action, detail) "
 			 "VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_OWNER_CAP_GET] = "SELECT id, permissions FROM capabilities WHERE grain_id = ?1 "
+			     "AND kind = 'owner' AND revoked_at IS NULL",
+	[ST_GRAIN_TOUCH] = "UPDATE grains SET last_used_at = ?2 WHERE id = ?1",
+	[ST_GRAIN_SET_PACKAGE] = "UPDATE grains SET package_id = ?2 WHERE id = ?1",
+	[ST_GRAIN_SESSION_ADD] = "INSERT INTO grain_sessions (host_hash, grain_id, user_id, "
+				 "capability_id, permissions, created_at, expires_at) "
+				 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* The grain's current package is its app's: a grain runs the newest version. */
+	[ST_GRAIN_SESSION_GET] = "SELECT s.grain_id, coalesce(s.user_id, 0), coalesce(u.name, ''), "
+				 "s.permissions, s.expires_at, a.package_id, "
+				 "coalesce(g.trashed_at, 0), g.owner_id "
+				 "FROM grain_sessions s JOIN grains g ON g.id = s.grain_id "
+				 "JOIN apps a ON a.id = g.app_id "
+				 "LEFT JOIN users u ON u.id = s.user_id "
+				 "WHERE s.host_hash = ?1 AND s.expires_at > ?2",
+	[ST_GRAIN_SESSION_TOUCH] = "UPDATE grain_sessions SET expires_at = ?2 WHERE host_hash = ?1",
+	[ST_GRAIN_SESSION_PURGE] = "DELETE FROM grain_sessions WHERE expires_at <= ?1",
+	[ST_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
+	[ST_SETTING_ADD] = "INSERT INTO settings (name, value) VALUES (?1, ?2)",
 };
 
 struct db {
@@ -1007,4 +1036,148 @@ db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id, 
 	if (detail_json)
 		sqlite3_bind_text(s, 5, detail_json, -1, SQLITE_STATIC);
 	return step_done(db, s, "add audit");
+}
+
+/* ---- grain sessions ------------------------------------------------------------ */
+
+int
+db_owner_capability(struct db *db, const char *grain_id, int64_t *ret_id, char *ret_permissions,
+		    size_t permissions_size)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_OWNER_CAP_GET, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, grain_id, -1, SQLITE_STATIC);
+	r = step_row(db, s, "get owner capability");
+	if (r >= 0) {
+		*ret_id = sqlite3_column_int64(s, 0);
+		copy_text(ret_permissions, permissions_size, s, 1);
+	}
+	done(s);
+	return r;
+}
+
+int
+db_grain_touch(struct db *db, const char *id, int64_t now)
+{
+	return grain_update(db, ST_GRAIN_TOUCH, id, NULL, now, false);
+}
+
+int
+db_grain_set_package(struct db *db, const char *id, const char *package_id)
+{
+	return grain_update(db, ST_GRAIN_SET_PACKAGE, id, package_id, 0, false);
+}
+
+int
+db_grain_session_add(struct db *db, const uint8_t host_hash[32], const struct db_grain_session *gs,
+		     int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_SESSION_ADD, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_blob(s, 1, host_hash, 32, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, gs->grain_id, -1, SQLITE_STATIC);
+	if (gs->user_id > 0)
+		sqlite3_bind_int64(s, 3, gs->user_id);
+	if (gs->capability_id > 0)
+		sqlite3_bind_int64(s, 4, gs->capability_id);
+	sqlite3_bind_text(s, 5, gs->permissions, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, now);
+	sqlite3_bind_int64(s, 7, gs->expires_at);
+	return step_done(db, s, "add grain session");
+}
+
+int
+db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
+		     struct db_grain_session *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_SESSION_GET, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_blob(s, 1, host_hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	r = step_row(db, s, "get grain session");
+	if (r >= 0) {
+		*ret = (struct db_grain_session){};
+		copy_text(ret->grain_id, sizeof(ret->grain_id), s, 0);
+		ret->user_id = sqlite3_column_int64(s, 1);
+		copy_text(ret->username, sizeof(ret->username), s, 2);
+		copy_text(ret->permissions, sizeof(ret->permissions), s, 3);
+		ret->expires_at = sqlite3_column_int64(s, 4);
+		copy_text(ret->package_id, sizeof(ret->package_id), s, 5);
+		ret->trashed_at = sqlite3_column_int64(s, 6);
+		ret->owner_id = sqlite3_column_int64(s, 7);
+	}
+	done(s);
+	return r;
+}
+
+int
+db_grain_session_touch(struct db *db, const uint8_t host_hash[32], int64_t expires_at)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_SESSION_TOUCH, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_blob(s, 1, host_hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, expires_at);
+	return step_done(db, s, "touch grain session");
+}
+
+int
+db_grain_session_purge(struct db *db, int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_SESSION_PURGE, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, now);
+	return step_done(db, s, "purge grain sessions");
+}
+
+/* ---- settings ------------------------------------------------------------------ */
+
+int
+db_secret(struct db *db, const char *name, uint8_t *ret, size_t size)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_SETTING_GET, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	r = step_row(db, s, "get setting");
+	if (r >= 0) {
+		if ((size_t)sqlite3_column_bytes(s, 0) != size)
+			r = -EBADMSG;
+		else
+			memcpy(ret, sqlite3_column_blob(s, 0), size);
+	}
+	done(s);
+	if (r != -ENOENT)
+		return r;
+
+	/* First use: make it. */
+	randombytes_buf(ret, size);
+	r = statement(db, ST_SETTING_ADD, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, ret, (int)size, SQLITE_STATIC);
+	return step_done(db, s, "add setting");
 }

@@ -2,10 +2,12 @@
 /*
  * front.c: the HTTP face of granaryd, on libmicrohttpd.
  *
- * Two libmicrohttpd daemons (the network listener and the admin socket)
- * each have a polling thread; every callback takes f->lock, so the front's
+ * Two libmicrohttpd daemons: the network listener (a thread per connection)
+ * and the admin socket (one polling thread). Requests on a grain session host
+ * (ui-<hex>.<wildcard>) go to the proxy (front_sessions.c, front_proxy.c)
+ * without front's lock; every other callback takes f->lock, so the front's
  * state (the database connection, counters) is touched by one thread at a
- * time. A request goes through:
+ * time. A shell or API request goes through:
  *
  *   1st call   request_new(): Host check, route lookup, body policy. Nothing
  *              is queued here: Debian's libmicrohttpd 0.9.75 answers
@@ -54,6 +56,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response)
 #define BODY_LIMIT    (64 * 1024)
 #define DISCARD_LIMIT (1024 * 1024)
 #define TRIM_AFTER    (256 * 1024)
+/* Per connection thread; handlers keep big things on the heap. */
+#define THREAD_STACK_SIZE (256 * 1024)
 
 int64_t
 now_seconds(void)
@@ -462,17 +466,67 @@ handle_request_locked(void *cls, struct MHD_Connection *connection, const char *
 	return MHD_YES;
 }
 
+/*
+ * What *req_cls holds for every request: libmicrohttpd hands us the raw
+ * request-target first (uri_logged()), before it decodes it; the proxy
+ * forwards those bytes, not the decoded path.
+ */
+struct call {
+	struct request *api;	      /* owned: a shell or API request */
+	struct grain_exchange *grain; /* owned: a request on a grain session host */
+	char raw_uri[];		      /* the request-target as the client sent it */
+};
+
+static void *
+uri_logged(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+	size_t len = strlen(uri);
+	struct call *call = malloc(sizeof(*call) + len + 1);
+
+	(void)cls;
+	(void)connection;
+	if (!call)
+		return NULL; /* handle_request() refuses the request */
+	call->api = NULL;
+	call->grain = NULL;
+	memcpy(call->raw_uri, uri, len + 1);
+	return call;
+}
+
 static enum MHD_Result
 handle_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
 	       const char *version, const char *upload_data, size_t *upload_data_size,
 	       void **req_cls)
 {
 	struct front *f = cls;
+	struct call *call = *req_cls;
 	enum MHD_Result result;
+
+	if (!call)
+		return MHD_NO;
+	/*
+	 * Grain session hosts go to the proxy without front's lock: their
+	 * requests may wait for a grain to start or stream for minutes.
+	 */
+	if (!call->api && !call->grain && !local_connection(connection)) {
+		const char *host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							       MHD_HTTP_HEADER_HOST);
+		const char *label = session_host_label(f, host);
+
+		if (label) {
+			call->grain = grain_exchange_new(f, label, host);
+			if (!call->grain)
+				return MHD_NO;
+			__atomic_add_fetch(&f->metrics.proxied, 1, __ATOMIC_RELAXED);
+		}
+	}
+	if (call->grain)
+		return grain_exchange_handle(call->grain, connection, call->raw_uri, method, version,
+					     upload_data, upload_data_size);
 
 	pthread_mutex_lock(&f->lock);
 	result = handle_request_locked(cls, connection, url, method, version, upload_data,
-				       upload_data_size, req_cls);
+				       upload_data_size, (void **)&call->api);
 	pthread_mutex_unlock(&f->lock);
 	return result;
 }
@@ -482,17 +536,23 @@ request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
 		  enum MHD_RequestTerminationCode toe)
 {
 	struct front *f = cls;
+	struct call *call = *req_cls;
 
 	(void)connection;
-	(void)toe;
-	pthread_mutex_lock(&f->lock);
-	/* After a large answer (a long list) give the memory back to the system:
-	 * glibc keeps a thread's freed heap otherwise (B6: 14 MiB after 10k grains). */
-	if (*req_cls && ((struct request *)*req_cls)->response_size > TRIM_AFTER)
-		(void)malloc_trim(0);
-	request_free(*req_cls);
+	if (!call)
+		return;
 	*req_cls = NULL;
-	pthread_mutex_unlock(&f->lock);
+	call->grain = grain_exchange_free(call->grain, toe);
+	if (call->api) {
+		pthread_mutex_lock(&f->lock);
+		/* After a large answer (a long list) give the memory back to the system:
+		 * glibc keeps a thread's freed heap otherwise (B6: 14 MiB after 10k grains). */
+		if (call->api->response_size > TRIM_AFTER)
+			(void)malloc_trim(0);
+		request_free(call->api);
+		pthread_mutex_unlock(&f->lock);
+	}
+	free(call);
 }
 
 static int
@@ -571,6 +631,25 @@ front_start(const struct front_config *config, struct front **ret)
 	r = setup_hint(f);
 	if (r < 0)
 		return log_error_errno(r, "Failed to read users: %m");
+	r = db_secret(f->db, "user-id-key", f->user_id_key, sizeof(f->user_id_key));
+	if (r < 0)
+		return log_error_errno(r, "Failed to read the server's secret: %m");
+	/* Grain sessions are served on ui-<hex>.<this>. */
+	if (config->wildcard)
+		f->wildcard_suffix = strdup(config->wildcard + 2); /* config.c checked "*." */
+	else if (asprintf(&f->wildcard_suffix, "localhost:%u", config->port) < 0)
+		f->wildcard_suffix = NULL;
+	if (!f->wildcard_suffix)
+		return -ENOMEM;
+	r = launcher_client_new(config->launcher_fd, &f->launcher);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up the launcher connection: %m");
+	r = session_cache_new(&f->sessions);
+	if (r < 0)
+		return r;
+	r = grain_manager_new(f->launcher, config->grain_idle_timeout, &f->grains);
+	if (r < 0)
+		return log_error_errno(r, "Failed to start the grain manager: %m");
 	/* Uploads stream into unnamed files here (front's own, mode 0700). */
 	if (mkdir("uploads", 0700) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "Failed to create '%s/uploads': %m", f->state_dir);
@@ -583,12 +662,20 @@ front_start(const struct front_config *config, struct front **ret)
 		{ MHD_OPTION_END, 0, NULL },
 	};
 	/* clang-format off */
+	/*
+	 * A thread per connection: a proxied request may block on its grain
+	 * (starting it, a slow app, a WebSocket) and must hold up nobody else.
+	 * Shell and API requests still take f->lock one at a time.
+	 */
 	f->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+		MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
 		(config->tls_cert ? MHD_USE_TLS : 0),
 		0, NULL, NULL, handle_request, f,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_logged, f,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, f,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_SIZE,
 		MHD_OPTION_LISTEN_SOCKET, config->listen_fd,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
@@ -605,6 +692,7 @@ front_start(const struct front_config *config, struct front **ret)
 			MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
 				MHD_USE_ERROR_LOG,
 			0, NULL, NULL, handle_request, f, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+			MHD_OPTION_URI_LOG_CALLBACK, uri_logged, f,
 			MHD_OPTION_NOTIFY_COMPLETED, request_completed, f, MHD_OPTION_LISTEN_SOCKET,
 			config->local_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
 			MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
@@ -641,6 +729,12 @@ front_free(struct front *f)
 	 */
 	daemon_stop(f->local);
 	daemon_stop(f->daemon);
+	/* No request runs now. Closing the control sockets stops every grain. */
+	f->grains = grain_manager_free(f->grains);
+	f->sessions = session_cache_free(f->sessions);
+	f->launcher = launcher_client_free(f->launcher);
+	free(f->wildcard_suffix);
+	sodium_memzero(f->user_id_key, sizeof(f->user_id_key));
 	db_free(f->db);
 	f->packages_fd = safe_close(f->packages_fd);
 	free(f->origin);

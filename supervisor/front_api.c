@@ -28,13 +28,10 @@
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
-#define COOKIE_NAME	"granary_session"
-#define COOKIE_NAME_TLS "__Host-granary_session"
-
 static const char *
 cookie_name(struct request *req)
 {
-	return req->front->tls ? COOKIE_NAME_TLS : COOKIE_NAME;
+	return req->front->tls ? SESSION_COOKIE_TLS : SESSION_COOKIE;
 }
 
 /* Host-only (no Domain), HttpOnly, SameSite=Lax; __Host- and Secure under TLS. */
@@ -94,8 +91,11 @@ handle_metrics(struct request *req)
 	if (!address_is_loopback(req->address))
 		return respond_error(req, MHD_HTTP_FORBIDDEN, "forbidden",
 				     "/metrics is served to loopback clients only");
+	unsigned running, known;
+
 	(void)db_user_count(f->db, &users);
 	(void)db_grain_count(f->db, &grains);
+	grain_manager_counts(f->grains, &running, &known);
 #define METRIC(name, type, help, value)                                                            \
 	(void)buf_printf(                                                                          \
 		&b, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " %" PRIu64 "\n",  \
@@ -112,7 +112,9 @@ handle_metrics(struct request *req)
 	METRIC("granary_app_installs_total", "counter", "Packages installed.", f->metrics.installs);
 	METRIC("granary_users", "gauge", "Accounts.", users);
 	METRIC("granary_grains", "gauge", "Grains, trashed ones included.", grains);
-	METRIC("granary_grains_running", "gauge", "Grains running now.", 0);
+	METRIC("granary_grains_running", "gauge", "Grains running now.", running);
+	METRIC("granary_proxied_requests_total", "counter", "Requests on grain session hosts.",
+	       __atomic_load_n(&f->metrics.proxied, __ATOMIC_RELAXED));
 #undef METRIC
 	return respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len,
 		       0);
@@ -612,12 +614,95 @@ handle_app_remove(struct request *req)
 	return respond_empty(req, MHD_HTTP_NO_CONTENT);
 }
 
+/* ---- running grains --------------------------------------------------------------- */
+
+/*
+ * The grain named by the path for running it: its owner, or an admin (who
+ * operates the server: start, stop, read the log of any grain). Others get
+ * "not found", as for owned_grain().
+ */
+static int
+managed_grain(struct request *req, struct db_grain *ret)
+{
+	int r = db_grain_get(req->front->db, req->param, ret);
+
+	if (r == -ENOENT || (r >= 0 && ret->owner_id != req->user.id && !req->user.admin)) {
+		(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_grain", "No such grain");
+		return 1;
+	}
+	return r;
+}
+
+/* grain_json() plus what the grain manager knows; detailed: its cgroup's figures too. */
+static json_t *
+grain_json_live(struct front *f, const struct db_grain *g, bool detailed)
+{
+	_cleanup_json_ json_t *o = grain_json(g);
+	struct grain_status st;
+
+	if (!o)
+		return NULL;
+	grain_manager_status(f->grains, g->id, &st);
+	if (json_object_set_new(o, "running", json_boolean(st.running)) < 0 ||
+	    json_object_set_new(o, "starting", json_boolean(st.starting)) < 0 ||
+	    json_object_set_new(o, "connections", json_integer(st.connections)) < 0 ||
+	    json_object_set_new(o, "crashes", json_integer(st.crashes)) < 0 ||
+	    json_object_set_new(o, "lastError", st.error[0] ? json_string(st.error) : json_null()) <
+		    0 ||
+	    json_object_set_new(o, "startedAt",
+				st.running ? json_integer(st.started_at) : json_null()) < 0)
+		return NULL;
+	if (detailed && st.running) {
+		struct ipc_grain ig;
+		struct ipc_message reply;
+
+		memcpy(ig.grain_id, g->id, GRAIN_ID_LEN);
+		if (launcher_call(f->launcher, IPC_GRAIN_STATUS, &ig, sizeof(ig), -1, &reply) >= 0 &&
+		    reply.payload.stats.running &&
+		    (json_object_set_new(o, "memory", json_integer((json_int_t)reply.payload.stats.memory_bytes)) < 0 ||
+		     json_object_set_new(o, "cpuSeconds",
+					 json_real((double)reply.payload.stats.cpu_usec / 1e6)) < 0))
+			return NULL;
+	}
+	return TAKE_PTR(o);
+}
+
+static int
+respond_grain(struct request *req, unsigned status, const struct db_grain *g)
+{
+	return respond_json(req, status, json_pack("{s:o}", "grain", grain_json_live(req->front, g, true)));
+}
+
+/* The package the grain runs from its next start: its app's current one. */
+static int
+grain_current_package(struct front *f, struct db_grain *g)
+{
+	struct db_package p = {};
+	int r = db_app_get(f->db, g->app_id, &p);
+
+	if (r < 0)
+		return r;
+	if (strcmp(p.id, g->package_id) != 0) {
+		r = db_grain_set_package(f->db, g->id, p.id);
+		if (r >= 0)
+			(void)snprintf(g->package_id, sizeof(g->package_id), "%s", p.id);
+	}
+	db_package_release(&p);
+	return r;
+}
+
+struct grain_list {
+	struct front *front;
+	json_t *array;
+};
+
 static int
 add_grain_to_array(const struct db_grain *g, void *userdata)
 {
-	json_t *o = grain_json(g);
+	struct grain_list *list = userdata;
+	json_t *o = grain_json_live(list->front, g, false);
 
-	return o && json_array_append_new(userdata, o) == 0 ? 0 : -ENOMEM;
+	return o && json_array_append_new(list->array, o) == 0 ? 0 : -ENOMEM;
 }
 
 static int
@@ -628,7 +713,8 @@ handle_grains_list(struct request *req)
 
 	if (!grains)
 		return -ENOMEM;
-	r = db_grain_list(req->front->db, req->user.id, true, add_grain_to_array, grains);
+	r = db_grain_list(req->front->db, req->user.id, true, add_grain_to_array,
+			  &(struct grain_list){ req->front, grains });
 	if (r < 0)
 		return r;
 	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "grains", grains));
@@ -652,7 +738,12 @@ front_storage(const char *grain_id, bool create, void *userdata)
 static int
 grain_purge(struct front *f, const char *grain_id)
 {
-	int r = front_storage(grain_id, false, f);
+	int r;
+
+	/* Dead before its files go (the launcher would kill it too; this also forgets it). */
+	session_cache_forget_grain(f->sessions, grain_id);
+	(void)grain_manager_stop(f->grains, grain_id, true);
+	r = front_storage(grain_id, false, f);
 
 	if (r >= 0)
 		r = db_grain_delete(f->db, grain_id);
@@ -660,6 +751,14 @@ grain_purge(struct front *f, const char *grain_id)
 		return log_warning_errno(r, "Failed to purge grain %s: %m", grain_id);
 	log_info("Grain %s deleted for good", grain_id);
 	return 0;
+}
+
+/* In or out of the trash: sessions learn it; a grain in the trash stops. */
+static void
+grain_trashed(struct front *f, const char *grain_id)
+{
+	session_cache_forget_grain(f->sessions, grain_id);
+	(void)grain_manager_stop(f->grains, grain_id, false);
 }
 
 static int
@@ -736,7 +835,7 @@ handle_grain_get(struct request *req)
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	return respond_json(req, MHD_HTTP_OK, json_pack("{s:o}", "grain", grain_json(&g)));
+	return respond_grain(req, MHD_HTTP_OK, &g);
 }
 
 static int
@@ -771,6 +870,8 @@ handle_grain_update(struct request *req)
 	r = db_end(req->front->db, r);
 	if (r < 0)
 		return r;
+	if (json_object_get(req->json, "trashed"))
+		grain_trashed(req->front, g.id);
 	r = db_grain_get(req->front->db, g.id, &g);
 	if (r < 0)
 		return r;
@@ -801,9 +902,127 @@ handle_grain_delete(struct request *req)
 	r = db_grain_trash(req->front->db, g.id, now_seconds());
 	if (r < 0)
 		return r;
+	grain_trashed(req->front, g.id);
 	(void)db_audit_add(req->front->db, now_seconds(), g.id, req->user.id, "grain.trashed",
 			   NULL);
 	return respond_empty(req, MHD_HTTP_NO_CONTENT);
+}
+
+/* ---- running grains: open, start, stop, log ---- */
+
+static int
+handle_grain_open(struct request *req)
+{
+	struct front *f = req->front;
+	_cleanup_free_ char *url = NULL;
+	char session_id[33];
+	struct db_grain g;
+	int r = owned_grain(req, &g);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (g.trashed_at)
+		return respond_error(req, MHD_HTTP_CONFLICT, "grain_trashed",
+				     "The grain is in the trash; restore it first");
+	r = grain_current_package(f, &g);
+	if (r < 0)
+		return r;
+	r = session_open(f, &g, &req->user, &url, session_id);
+	if (r < 0)
+		return r;
+	return respond_json(req, MHD_HTTP_CREATED,
+			    json_pack("{s:s,s:s%,s:s}", "url", url, "host", url + strcspn(url, "/") + 2,
+				      strlen(url + strcspn(url, "/") + 2) - 1, "session", session_id));
+}
+
+static int
+handle_grain_start(struct request *req)
+{
+	struct front *f = req->front;
+	struct grain_run *run;
+	char error[512] = "";
+	struct db_grain g;
+	uint64_t generation;
+	bool reused;
+	int fd, r = managed_grain(req, &g);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (g.trashed_at)
+		return respond_error(req, MHD_HTTP_CONFLICT, "grain_trashed",
+				     "The grain is in the trash; restore it first");
+	r = grain_current_package(f, &g);
+	if (r < 0)
+		return r;
+	run = grain_manager_get(f->grains, g.id, g.package_id);
+	if (!run)
+		return -ENOMEM;
+	/* Starting takes the app's start-up time: nobody else waits for it. */
+	pthread_mutex_unlock(&f->lock);
+	r = grain_acquire(f->grains, run, &fd, &reused, &generation, error, sizeof(error));
+	if (r >= 0)
+		grain_release(f->grains, run, fd, true, generation);
+	pthread_mutex_lock(&f->lock);
+	run = grain_run_unref(f->grains, run);
+	if (r < 0)
+		return respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "grain_start_failed",
+				     "The grain did not start. %s", error);
+	return respond_grain(req, MHD_HTTP_OK, &g);
+}
+
+static int
+handle_grain_stop(struct request *req)
+{
+	struct db_grain g;
+	int r = managed_grain(req, &g);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	(void)grain_manager_stop(req->front->grains, g.id, false);
+	return respond_grain(req, MHD_HTTP_OK, &g);
+}
+
+#define LOG_DEFAULT_BYTES (64 * 1024)
+#define LOG_MAX_BYTES	  (4 * 1024 * 1024)
+
+static int
+handle_grain_log(struct request *req)
+{
+	struct front *f = req->front;
+	const char *arg = MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "bytes");
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *text = NULL;
+	uint64_t want = LOG_DEFAULT_BYTES;
+	struct ipc_message reply;
+	struct ipc_grain ig;
+	struct db_grain g;
+	struct stat st;
+	ssize_t n;
+	int r = managed_grain(req, &g);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (arg && (parse_uint64(arg, &want) < 0 || want == 0 || want > LOG_MAX_BYTES))
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_bytes",
+				     "bytes must be a number from 1 to %d", LOG_MAX_BYTES);
+	memcpy(ig.grain_id, g.id, GRAIN_ID_LEN);
+	r = launcher_call(f->launcher, IPC_GRAIN_LOG_OPEN, &ig, sizeof(ig), -1, &reply);
+	if (r == -ENOENT)
+		return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", "", 0, RESPOND_STATIC);
+	if (r < 0)
+		return r;
+	fd = reply.fds[0];
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	want = MIN(want, (uint64_t)st.st_size);
+	text = malloc(want + 1);
+	if (!text)
+		return -ENOMEM;
+	n = pread(fd, text, want, st.st_size - (off_t)want);
+	if (n < 0)
+		return negative_errno();
+	return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", TAKE_PTR(text), (size_t)n,
+		       RESPOND_TAKE);
 }
 
 /* ---- the table ------------------------------------------------------------------- */
@@ -821,7 +1040,10 @@ handle_status(struct request *req)
 {
 	struct front *f = req->front;
 	int64_t users = 0, apps = 0, grains = 0, schema = 0;
+	unsigned running, known;
 	int r;
+
+	grain_manager_counts(f->grains, &running, &known);
 
 	if ((r = db_user_count(f->db, &users)) < 0 ||
 	    (r = db_app_list(f->db, count_app, &apps)) < 0 ||
@@ -833,7 +1055,7 @@ handle_status(struct request *req)
 				      (json_int_t)schema, "frontPid", (json_int_t)getpid(),
 				      "startedAt", (json_int_t)f->started_at, "users",
 				      (json_int_t)users, "apps", (json_int_t)apps, "grains",
-				      (json_int_t)grains, "grainsRunning", (json_int_t)0,
+				      (json_int_t)grains, "grainsRunning", (json_int_t)running,
 				      "installs", (json_int_t)f->metrics.installs));
 }
 
@@ -934,14 +1156,17 @@ static const struct route routes[] = {
 	{ "PATCH", "/api/grains/", ROUTE_API | ROUTE_BODY | ROUTE_USER | ROUTE_PARAM,
 	  handle_grain_update },
 	{ "DELETE", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_delete },
+	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_open, "/open" },
+	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_start,
+	  "/start" },
+	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_stop, "/stop" },
+	{ "GET", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_log, "/log" },
 };
 
 /* An id segment: 1..127 of [A-Za-z0-9_-], nothing else (no '/', '.', '%'). */
 static bool
-param_valid(const char *s, size_t size)
+param_valid(const char *s, size_t len, size_t size)
 {
-	size_t len = strlen(s);
-
 	if (len == 0 || len >= size)
 		return false;
 	for (size_t i = 0; i < len; i++) {
@@ -961,13 +1186,17 @@ route_find(struct request *req)
 	req->allow[0] = '\0';
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
 		const struct route *rt = &routes[i];
-		size_t len = strlen(rt->path);
+		size_t len = strlen(rt->path), param_len = 0;
 		bool match;
 
-		if (rt->flags & ROUTE_PARAM)
+		if (rt->flags & ROUTE_PARAM) {
+			const char *rest = req->url + len;
+
+			param_len = strcspn(rest, "/");
 			match = strncmp(req->url, rt->path, len) == 0 &&
-				param_valid(req->url + len, sizeof(req->param));
-		else
+				param_valid(rest, param_len, sizeof(req->param)) &&
+				strcmp(rest + param_len, rt->suffix ? rt->suffix : "") == 0;
+		} else
 			match = strcmp(req->url, rt->path) == 0;
 		if (!match)
 			continue;
@@ -975,8 +1204,8 @@ route_find(struct request *req)
 		if (strcmp(rt->method, req->method) == 0 ||
 		    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
 			if (rt->flags & ROUTE_PARAM)
-				(void)snprintf(req->param, sizeof(req->param), "%s",
-					       req->url + len);
+				(void)snprintf(req->param, sizeof(req->param), "%.*s",
+					       (int)param_len, req->url + len);
 			req->route = rt;
 			return;
 		}

@@ -21,6 +21,7 @@
 #include "common/token.h"
 
 #include <jansson.h>
+#include <microhttpd.h>
 
 struct listen_address {
 	struct sockaddr_storage addr;
@@ -35,6 +36,7 @@ struct front_config {
 	const char *state_dir; /* borrowed */
 	const char *base_url;  /* borrowed; NULL: http://localhost:<port> */
 	const char *wildcard;  /* borrowed; NULL: "*.localhost:<port>" */
+	unsigned grain_idle_timeout; /* seconds; 0: GRAIN_IDLE_TIMEOUT_DEFAULT */
 	const char *tls_cert;  /* borrowed: PEM, NUL-terminated; NULL: plain HTTP */
 	char *tls_key;	       /* borrowed: PEM, NUL-terminated; front_start() wipes it */
 	size_t tls_key_size;
@@ -270,6 +272,40 @@ int db_grain_rename(struct db *db, const char *id, const char *title);
 int db_grain_trash(struct db *db, const char *id, int64_t now);
 int db_grain_delete(struct db *db, const char *id);
 int db_grain_count(struct db *db, int64_t *ret);
+/* The id and permissions (JSON array) of the grain owner's grant. */
+int db_owner_capability(struct db *db, const char *grain_id, int64_t *ret_id, char *ret_permissions,
+			size_t permissions_size);
+/* last_used_at = now. */
+int db_grain_touch(struct db *db, const char *id, int64_t now);
+/* The grain now runs package_id (its app was updated since it last ran). */
+int db_grain_set_package(struct db *db, const char *id, const char *package_id);
+
+#define GRAIN_PERMISSIONS_MAX 1024 /* bytes of a permissions JSON array */
+
+/* A grain session (a ui-<hex> host), with what serving it needs. */
+struct db_grain_session {
+	char grain_id[GRAIN_ID_LEN + 1];
+	int64_t user_id; /* 0: anonymous */
+	char username[USER_NAME_MAX + 1];
+	int64_t capability_id; /* 0: none (the grant it came from) */
+	char permissions[GRAIN_PERMISSIONS_MAX]; /* JSON array */
+	int64_t expires_at;
+	/* Read only (joined): */
+	char package_id[PACKAGE_ID_LEN + 1]; /* the app's current package */
+	int64_t trashed_at;		     /* the grain's; 0: not in the trash */
+	int64_t owner_id;
+};
+
+/* Add a session under host_hash (BLAKE2b-256 of the host's hex label). */
+int db_grain_session_add(struct db *db, const uint8_t host_hash[32], const struct db_grain_session *gs,
+			 int64_t now);
+/* The unexpired session of host_hash; -ENOENT when none. */
+int db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
+			 struct db_grain_session *ret);
+int db_grain_session_touch(struct db *db, const uint8_t host_hash[32], int64_t expires_at);
+int db_grain_session_purge(struct db *db, int64_t now);
+/* The server-wide secret called name (size bytes), made on first use. */
+int db_secret(struct db *db, const char *name, uint8_t *ret, size_t size);
 
 int db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id,
 		 const char *action, const char *detail_json);
@@ -310,12 +346,23 @@ void login_throttle_reset(void);
 #include "common/buf.h"
 #include "common/json-util.h"
 
+/* The shell's session cookie (host-only; __Host- under TLS). Never forwarded to apps. */
+#define SESSION_COOKIE	   "granary_session"
+#define SESSION_COOKIE_TLS "__Host-granary_session"
+
+struct session_cache;
+
 struct front {
 	struct MHD_Daemon *daemon; /* owned */
 	struct MHD_Daemon *local;  /* owned: the same API on the admin socket, for root */
 	pthread_mutex_t lock;	   /* taken by every libmicrohttpd callback */
 	uid_t admin_uid;	   /* besides root, who may use the admin socket */
 	int launcher_fd;	   /* borrowed */
+	struct launcher_client *launcher; /* owned */
+	struct grain_manager *grains;	  /* owned */
+	struct session_cache *sessions;	  /* owned */
+	char *wildcard_suffix;		  /* owned: "localhost:6080" of "*.localhost:6080" */
+	uint8_t user_id_key[32];	  /* keys the per-grain user ids (db_secret()) */
 	int packages_fd;	   /* owned: STATE/packages, opened when first needed */
 	struct db *db;		   /* owned */
 	char *state_dir;	   /* owned */
@@ -328,6 +375,7 @@ struct front {
 	struct {
 		uint64_t requests, errors_4xx, errors_5xx;
 		uint64_t logins, login_failures, installs;
+		uint64_t proxied; /* requests on grain session hosts (atomic: no lock) */
 	} metrics;
 };
 
@@ -353,6 +401,7 @@ struct route {
 	const char *path;
 	enum route_flags flags;
 	int (*handler)(struct request *req);
+	const char *suffix; /* ROUTE_PARAM: what follows the id segment ("/open"), NULL: nothing */
 };
 
 struct response_header {
@@ -426,6 +475,85 @@ int route_run(struct request *req);
  * TRASH_KEEP purged. At start, then at most every HOUSEKEEPING_INTERVAL.
  */
 int front_housekeeping(struct front *f);
+
+/* front_grains.c: the grain manager (start on demand, pooled connections, idle stop) */
+
+#define GRAIN_IDLE_TIMEOUT_DEFAULT 300 /* seconds */
+
+struct grain_manager;
+struct grain_run;
+struct launcher_client;
+
+/* Start the manager's thread. launcher is borrowed. *ret: grain_manager_free(). */
+int grain_manager_new(struct launcher_client *launcher, unsigned idle_timeout,
+		      struct grain_manager **ret);
+/* Stop the thread, close every control socket (which stops the grains). Accepts NULL. */
+struct grain_manager *grain_manager_free(struct grain_manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct grain_manager *, grain_manager_free);
+/*
+ * The grain id, known from now on; its next start runs package_id. The
+ * reference is the caller's (grain_run_unref()); NULL: out of memory.
+ */
+struct grain_run *grain_manager_get(struct grain_manager *m, const char *id,
+				    const char *package_id);
+struct grain_run *grain_run_unref(struct grain_manager *m, struct grain_run *run);
+/*
+ * A connection to the grain's app, starting the grain first when needed
+ * (blocks until it answers or fails). *ret_fd is the caller's until
+ * grain_release(); *ret_reused: it came from the pool. On failure error says
+ * what went wrong for a person ("It could not start: ...").
+ */
+int grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool *ret_reused,
+		  uint64_t *ret_generation, char *error, size_t error_size);
+/* Give back a connection of grain_acquire(): pooled when reusable, else closed. */
+void grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
+		   uint64_t generation);
+/*
+ * Stop the grain: its control socket closed (grain-init stops the app), and
+ * with kill the launcher makes sure it is dead before this returns. 1 when it
+ * was running.
+ */
+int grain_manager_stop(struct grain_manager *m, const char *id, bool kill);
+
+struct grain_status {
+	bool running, starting;
+	unsigned connections, idle_connections;
+	int64_t started_at; /* Unix seconds, when running */
+	unsigned crashes;   /* in a row */
+	char error[256];    /* why it last failed or died, "" none */
+};
+
+void grain_manager_status(struct grain_manager *m, const char *id, struct grain_status *ret);
+void grain_manager_counts(struct grain_manager *m, unsigned *ret_running, unsigned *ret_known);
+
+/* front_sessions.c: grain sessions (ui-<hex> hosts) and proxied requests */
+
+struct grain_session;
+struct grain_exchange;
+
+int session_cache_new(struct session_cache **ret);
+struct session_cache *session_cache_free(struct session_cache *c);
+/* Drop the cached sessions of a grain (deleted, trashed, its sharing changed). */
+void session_cache_forget_grain(struct session_cache *c, const char *grain_id);
+/* The label (32 hex) when host is "ui-<label>.<wildcard>", else NULL. Points into host. */
+const char *session_host_label(struct front *f, const char *host);
+/* The live session of label, with a reference (session_unref()); NULL: none (expired). */
+struct grain_session *session_resolve(struct front *f, const char *label);
+struct grain_session *session_unref(struct front *f, struct grain_session *s);
+/*
+ * A new session of user on grain g (f->lock held): *ret_url (the caller's to
+ * free) is where it is served; ret_session_id gets its public id (33 bytes).
+ * -EPERM: user may not open g.
+ */
+int session_open(struct front *f, const struct db_grain *g, const struct db_user *user,
+		 char **ret_url, char *ret_session_id);
+/* One request on a session host (label), from its first handler call. NULL: out of memory. */
+struct grain_exchange *grain_exchange_new(struct front *f, const char *label, const char *host);
+enum MHD_Result grain_exchange_handle(struct grain_exchange *x, struct MHD_Connection *connection,
+				      const char *raw_uri, const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size);
+struct grain_exchange *grain_exchange_free(struct grain_exchange *x,
+					   enum MHD_RequestTerminationCode toe);
 
 /* ipc.c: front ↔ launcher messages (docs/IPC.md) */
 

@@ -215,9 +215,11 @@ class Packager:
         self.app_id = r.stdout.strip()
         self.count = 0
 
-    def build(self, version=1, title="Test app", files=None, big=0):
-        """Pack a package; files maps package paths to bytes; big adds a file of
-        that many random bytes (to make installs take a while)."""
+    def build(self, version=1, title="Test app", files=None, big=0, run=None,
+              permissions=("read", "write")):
+        """Pack a package; files maps package paths to bytes (or (bytes, mode));
+        big adds a file of that many random bytes (to make installs take a
+        while); run replaces the manifest's run section."""
         self.count += 1
         src = self.dir / f"src{self.count}"
         src.mkdir()
@@ -226,7 +228,11 @@ class Packager:
         for path, data in (files or {}).items():
             p = src / path
             p.parent.mkdir(parents=True, exist_ok=True)
+            mode = 0o644
+            if isinstance(data, tuple):
+                data, mode = data
             p.write_bytes(data)
+            p.chmod(mode)
         if big:
             with open(src / "app" / "big.bin", "wb") as f:
                 for _ in range(0, big, 1 << 20):
@@ -234,9 +240,9 @@ class Packager:
         definition = {
             "app": {"id": self.app_id, "title": title, "version": version,
                     "marketingVersion": f"{version}.0"},
-            "run": {"command": ["/app/run"], "httpPort": 8000},
-            "permissions": ["read", "write"],
-            "roles": [{"name": "editor", "permissions": ["read", "write"], "default": True}],
+            "run": run or {"command": ["/app/run"], "httpPort": 8000},
+            "permissions": list(permissions),
+            "roles": [{"name": "editor", "permissions": list(permissions), "default": True}],
         }
         (src / "spk.json").write_text(json.dumps(definition))
         out = self.dir / f"p{self.count}.spk"

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * front_sessions.c: grain sessions, what a `ui-<hex>.<wildcard>` host stands
+ * for, and the glue between a request on such a host and the proxy.
+ *
+ * A session binds a host label (128 random bits, 32 hex) to one grain, one
+ * person (or nobody: anonymous) and the permissions they had when it was
+ * opened. The label is a bearer secret: only its BLAKE2b hash is stored and
+ * used as the key here, so neither the database nor a timing difference in
+ * our table says anything about a label someone does not already hold.
+ *
+ * Requests on session hosts never take front's big lock on the hot path: the
+ * cache (its own mutex) answers; a miss reads the database under f->lock once.
+ * A session's expiry slides: every use pushes it SESSION_IDLE into the future,
+ * written to the database at most once per SESSION_TOUCH_EVERY.
+ *
+ * What the app gets to know (X-Granary-*): a user id stable per grain and
+ * person but different across grains (BLAKE2b keyed with a server secret of
+ * the grain id and the user id: two grains' apps cannot correlate people),
+ * the username, the permissions as a comma list, a session id (public: the
+ * first half of the label's hash, never the label).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/token.h"
+#include "supervisor/supervisor-internal.h"
+#include "common/banned.h"
+
+#define CACHE_BUCKETS	    1024
+#define CACHE_MAX	    8192	  /* entries before the unused ones are dropped */
+#define SESSION_IDLE	    (24 * 3600)	  /* seconds a session lives unused */
+#define SESSION_TOUCH_EVERY 3600	  /* seconds between writes of its new expiry */
+#define HOST_LABEL_LEN	    32		  /* hex of 128 bits */
+#define HOST_PREFIX	    "ui-"
+#define LOG_TAIL	    4096	  /* bytes of the grain log an owner sees on errors */
+
+struct grain_session {
+	uint8_t host_hash[32];
+	char grain_id[GRAIN_ID_LEN + 1];
+	char package_id[PACKAGE_ID_LEN + 1];
+	int64_t user_id; /* 0: anonymous */
+	bool owner;	 /* the grain's owner: sees the log tail on errors */
+	bool trashed;
+	char username[USER_NAME_MAX + 1];
+	char user_id_header[33];  /* per-grain stable id, hex */
+	char session_id[33];	  /* public id, hex */
+	char permissions[512];	  /* comma list */
+	int64_t expires_at;
+	int64_t written_expiry_at; /* when expires_at was last written */
+	unsigned refs;		   /* the cache's (1 while listed) + requests' */
+	bool listed;
+	struct grain_session *next;
+};
+
+struct session_cache {
+	pthread_mutex_t lock;
+	struct grain_session *buckets[CACHE_BUCKETS];
+	unsigned n;
+};
+
+static unsigned
+bucket_of(const uint8_t hash[32])
+{
+	return ((unsigned)hash[0] << 8 | hash[1]) % CACHE_BUCKETS;
+}
+
+static void
+host_hash(const char *label, uint8_t ret[32])
+{
+	(void)crypto_generichash(ret, 32, (const unsigned char *)label, HOST_LABEL_LEN, NULL, 0);
+}
+
+int
+session_cache_new(struct session_cache **ret)
+{
+	struct session_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	*ret = c;
+	return 0;
+}
+
+static void
+session_unref_locked(struct grain_session *s)
+{
+	if (--s->refs == 0)
+		free(s);
+}
+
+static void
+unlist_locked(struct session_cache *c, struct grain_session **link)
+{
+	struct grain_session *s = *link;
+
+	*link = s->next;
+	s->listed = false;
+	c->n--;
+	session_unref_locked(s);
+}
+
+struct session_cache *
+session_cache_free(struct session_cache *c)
+{
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < CACHE_BUCKETS; i++)
+		while (c->buckets[i])
+			unlist_locked(c, &c->buckets[i]);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	return NULL;
+}
+
+void
+session_cache_forget_grain(struct session_cache *c, const char *grain_id)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct grain_session **link = &c->buckets[i];
+
+		while (*link) {
+			if (strcmp((*link)->grain_id, grain_id) == 0)
+				unlist_locked(c, link);
+			else
+				link = &(*link)->next;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Drop every entry no request holds: the cache only ever costs CACHE_MAX entries. */
+static void
+shrink_locked(struct session_cache *c)
+{
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct grain_session **link = &c->buckets[i];
+
+		while (*link) {
+			if ((*link)->refs == 1)
+				unlist_locked(c, link);
+			else
+				link = &(*link)->next;
+		}
+	}
+}
+
+/* ["read","write"] → "read,write"; anything else in the array is skipped. */
+static void
+permissions_list(const char *json_text, char *out, size_t size)
+{
+	_cleanup_json_ json_t *array = json_loads(json_text, 0, NULL);
+	size_t len = 0, i;
+	json_t *v;
+
+	out[0] = '\0';
+	json_array_foreach(array, i, v) {
+		const char *p = json_string_value(v);
+		int n;
+
+		if (!p)
+			continue;
+		n = snprintf(out + len, size - len, "%s%s", len ? "," : "", p);
+		if (n < 0 || (size_t)n >= size - len) {
+			out[len] = '\0';
+			return;
+		}
+		len += (size_t)n;
+	}
+}
+
+/* The per-grain user id: apps of two grains cannot tell they serve one person. */
+static void
+user_id_header(struct front *f, const char *grain_id, int64_t user_id, char out[33])
+{
+	uint8_t hash[16];
+	char msg[GRAIN_ID_LEN + 32];
+	int n = snprintf(msg, sizeof(msg), "%s:%" PRId64, grain_id, user_id);
+
+	(void)crypto_generichash(hash, sizeof(hash), (const unsigned char *)msg, (size_t)n,
+				 f->user_id_key, sizeof(f->user_id_key));
+	hex_encode(hash, sizeof(hash), out);
+}
+
+/* The label of a session host ("ui-<hex>.<wildcard>"), or NULL when host is no such thing. */
+const char *
+session_host_label(struct front *f, const char *host)
+{
+	size_t prefix = strlen(HOST_PREFIX), suffix;
+
+	if (!host || !f->wildcard_suffix || strncasecmp(host, HOST_PREFIX, prefix) != 0)
+		return NULL;
+	host += prefix;
+	if (!hex_valid(host, HOST_LABEL_LEN) || host[HOST_LABEL_LEN] != '.')
+		return NULL;
+	suffix = strlen(f->wildcard_suffix);
+	if (strlen(host + HOST_LABEL_LEN + 1) != suffix ||
+	    strcasecmp(host + HOST_LABEL_LEN + 1, f->wildcard_suffix) != 0)
+		return NULL;
+	return host;
+}
+
+struct grain_session *
+session_resolve(struct front *f, const char *label)
+{
+	struct session_cache *c = f->sessions;
+	struct grain_session *s;
+	struct db_grain_session row;
+	uint8_t hash[32];
+	int64_t now = now_seconds();
+	bool touch = false;
+	int r;
+
+	host_hash(label, hash);
+	pthread_mutex_lock(&c->lock);
+	for (s = c->buckets[bucket_of(hash)]; s; s = s->next)
+		if (memcmp(s->host_hash, hash, sizeof(hash)) == 0)
+			break;
+	if (s && s->expires_at <= now) {
+		for (struct grain_session **link = &c->buckets[bucket_of(hash)]; *link;
+		     link = &(*link)->next)
+			if (*link == s) {
+				unlist_locked(c, link);
+				break;
+			}
+		s = NULL;
+	}
+	if (s) {
+		s->refs++;
+		s->expires_at = now + SESSION_IDLE;
+		if (now - s->written_expiry_at >= SESSION_TOUCH_EVERY) {
+			s->written_expiry_at = now;
+			touch = true;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (s) {
+		if (touch) {
+			pthread_mutex_lock(&f->lock);
+			(void)db_grain_session_touch(f->db, hash, now + SESSION_IDLE);
+			pthread_mutex_unlock(&f->lock);
+		}
+		return s;
+	}
+
+	/* A miss: the database knows, or nobody does. */
+	pthread_mutex_lock(&f->lock);
+	r = db_grain_session_get(f->db, hash, now, &row);
+	if (r >= 0)
+		(void)db_grain_session_touch(f->db, hash, now + SESSION_IDLE);
+	pthread_mutex_unlock(&f->lock);
+	if (r < 0) {
+		if (r != -ENOENT)
+			log_warning_errno(r, "Failed to look up a grain session: %m");
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	memcpy(s->host_hash, hash, sizeof(hash));
+	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", row.grain_id);
+	(void)snprintf(s->package_id, sizeof(s->package_id), "%s", row.package_id);
+	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
+	s->user_id = row.user_id;
+	s->owner = row.user_id > 0 && row.user_id == row.owner_id;
+	s->trashed = row.trashed_at != 0;
+	if (row.user_id > 0)
+		user_id_header(f, row.grain_id, row.user_id, s->user_id_header);
+	hex_encode(hash, 16, s->session_id);
+	permissions_list(row.permissions, s->permissions, sizeof(s->permissions));
+	s->expires_at = now + SESSION_IDLE;
+	s->written_expiry_at = now;
+	s->refs = 2; /* the cache's and the caller's */
+	s->listed = true;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->n >= CACHE_MAX)
+		shrink_locked(c);
+	s->next = c->buckets[bucket_of(hash)];
+	c->buckets[bucket_of(hash)] = s;
+	c->n++;
+	pthread_mutex_unlock(&c->lock);
+	return s;
+}
+
+struct grain_session *
+session_unref(struct front *f, struct grain_session *s)
+{
+	if (!s)
+		return NULL;
+	pthread_mutex_lock(&f->sessions->lock);
+	session_unref_locked(s);
+	pthread_mutex_unlock(&f->sessions->lock);
+	return NULL;
+}
+
+int
+session_open(struct front *f, const struct db_grain *g, const struct db_user *user, char **ret_url,
+	     char *ret_session_id)
+{
+	struct db_grain_session gs = {};
+	char label[HOST_LABEL_LEN + 1];
+	uint8_t hash[32];
+	int64_t now = now_seconds();
+	int r;
+
+	r = db_owner_capability(f->db, g->id, &gs.capability_id, gs.permissions,
+				sizeof(gs.permissions));
+	if (r < 0)
+		return r;
+	if (user->id != g->owner_id)
+		return -EPERM; /* sharing (issue 7) brings other people's sessions */
+	random_hex(label, sizeof(label));
+	host_hash(label, hash);
+	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g->id);
+	gs.user_id = user->id;
+	gs.expires_at = now + SESSION_IDLE;
+	r = db_grain_session_add(f->db, hash, &gs, now);
+	if (r < 0)
+		return r;
+	(void)db_grain_touch(f->db, g->id, now);
+	if (asprintf(ret_url, "%s://" HOST_PREFIX "%s.%s/", f->tls ? "https" : "http", label,
+		     f->wildcard_suffix) < 0)
+		return -ENOMEM;
+	hex_encode(hash, 16, ret_session_id);
+	return 0;
+}
+
+/* ---- one proxied request --------------------------------------------------------- */
+
+struct grain_exchange {
+	struct front *f;
+	struct grain_session *session; /* owned reference; NULL: no such session */
+	struct grain_run *run;	       /* owned reference */
+	uint64_t generation;	       /* of the connection out */
+	struct proxy_request *proxy;   /* owned */
+	struct proxy_params params;
+	char origin[320];
+	char host[300];
+	bool seen;     /* the first call is over (no session) */
+	bool answered; /* an error page is queued (no session) */
+};
+
+/* The tail of a grain's log, for its owner's error page; "" when there is none. */
+static void
+log_tail(struct front *f, const char *grain_id, char *out, size_t size)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct ipc_grain g;
+	struct ipc_message reply;
+	struct stat st;
+	ssize_t n;
+
+	out[0] = '\0';
+	memcpy(g.grain_id, grain_id, GRAIN_ID_LEN);
+	if (launcher_call(f->launcher, IPC_GRAIN_LOG_OPEN, &g, sizeof(g), -1, &reply) < 0 ||
+	    reply.n_fds != 1)
+		return;
+	fd = reply.fds[0];
+	if (fstat(fd, &st) < 0)
+		return;
+	n = pread(fd, out, size - 1, st.st_size > (off_t)(size - 1) ? st.st_size - (off_t)(size - 1) : 0);
+	out[n > 0 ? n : 0] = '\0';
+}
+
+static int
+exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, size_t error_size)
+{
+	struct grain_exchange *x = userdata;
+	int r;
+
+	r = grain_acquire(x->f->grains, x->run, ret_fd, ret_reused, &x->generation, error,
+			  error_size);
+	if (r < 0 && x->session->owner) {
+		char tail[LOG_TAIL];
+		size_t len = strlen(error);
+
+		log_tail(x->f, x->session->grain_id, tail, sizeof(tail));
+		if (tail[0])
+			(void)snprintf(error + len, error_size - len,
+				       "\n\nThe end of its log (only you, its owner, see this):\n%s",
+				       tail);
+	}
+	return r;
+}
+
+static void
+exchange_release(void *userdata, int fd, bool reusable)
+{
+	struct grain_exchange *x = userdata;
+
+	grain_release(x->f->grains, x->run, fd, reusable, x->generation);
+}
+
+static const struct proxy_upstream_ops exchange_ops = {
+	.acquire = exchange_acquire,
+	.release = exchange_release,
+};
+
+static const char *const shell_cookies[] = { SESSION_COOKIE, SESSION_COOKIE_TLS, NULL };
+
+struct grain_exchange *
+grain_exchange_new(struct front *f, const char *label, const char *host)
+{
+	struct grain_exchange *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->f = f;
+	x->session = session_resolve(f, label);
+	if (!x->session || x->session->trashed)
+		return x; /* answered by grain_exchange_handle() */
+	x->run = grain_manager_get(f->grains, x->session->grain_id, x->session->package_id);
+	if (!x->run) {
+		grain_exchange_free(x, MHD_REQUEST_TERMINATED_WITH_ERROR);
+		return NULL;
+	}
+	(void)snprintf(x->host, sizeof(x->host), "%s", host);
+	(void)snprintf(x->origin, sizeof(x->origin), "%s://%s", f->tls ? "https" : "http", host);
+	x->params = (struct proxy_params){
+		.ops = &exchange_ops,
+		.userdata = x,
+		.user_id = x->session->user_id > 0 ? x->session->user_id_header : NULL,
+		.username = x->session->user_id > 0 ? x->session->username : NULL,
+		.permissions = x->session->permissions,
+		.session_id = x->session->session_id,
+		.forwarded_proto = f->tls ? "https" : "http",
+		.forwarded_host = x->host,
+		.frame_ancestors = f->origin,
+		.strip_cookies = shell_cookies,
+		.read_only = false,
+		.origin = x->origin,
+	};
+	return x;
+}
+
+/* Pages for the cases where no app is asked at all. */
+static enum MHD_Result
+exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
+		const char *upload_data, size_t *upload_data_size)
+{
+	static const char expired[] =
+		"<!doctype html><meta charset=utf-8><title>Session ended</title>"
+		"<h1>This grain session has ended</h1>"
+		"<p>It expired, or it never existed. Open the grain again from Granary.</p>\n";
+	static const char trashed[] =
+		"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
+		"<h1>This grain was deleted</h1>"
+		"<p>Its owner moved it to the trash. Ask them to restore it if you still need "
+		"it.</p>\n";
+	const char *page = x->session ? trashed : expired;
+	struct MHD_Response *response;
+	enum MHD_Result ret;
+
+	(void)upload_data;
+	if (*upload_data_size > 0) {
+		*upload_data_size = 0; /* the body of a request we will not forward */
+		return MHD_YES;
+	}
+	if (x->answered)
+		return MHD_YES;
+	if (!x->seen) {
+		/* First call: answering now would cost keep-alive (FIELD-NOTES.md). */
+		x->seen = true;
+		return MHD_YES;
+	}
+	x->answered = true;
+	response = MHD_create_response_from_buffer(strlen(page), (void *)page,
+						   MHD_RESPMEM_PERSISTENT);
+	if (!response)
+		return MHD_NO;
+	(void)MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+				      "text/html; charset=utf-8");
+	(void)MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	(void)MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+	ret = MHD_queue_response(connection, x->session ? MHD_HTTP_GONE : MHD_HTTP_NOT_FOUND,
+				 response);
+	MHD_destroy_response(response);
+	return ret;
+}
+
+enum MHD_Result
+grain_exchange_handle(struct grain_exchange *x, struct MHD_Connection *connection,
+		      const char *raw_uri, const char *method, const char *version,
+		      const char *upload_data, size_t *upload_data_size)
+{
+	if (!x->run)
+		return exchange_refuse(x, connection, upload_data, upload_data_size);
+	return proxy_handle(&x->proxy, &x->params, connection, raw_uri, method, version,
+			    upload_data, upload_data_size);
+}
+
+struct grain_exchange *
+grain_exchange_free(struct grain_exchange *x, enum MHD_RequestTerminationCode toe)
+{
+	if (!x)
+		return NULL;
+	if (x->run)
+		proxy_completed(x->proxy, toe);
+	x->run = grain_run_unref(x->f->grains, x->run);
+	x->session = session_unref(x->f, x->session);
+	free(x);
+	return NULL;
+}

@@ -1,0 +1,372 @@
+"""Grains end to end: a real app (apps/grain-test, static C) in real
+sandboxes behind front's proxy. Start on the first request, concurrent first
+requests sharing one start, idle stop, crash and restart with the reason in
+the log, restart of granaryd with running grains, the header rules both
+ways, sessions that end, and data that survives a restart."""
+import concurrent.futures
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from conftest import Client, Packager, add_user, wait_for
+
+PASSWORD = "correct horse battery"
+GRAIN_TEST = os.path.join(os.environ.get("GRANARY_BUILD", "build"), "apps", "grain-test")
+
+
+@pytest.fixture(scope="module")
+def packager(tmp_path_factory):
+    return Packager(tmp_path_factory.mktemp("grain-packages"))
+
+
+def grain_test_spk(packager, command=None, title="Grain test", version=1):
+    with open(GRAIN_TEST, "rb") as f:
+        binary = f.read()
+    return packager.build(
+        version=version, title=title,
+        files={"app/grain-test": (binary, 0o755)},
+        run={"command": command or ["/app/grain-test", "8000"], "httpPort": 8000,
+             "env": {"GREETING": "hi"}})
+
+
+@pytest.fixture(scope="module")
+def app_spk(packager):
+    return grain_test_spk(packager)
+
+
+class Grain:
+    """A grain opened by its owner: requests go to 127.0.0.1 with the
+    session's Host (glibc does not resolve *.localhost)."""
+
+    def __init__(self, daemon, client, grain_id):
+        self.daemon, self.client, self.id = daemon, client, grain_id
+        self.open()
+
+    def open(self):
+        r = self.client.post(f"/api/grains/{self.id}/open")
+        assert r.status_code == 201, r.text
+        self.url, self.host = r.json()["url"], r.json()["host"]
+        self.http = requests.Session()
+        self.http.headers["Host"] = self.host
+
+    def request(self, method, path, **kwargs):
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("allow_redirects", False)
+        return self.http.request(method, self.daemon.url + path, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def status(self):
+        r = self.client.get(f"/api/grains/{self.id}")
+        assert r.status_code == 200, r.text
+        return r.json()["grain"]
+
+    def log(self):
+        r = self.client.get(f"/api/grains/{self.id}/log")
+        assert r.status_code == 200, r.text
+        return r.text
+
+
+def setup_grain(start_granaryd, spk, *args):
+    daemon = start_granaryd(*args)
+    add_user(daemon.state, "alice", PASSWORD, admin=True)
+    client = Client(daemon)
+    client.login("alice", PASSWORD)
+    with open(spk, "rb") as f:
+        r = client.post("/api/apps", data=f, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code in (200, 201), r.text
+    app_id = r.json()["app"]["id"]
+    r = client.post("/api/grains", json={"app": app_id, "title": "Test grain"})
+    assert r.status_code == 201, r.text
+    return daemon, client, Grain(daemon, client, r.json()["grain"]["id"])
+
+
+def grain_pids(grain_id):
+    """Host pids of every process in the grain's cgroup (any hierarchy)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup") as f:
+                if f"grain-{grain_id}" in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def grain_cgroups(grain_id):
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if d == f"grain-{grain_id}":
+                found.append(os.path.join(root, d))
+    return found
+
+
+@pytest.fixture
+def grain(start_granaryd, app_spk):
+    daemon, client, g = setup_grain(start_granaryd, app_spk)
+    return g
+
+
+def test_first_request_starts_the_grain(grain):
+    assert grain.status()["running"] is False
+    r = grain.get("/")
+    assert r.status_code == 200, r.text
+    assert r.text == "hello world\n"
+    assert r.headers.get("Connection", "keep-alive").lower() != "close"
+    st = grain.status()
+    assert st["running"] is True
+    assert st["memory"] > 0
+    assert grain_pids(grain.id), "no process in the grain's cgroup"
+
+
+def test_the_app_runs_as_its_own_uid_in_its_sandbox(grain):
+    who = grain.get("/whoami").json()
+    assert who["uid"] == 1000
+    assert who["varWritable"] is True
+    assert who["env"].get("GREETING") == "hi"
+    host_uids = set()
+    for pid in grain_pids(grain.id):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    host_uids.add(int(line.split()[1]))
+    assert host_uids and all(u >= 0x40000000 for u in host_uids), host_uids
+
+
+def test_headers_reach_the_app_by_the_rules(grain):
+    r = grain.get("/echo?a=%2Fb&c", headers={
+        "X-Granary-User-Id": "forged", "X-Granary-Permissions": "admin",
+        "X-Forwarded-For": "6.6.6.6", "Cookie": "granary_session=secret; app=1",
+        "Connection": "keep-alive, X-Drop-Me", "X-Drop-Me": "1", "X-Keep": "yes"})
+    assert r.status_code == 200, r.text
+    echo = r.json()
+    headers = {}
+    for name, value in echo["headers"]:
+        headers.setdefault(name.lower(), []).append(value)
+    assert echo["target"] == "/echo?a=%2Fb&c"
+    assert headers["x-granary-user-id"] != ["forged"] and len(headers["x-granary-user-id"]) == 1
+    assert len(headers["x-granary-user-id"][0]) == 32
+    assert headers["x-granary-username"] == ["alice"]
+    assert headers["x-granary-permissions"] == ["read,write"]
+    assert len(headers["x-granary-session-id"][0]) == 32
+    assert headers["x-forwarded-proto"] == ["http"]
+    assert headers["x-forwarded-host"] == [grain.host]
+    assert "6.6.6.6" not in json.dumps(headers.get("x-forwarded-for", []))
+    assert headers["cookie"] == ["app=1"]
+    assert "x-drop-me" not in headers
+    assert headers["x-keep"] == ["yes"]
+
+
+def test_response_rules(grain):
+    r = grain.get("/cookie")
+    assert r.status_code == 200
+    cookie = r.headers["Set-Cookie"]
+    assert "domain" not in cookie.lower(), cookie
+    assert f"frame-ancestors http://localhost:{grain.daemon.port}" in r.headers[
+        "Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Referrer-Policy" in r.headers
+
+
+def test_foreign_origin_is_refused_before_the_app(grain):
+    r = grain.request("POST", "/upload", data=b"x" * 10, headers={"Origin": "http://evil.test"})
+    assert r.status_code == 403
+    r = grain.request("POST", "/upload", data=b"x" * 10,
+                      headers={"Origin": grain.url.rstrip("/")})
+    assert r.status_code == 200, r.text
+    assert r.json()["bytes"] == 10
+
+
+def test_concurrent_first_requests_share_one_start(grain):
+    def fetch(_):
+        return grain.get("/whoami").json()["pid"]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        pids = list(pool.map(fetch, range(32)))
+    assert len(set(pids)) == 1
+    assert grain.daemon.log.count(f"Grain {grain.id} started") == 1, grain.daemon.log
+
+
+def test_idle_grains_stop(start_granaryd, app_spk):
+    daemon, client, g = setup_grain(start_granaryd, app_spk, "--grain-idle-timeout", "2s")
+    assert g.get("/").status_code == 200
+    assert grain_pids(g.id)
+    assert wait_for(lambda: not g.status()["running"], timeout=30)
+    assert wait_for(lambda: not grain_pids(g.id) and not grain_cgroups(g.id), timeout=15)
+    # And the next request starts it again.
+    assert g.get("/").status_code == 200
+
+
+def test_open_websocket_keeps_a_grain_running(start_granaryd, app_spk):
+    websocket = pytest.importorskip("websocket")
+    daemon, client, g = setup_grain(start_granaryd, app_spk, "--grain-idle-timeout", "1s")
+    ws = websocket.create_connection(f"ws://127.0.0.1:{daemon.port}/ws", host=g.host,
+                                     origin=g.url.rstrip("/"), timeout=30)
+    try:
+        ws.send("ping one")
+        assert ws.recv() == "ping one"
+        time.sleep(4)
+        assert g.status()["running"] is True
+        ws.send_binary(b"\x00\x01binary")
+        assert ws.recv() == b"\x00\x01binary"
+    finally:
+        ws.close()
+    assert wait_for(lambda: not g.status()["running"], timeout=30)
+
+
+def test_crash_restarts_on_the_next_request_and_says_why(grain):
+    assert grain.get("/").status_code == 200
+    try:
+        r = grain.get("/crash")
+        assert r.status_code >= 500
+    except requests.ConnectionError:
+        pass
+    assert wait_for(lambda: grain.status()["crashes"] == 1, timeout=15)
+    assert "status 3" in grain.status()["lastError"]
+    assert "crashing on request" in grain.log()
+    # The first crash is retried at once.
+    r = grain.get("/")
+    assert r.status_code == 200, r.text
+
+
+def test_repeated_crashes_back_off_with_a_page_that_says_so(grain):
+    for _ in range(2):
+        assert wait_for(lambda: grain.get("/").status_code == 200, timeout=15)
+        try:
+            grain.get("/crash")
+        except requests.ConnectionError:
+            pass
+        assert wait_for(lambda: not grain.status()["running"], timeout=15)
+    r = grain.get("/")
+    assert r.status_code == 503, r.text
+    assert "try again" in r.text
+    assert "crashing on request" in r.text  # the owner sees the log tail
+
+
+def test_an_app_that_cannot_start_gets_a_page_with_its_log(start_granaryd, packager):
+    spk = grain_test_spk(packager, command=["/app/missing"], title="Broken")
+    daemon, client, g = setup_grain(start_granaryd, spk)
+    r = g.get("/")
+    assert r.status_code in (502, 503), r.text
+    assert "start" in r.text.lower()
+    st = g.status()
+    assert st["running"] is False and st["lastError"]
+
+
+def test_data_survives_stop_and_granaryd_restart(start_granaryd, app_spk, state_root):
+    daemon, client, g = setup_grain(start_granaryd, app_spk)
+    assert g.get("/file?write=note&text=kept").status_code == 200
+    r = client.post(f"/api/grains/{g.id}/stop")
+    assert r.status_code == 200 and r.json()["grain"]["running"] is False
+    assert g.get("/file?read=note").text == "kept"
+    daemon.stop()
+    assert wait_for(lambda: not grain_pids(g.id) and not grain_cgroups(g.id), timeout=15)
+    daemon2 = start_granaryd(state=daemon.state)
+    client2 = Client(daemon2)
+    client2.login("alice", PASSWORD)
+    g2 = Grain(daemon2, client2, g.id)
+    assert g2.get("/file?read=note").text == "kept"
+
+
+def test_kill_9_of_granaryd_leaves_no_grain_behind(start_granaryd, app_spk):
+    daemon, client, g = setup_grain(start_granaryd, app_spk)
+    assert g.get("/").status_code == 200
+    assert grain_pids(g.id)
+    # Every granaryd process at once, as a power cut would (the grains are left).
+    family = [daemon.proc.pid] + children(daemon.proc.pid)
+    for pid in family:
+        os.kill(pid, signal.SIGKILL)
+    daemon.stop(check=False)
+    daemon2 = start_granaryd(state=daemon.state)
+    assert wait_for(lambda: not grain_pids(g.id) and not grain_cgroups(g.id), timeout=20), \
+        daemon2.log
+    client2 = Client(daemon2)
+    client2.login("alice", PASSWORD)
+    assert Grain(daemon2, client2, g.id).get("/").status_code == 200
+
+
+def test_sessions_end(grain):
+    bogus = "ui-" + "0" * 32 + f".localhost:{grain.daemon.port}"
+    r = requests.get(grain.daemon.url + "/", headers={"Host": bogus}, timeout=30)
+    assert r.status_code == 404
+    assert "session" in r.text.lower()
+    assert grain.get("/").status_code == 200
+    r = grain.client.delete(f"/api/grains/{grain.id}")
+    assert r.status_code == 204
+    r = grain.get("/")
+    assert r.status_code == 410 and "deleted" in r.text.lower()
+    assert wait_for(lambda: not grain_pids(grain.id), timeout=15)
+    r = grain.client.delete(f"/api/grains/{grain.id}")
+    assert r.status_code == 204
+    assert grain.get("/").status_code == 404
+
+
+def test_someone_elses_grain_cannot_be_opened(grain):
+    add_user(grain.daemon.state, "bob", PASSWORD)
+    bob = Client(grain.daemon)
+    bob.login("bob", PASSWORD)
+    for verb, path in (("POST", "open"), ("POST", "start"), ("POST", "stop"), ("GET", "log")):
+        r = bob.request(verb, f"/api/grains/{grain.id}/{path}")
+        assert r.status_code == 404, (path, r.text)
+
+
+def test_large_transfers_stream_through_front(grain):
+    size = 256 << 20
+    front = front_pid(grain.daemon)
+    before = rss_kib(front)
+
+    def body():
+        chunk = bytes(range(256)) * 4096
+        for _ in range(size // len(chunk)):
+            yield chunk
+
+    r = grain.request("POST", "/upload", data=body(),
+                      headers={"Origin": grain.url.rstrip("/")}, timeout=300)
+    assert r.status_code == 200, r.text
+    assert r.json()["bytes"] == size
+    r = grain.get(f"/download?bytes={size}", stream=True, timeout=300)
+    got = 0
+    for chunk in r.iter_content(1 << 20):
+        got += len(chunk)
+    assert got == size
+    growth = rss_kib(front) - before
+    assert growth < 16 * 1024, f"front grew by {growth} KiB"
+
+
+def children(ppid):
+    found = []
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if f"PPid:\t{ppid}\n" in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def front_pid(daemon):
+    """front is the child of granaryd's parent that does not run as root."""
+    for pid in children(daemon.proc.pid):
+        with open(f"/proc/{pid}/status") as f:
+            uid = next(line for line in f if line.startswith("Uid:")).split()[1]
+        if uid != "0":
+            return pid
+    raise AssertionError("no front process")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
