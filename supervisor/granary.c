@@ -62,6 +62,8 @@ help(void)
 	       "  grain new APP_ID --owner NAME [--title T]\n"
 	       "                                     create a grain; prints its id\n"
 	       "  grain list                         list every grain\n"
+	       "  grain start GRAIN_ID               start a grain now (granaryd must run)\n"
+	       "  grain stop GRAIN_ID                stop a running grain\n"
 	       "  status                             show what the server holds\n"
 	       "\n"
 	       "Options:\n"
@@ -557,8 +559,9 @@ print_app(json_t *a)
 static void
 print_grain(json_t *g)
 {
-	printf("%s  %-16s %s%s\n", str(g, "id"), str(g, "owner"), str(g, "title"),
-	       json_is_null(json_object_get(g, "trashedAt")) ? "" : " (in the trash)");
+	printf("%s  %-16s %s%s%s\n", str(g, "id"), str(g, "owner"), str(g, "title"),
+	       json_is_null(json_object_get(g, "trashedAt")) ? "" : " (in the trash)",
+	       json_is_true(json_object_get(g, "running")) ? " (running)" : "");
 }
 
 /* A "... list" command: the API's GET path through the daemon, or the database. */
@@ -888,6 +891,50 @@ status(int argc, char *argv[])
 	return 0;
 }
 
+/* "grain start ID" / "grain stop ID": only a running granaryd runs grains. */
+static int
+grain_start_stop(int argc, char *argv[], bool start)
+{
+	_cleanup_json_ json_t *grain = NULL;
+	_cleanup_free_ char *path = NULL;
+	struct command_options o = {};
+	int r;
+
+	r = parse_command(argc, argv, start ? "grain start GRAIN_ID" : "grain stop GRAIN_ID",
+			  start ? "Start a grain now (it also starts on its first request)."
+				: "Stop a running grain (its app gets SIGTERM, then SIGKILL).",
+			  1, no_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	if (daemon_fd < 0)
+		return log_error_errno(ESRCH, "granaryd is not running: grains run only under it");
+	if (asprintf(&path, "/api/grains/%s/%s", argv[optind], start ? "start" : "stop") < 0)
+		return log_oom();
+	r = daemon_do("POST", path, NULL, -1, "grain", &grain);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(grain);
+	printf("%s %s\n", str(grain, "id"),
+	       json_is_true(json_object_get(grain, "running")) ? "running" : "stopped");
+	return 0;
+}
+
+static int
+grain_start(int argc, char *argv[])
+{
+	return grain_start_stop(argc, argv, true);
+}
+
+static int
+grain_stop(int argc, char *argv[])
+{
+	return grain_start_stop(argc, argv, false);
+}
+
 static const struct {
 	const char *command, *sub;
 	int (*run)(int argc, char *argv[]);
@@ -900,6 +947,8 @@ static const struct {
 	{ "app", "remove", app_remove_command },
 	{ "grain", "new", grain_new },
 	{ "grain", "list", NULL, &grain_listing },
+	{ "grain", "start", grain_start },
+	{ "grain", "stop", grain_stop },
 	{ "status", NULL, status },
 };
 
