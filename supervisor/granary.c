@@ -62,6 +62,7 @@ help(void)
 	       "  grain new APP_ID --owner NAME [--title T]\n"
 	       "                                     create a grain; prints its id\n"
 	       "  grain list                         list every grain\n"
+	       "  grain open GRAIN_ID                print a URL that opens the grain as its owner\n"
 	       "  grain start GRAIN_ID               start a grain now (granaryd must run)\n"
 	       "  grain stop GRAIN_ID                stop a running grain\n"
 	       "  status                             show what the server holds\n"
@@ -924,6 +925,36 @@ grain_start_stop(int argc, char *argv[], bool start)
 }
 
 static int
+grain_open(int argc, char *argv[])
+{
+	_cleanup_json_ json_t *session = NULL;
+	_cleanup_free_ char *path = NULL;
+	struct command_options o = {};
+	int r;
+
+	r = parse_command(argc, argv, "grain open GRAIN_ID",
+			  "Open a grain as its owner: prints the URL to visit (keep it secret: "
+			  "whoever has it acts as the owner).",
+			  1, no_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = state_open(false);
+	if (r < 0)
+		return r;
+	if (daemon_fd < 0)
+		return log_error_errno(ESRCH, "granaryd is not running: grains run only under it");
+	if (asprintf(&path, "/api/grains/%s/open", argv[optind]) < 0)
+		return log_oom();
+	r = daemon_do("POST", path, NULL, -1, NULL, &session);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(session);
+	printf("%s\n", str(session, "url"));
+	return 0;
+}
+
+static int
 grain_start(int argc, char *argv[])
 {
 	return grain_start_stop(argc, argv, true);
@@ -947,6 +978,7 @@ static const struct {
 	{ "app", "remove", app_remove_command },
 	{ "grain", "new", grain_new },
 	{ "grain", "list", NULL, &grain_listing },
+	{ "grain", "open", grain_open },
 	{ "grain", "start", grain_start },
 	{ "grain", "stop", grain_stop },
 	{ "status", NULL, status },
