@@ -1143,8 +1143,8 @@ front_housekeeping(struct front *f)
 	if (r < 0)
 		log_warning_errno(r, "Failed to look for unused packages: %m");
 	k = purge_trash(f, now);
-	if (db_grain_session_purge(f->db, now) < 0)
-		log_warning("Failed to delete expired grain sessions");
+	if (db_grain_session_purge(f->db, now) < 0 || db_session_purge(f->db, now) < 0)
+		log_warning("Failed to delete expired sessions");
 	return r < 0 ? r : k;
 }
 
