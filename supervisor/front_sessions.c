@@ -344,7 +344,13 @@ session_open(struct front *f, const struct db_grain *g, const struct db_user *us
 
 /* ---- one proxied request --------------------------------------------------------- */
 
+/*
+ * Referenced by the request (until MHD's completion callback) and by every
+ * connection out to the app (until the engine releases it, which for a
+ * WebSocket happens later, from the tunnel's thread).
+ */
 struct grain_exchange {
+	unsigned refs; /* atomic */
 	struct front *f;
 	struct grain_session *session; /* owned reference; NULL: no such session */
 	struct grain_run *run;	       /* owned reference */
@@ -379,6 +385,16 @@ log_tail(struct front *f, const char *grain_id, char *out, size_t size)
 	out[n > 0 ? n : 0] = '\0';
 }
 
+static void
+exchange_unref(struct grain_exchange *x)
+{
+	if (__atomic_sub_fetch(&x->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	x->run = grain_run_unref(x->f->grains, x->run);
+	x->session = session_unref(x->f, x->session);
+	free(x);
+}
+
 static int
 exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, size_t error_size)
 {
@@ -387,6 +403,8 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 
 	r = grain_acquire(x->f->grains, x->run, ret_fd, ret_reused, &x->generation, error,
 			  error_size);
+	if (r >= 0)
+		__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
 	if (r < 0 && x->session->owner) {
 		char tail[LOG_TAIL];
 		size_t len = strlen(error);
@@ -406,6 +424,7 @@ exchange_release(void *userdata, int fd, bool reusable)
 	struct grain_exchange *x = userdata;
 
 	grain_release(x->f->grains, x->run, fd, reusable, x->generation);
+	exchange_unref(x);
 }
 
 static const struct proxy_upstream_ops exchange_ops = {
@@ -422,6 +441,7 @@ grain_exchange_new(struct front *f, const char *label, const char *host)
 
 	if (!x)
 		return NULL;
+	x->refs = 1;
 	x->f = f;
 	x->session = session_resolve(f, label);
 	if (!x->session || x->session->trashed)
@@ -513,8 +533,6 @@ grain_exchange_free(struct grain_exchange *x, enum MHD_RequestTerminationCode to
 		return NULL;
 	if (x->run)
 		proxy_completed(x->proxy, toe);
-	x->run = grain_run_unref(x->f->grains, x->run);
-	x->session = session_unref(x->f, x->session);
-	free(x);
+	exchange_unref(x);
 	return NULL;
 }
