@@ -1600,6 +1600,7 @@ conn_read(struct conn *c, size_t *room)
 static void
 conn_run(struct conn *c)
 {
+	enum phase phase;
 	int round, r;
 
 	for (round = 0; round < 64; round++) {
@@ -1623,12 +1624,14 @@ conn_run(struct conn *c)
 		}
 		if (process(c))
 			progress = true;
+		phase = c->phase;
 		r = flush(c);
 		if (r < 0) {
 			conn_close(c);
 			return;
 		}
-		if (!progress)
+		/* A download that ended lets a pipelined request go on. */
+		if (!progress && c->phase == phase)
 			break;
 	}
 	if (c->phase == PHASE_CLOSE && c->out.len == 0) {

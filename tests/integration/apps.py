@@ -40,7 +40,12 @@ import subprocess
 import tempfile
 import threading
 
-from conftest import BUILD, SOURCE, Packager, program, wait_for
+# Outside `make test` (a benchmark, a shell), the tree is the one this file is in.
+os.environ.setdefault("GRANARY_SOURCE", os.path.abspath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")))
+os.environ.setdefault("GRANARY_BUILD", os.path.join(os.environ["GRANARY_SOURCE"], "build"))
+
+from conftest import BUILD, SOURCE, Packager, program, wait_for  # noqa: E402
 
 APPS = ("grain-test", "python-hello", "php-hello", "hello")
 

@@ -25,9 +25,13 @@ from conftest import program, run, wait_for
 GRAIN_TEST = program("apps/grain-test")
 
 
+PERIOD = bytes((i * 31) % 251 for i in range(251))
+
+
 def pattern(start, n):
     """The download pattern: byte i is (i * 31) % 251."""
-    return bytes((i * 31) % 251 for i in range(start, start + n))
+    k = start % 251
+    return (PERIOD[k:] + PERIOD * (n // 251 + 1))[:n]
 
 
 class App:
@@ -141,6 +145,22 @@ def test_pipelined_requests_are_answered_in_order(app):
     st3, _, _, rest, _ = read_response(s, rest)
     assert (st1, st2, st3) == (201, 200, 202)
     assert json.loads(body)["bodyHead"] == "abc"
+    s.close()
+
+
+def test_pipelined_requests_after_a_download_and_a_slow_answer(app):
+    s = app.connect()
+    s.sendall(b"GET /download?bytes=20000000 HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /slow?ms=10 HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /download?bytes=5&chunked=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    _, _, body, rest, _ = read_response(s)
+    assert body == pattern(0, 20000000)
+    _, _, body, rest, _ = read_response(s, rest)
+    assert body == b"slept\n"
+    _, _, body, rest, _ = read_response(s, rest)
+    assert body == pattern(0, 5)
+    assert read_response(s, rest)[2] == b"hello world\n"
     s.close()
 
 
