@@ -88,6 +88,7 @@ include sandbox/build.mk
 include spk/build.mk
 include grains/build.mk
 include supervisor/build.mk
+include apps/build.mk
 include tests/build.mk
 
 # ---- generic rules --------------------------------------------------------

@@ -42,6 +42,7 @@ sqlite3             cmd:sqlite3
 iproute2            cmd:ip
 procps              cmd:ps
 php-cli             cmd:php
+php-sqlite3         dpkg
 nodejs              cmd:node
 '
 

@@ -1,0 +1,198 @@
+#!/bin/bash
+# B7 (../shared/docs/BENCHMARKS.md): 1 GiB through the proxy. curl uploads a
+# 1 GiB file (POST /upload, Content-Length) and downloads 1 GiB
+# (GET /download?bytes=1073741824, Content-Length) to and from grain-test:
+#
+#   direct    straight to build/apps/grain-test on 127.0.0.1 (BENCHMARKS.md's peer)
+#   nginx     nginx-light in front of it, streaming both ways (for orientation)
+#   Granary   through granaryd's proxy to a grain of grain-test
+#
+# Each upload's answer is checked (byte count and Adler-32 of the file), each
+# download's size. While the Granary transfers run, front's VmRSS is sampled
+# every 5 ms: before, peak, after. Rounds alternate the order; medians and
+# min-max. Writes docs/benchmarks/b7.md and b7.svg.
+#
+#   make bench T=b7                      (or, as root: bash tests/bench/b7-transfer.sh)
+#   B7_ROUNDS=3 B7_BYTES=1073741824      (defaults)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+die() { echo "b7: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root (granaryd, grains)"
+for cmd in curl nginx /usr/bin/python3; do
+	command -v "$cmd" >/dev/null || die "$cmd is missing (scripts/deps.sh ensure test bench)"
+done
+
+/usr/bin/python3 - "$top" <<'EOF'
+import json, os, subprocess, sys, threading, time, zlib
+sys.path.insert(0, os.path.join(sys.argv[1], "tests", "bench"))
+import benchlib as B
+import svgplot
+
+ROUNDS = int(os.environ.get("B7_ROUNDS", 3))
+SIZE = int(os.environ.get("B7_BYTES", 1 << 30))
+work = B.tmpdir("granary-b7-")
+
+# The upload: random bytes (nothing along the way can compress them), on the
+# disk's page cache after writing; its Adler-32 is what grain-test must answer.
+data_path = os.path.join(work, "upload.bin")
+adler = 1
+with open(data_path, "wb") as f:
+    left = SIZE
+    while left:
+        chunk = os.urandom(min(left, 1 << 20))
+        adler = zlib.adler32(chunk, adler)
+        f.write(chunk)
+        left -= len(chunk)
+
+
+def curl(args):
+    r = subprocess.run(["curl", "-sS", "--fail", "-w", "\\n%{time_total} %{size_download} "
+                        "%{size_upload}", *args], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args)}: {r.stderr}")
+    body, _, stats = r.stdout.rpartition("\n")
+    t, down, up = stats.split()
+    return body, float(t), int(float(down)), int(float(up))
+
+
+def upload(port, host):
+    body, t, _, up = curl(["-H", f"Host: {host}", "-H", f"Origin: http://{host}", "-H", "Expect:",
+                           "-T", data_path,
+                           "-X", "POST", f"http://127.0.0.1:{port}/upload"])
+    got = json.loads(body)
+    if got != {"bytes": SIZE, "sum": adler} or up != SIZE:
+        raise RuntimeError(f"upload through {port}: sent {up} bytes, the app saw {got}, "
+                           f"expected {SIZE} bytes with Adler-32 {adler}")
+    return SIZE / t / 1e6
+
+
+def download(port, host):
+    _, t, down, _ = curl(["-H", f"Host: {host}", "-o", "/dev/null",
+                          f"http://127.0.0.1:{port}/download?bytes={SIZE}"])
+    if down != SIZE:
+        raise RuntimeError(f"download through {port}: {down} bytes, expected {SIZE}")
+    return SIZE / t / 1e6
+
+
+class RssSampler:
+    """VmRSS of pid every 5 ms in a thread: max over the sampling."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.stop_flag = pid, 0, False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_flag:
+            self.peak = max(self.peak, B.kib(self.pid, "VmRSS").get("VmRSS", 0))
+            time.sleep(0.005)
+
+    def stop(self):
+        self.stop_flag = True
+        self.thread.join()
+        return self.peak
+
+
+app = nginx = granary = None
+granary_why = ""
+speeds = {}
+front_mem = []
+nginx_peak = []
+try:
+    app = B.GrainTest()
+    nginx = B.Nginx(app.port, work)
+    targets = {"direct": (app.port, f"127.0.0.1:{app.port}"),
+               "nginx": (nginx.port, f"127.0.0.1:{nginx.port}")}
+    granary = B.Granary(os.path.join(work, "g"))
+    try:
+        _, _, host = granary.require(B.apps.build_app("grain-test"))
+        targets["Granary"] = (granary.port, host)
+        front = granary.roles()["front"]
+    except B.NotAvailable as e:
+        granary_why = str(e)
+        print(f"b7: Granary not measured: {e}")
+    for t in targets:
+        speeds[(t, "upload")], speeds[(t, "download")] = [], []
+    load_before = B.load()
+    for r in range(ROUNDS):
+        order = list(targets)
+        if r % 2:
+            order.reverse()
+        for t in order:
+            port, host = targets[t]
+            if t == "Granary":
+                before = B.kib(front, "VmRSS", "VmHWM")
+                sampler = RssSampler(front)
+            elif t == "nginx":
+                sampler = RssSampler(nginx.worker_pids()[0])
+            speeds[(t, "upload")].append(upload(port, host))
+            speeds[(t, "download")].append(download(port, host))
+            if t == "Granary":
+                peak = sampler.stop()
+                time.sleep(1)
+                after = B.kib(front, "VmRSS", "VmHWM")
+                # A new high-water mark (VmHWM) was set during these transfers.
+                if after["VmHWM"] > before["VmHWM"]:
+                    peak = max(peak, after["VmHWM"])
+                front_mem.append((before["VmRSS"], peak, after["VmRSS"]))
+            elif t == "nginx":
+                nginx_peak.append(sampler.stop())
+            print(f"b7: round {r + 1} {t:8} upload {speeds[(t, 'upload')][-1]:7.0f} MB/s, "
+                  f"download {speeds[(t, 'download')][-1]:7.0f} MB/s")
+    load_after = B.load()
+finally:
+    for p in (granary, nginx, app):
+        if p:
+            p.stop()
+    B.rmtree(work)
+
+names = ["direct", "nginx", "Granary"]
+lines = [
+    "## B7: 1 GiB through the proxy",
+    "",
+    f"Measured {B.machine()} by `tests/bench/b7-transfer.sh`: curl uploads {SIZE / 2**30:g} GiB "
+    "of random bytes from a file in the page cache (`POST /upload`, Content-Length) and "
+    f"downloads as much (`GET /download?bytes={SIZE}`, Content-Length, to /dev/null), "
+    f"{ROUNDS} rounds, the order of targets reversed every other round; medians, min–max in "
+    "brackets, MB = 10⁶ bytes. Every upload was checked: grain-test answers the byte count and "
+    "the Adler-32 of what it read. nginx streams the upload (`proxy_request_buffering off`) and "
+    f"buffers the download in memory only (8 × 64 KiB, `proxy_max_temp_file_size 0`). Load average {load_before} before, {load_after} after.",
+    "",
+    "| target | upload | download | upload vs direct | download vs direct |",
+    "|---|---:|---:|---:|---:|",
+]
+for t in names:
+    up, down = speeds.get((t, "upload")), speeds.get((t, "download"))
+    if not up:
+        lines.append(f"| {t} | not run yet | | | |")
+        continue
+    u, d = B.med(up), B.med(down)
+    du, dd = B.med(speeds[("direct", "upload")])[0], B.med(speeds[("direct", "download")])[0]
+    bold = "**" if t == "Granary" else ""
+    lines.append(f"| {t} | {u[0]:,.0f} MB/s ({u[1]:,.0f}–{u[2]:,.0f}) | "
+                 f"{d[0]:,.0f} MB/s ({d[1]:,.0f}–{d[2]:,.0f}) | {bold}{u[0] / du:.2f}×{bold} | "
+                 f"{bold}{d[0] / dd:.2f}×{bold} |")
+lines += ["", "![B7: MB/s](b7.svg)", ""]
+if front_mem:
+    growth = max(peak - before for before, peak, _ in front_mem)
+    lines += [
+        "front's memory around the Granary transfers (VmRSS, KiB, sampled every 5 ms, and "
+        "VmHWM): " + "; ".join(f"round {i + 1}: {b} before, {p} peak, {a} after"
+                                for i, (b, p, a) in enumerate(front_mem))
+        + f". Largest growth: **{growth / 1024:.1f} MiB**.",
+        "",
+    ]
+if nginx_peak:
+    lines += [f"For orientation, nginx's worker peaked at {max(nginx_peak)} KiB VmRSS.", ""]
+lines += [
+    "Goal: ≥ 0.8× direct both ways; front's RSS growth ≤ 8 MiB. "
+    + (f"**Granary: not run yet** ({granary_why})." if not speeds.get(("Granary", "upload")) else ""),
+]
+B.write_section("b7", lines)
+svgplot.bar_chart(os.path.join(B.DOCS, "b7.svg"), f"B7: {SIZE / 2**30:g} GiB with curl, MB/s",
+                  ["upload", "download"],
+                  [(t, [B.med(speeds[(t, d)])[0] if speeds.get((t, d)) else None
+                        for d in ("upload", "download")],
+                    [B.med(speeds[(t, d)])[1:] if speeds.get((t, d)) else None
+                     for d in ("upload", "download")]) for t in names], "MB/s")
+EOF
