@@ -264,7 +264,7 @@ def test_an_app_that_cannot_start_gets_a_page_with_its_log(start_granaryd, packa
 
 def test_data_survives_stop_and_granaryd_restart(start_granaryd, app_spk, state_root):
     daemon, client, g = setup_grain(start_granaryd, app_spk)
-    assert g.get("/file?write=note&text=kept").status_code == 200
+    assert g.get("/file?write=note&data=kept").status_code == 200
     r = client.post(f"/api/grains/{g.id}/stop")
     assert r.status_code == 200 and r.json()["grain"]["running"] is False
     assert g.get("/file?read=note").text == "kept"
