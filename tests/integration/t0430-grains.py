@@ -370,3 +370,27 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def test_python_app_serves_through_the_proxy(start_granaryd):
+    from apps import build_app
+    daemon, client, g = setup_grain(start_granaryd, build_app("python-hello"))
+    r = g.get("/")
+    assert r.status_code == 200, r.text
+    assert "Hello, alice!" in r.text and "permissions: read,write" in r.text
+    r = g.request("PUT", "/", data="a note from the test",
+                  headers={"Origin": g.url.rstrip("/")})
+    assert r.status_code == 204, r.text
+    assert "a note from the test" in g.get("/").text
+
+
+def test_php_app_serves_through_the_proxy(start_granaryd):
+    from apps import build_app
+    daemon, client, g = setup_grain(start_granaryd, build_app("php-hello"))
+    first = g.get("/?format=json")
+    assert first.status_code == 200, first.text
+    info = first.json()
+    assert info["user"]["name"] == "alice"
+    assert info["user"]["permissions"] == ["read", "write"]
+    second = g.get("/?format=json").json()
+    assert second["visits"] == info["visits"] + 1
