@@ -68,7 +68,8 @@
 #define PROXY_BLOCK_SIZE      (32 * 1024) /* what MHD asks body_read() for at most */
 #define PROXY_HEAD_TIMEOUT_MS (120 * 1000)
 #define PROXY_IDLE_TIMEOUT_MS (300 * 1000)
-#define PROXY_DISCARD_LIMIT   (1024 * 1024) /* body bytes dropped before an early answer */
+#define PROXY_DISCARD_LIMIT   (64 * 1024 * 1024) /* body bytes drained before an early answer */
+#define PROXY_REFUSE_DRAINED  (64 * 1024)	  /* a refused body up to this is drained */
 #define PROXY_ATTEMPTS	      4		    /* fds one request may try (stale ones aside) */
 #define PROXY_STALE_MAX	      64	    /* pooled fds found closed, for one request */
 #define PROXY_CONNECTION_MAX  8		    /* Connection fields of a request we follow */
@@ -78,8 +79,9 @@
 enum proxy_phase {
 	PHASE_NEW,	/* checked; nothing sent yet */
 	PHASE_SENDING,	/* head sent; the body goes to the app */
-	PHASE_DEFERRED, /* the answer is known (an error, or the app answered early): the
-			 * rest of the body is dropped, up to PROXY_DISCARD_LIMIT */
+	PHASE_DEFERRED, /* the answer is known (an error): the rest of the body is
+			 * drained, up to PROXY_DISCARD_LIMIT, for MHD queues nothing
+			 * while a body is arriving */
 	PHASE_ANSWERED, /* a response is queued */
 };
 
@@ -109,6 +111,7 @@ struct proxy_request {
 
 	unsigned head_timeout_ms, idle_timeout_ms;
 	unsigned mhd_timeout; /* seconds: MHD's own idle timeout of this connection */
+	unsigned quick_wait_ms; /* waits up to this long leave MHD's timeout alone */
 
 	/* The app's answer. */
 	enum http_framing framing;
@@ -177,7 +180,7 @@ static int
 wait_fd(struct proxy_request *st, int fd, short events, int64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
-	int64_t quick = st->mhd_timeout ? MIN(1000, (int64_t)st->mhd_timeout * 500) : INT32_MAX;
+	int64_t quick = st->quick_wait_ms;
 	bool paused = false;
 	int n;
 
@@ -259,9 +262,15 @@ upstream_acquire(struct proxy_request *st)
 		else {
 			int one = 1;
 
+			struct timeval tv = {
+				.tv_sec = st->quick_wait_ms / 1000,
+				.tv_usec = st->quick_wait_ms % 1000 * 1000,
+			};
+
 			/* Heads, chunk framing and small answers are separate writes:
 			 * Nagle would hold them for the previous one's ACK. */
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 			STAT_INC(upstream_fresh);
 		}
 		return 0;
@@ -308,12 +317,19 @@ send_all(struct proxy_request *st, struct iovec *iov, size_t n, bool watch)
 	return 0;
 }
 
-/* Read what is there, or wait for it until deadline. 0: the app closed. */
+/*
+ * Read what is there, or wait for it until deadline. 0: the app closed. The
+ * first recv() blocks for a moment (SO_RCVTIMEO, set on fresh fds) when the
+ * fd is in blocking mode: an answer that comes within it costs one syscall,
+ * not three (recv, poll, recv).
+ */
 static ssize_t
 recv_some(struct proxy_request *st, char *buf, size_t size, int64_t deadline)
 {
+	int flags = 0;
+
 	for (;;) {
-		ssize_t n = recv(st->fd, buf, size, MSG_DONTWAIT);
+		ssize_t n = recv(st->fd, buf, size, flags);
 		int revents;
 
 		if (n >= 0)
@@ -322,6 +338,7 @@ recv_some(struct proxy_request *st, char *buf, size_t size, int64_t deadline)
 			continue;
 		if (errno != EAGAIN)
 			return -errno;
+		flags = MSG_DONTWAIT;
 		revents = wait_fd(st, st->fd, POLLIN, deadline);
 		if (revents < 0)
 			return revents;
@@ -1009,9 +1026,9 @@ answer_app(struct proxy_request *st, const struct proxy_params *params)
 			return answer_error(st, params);
 		}
 		response = MHD_create_response_for_upgrade(tunnel_upgraded, st);
+		/* MHD_create_response_for_upgrade() says "Connection: Upgrade" itself. */
 		if (!response || !copy_headers(st, params, response, &referrer_policy) ||
-		    !add_header(response, "Upgrade", upgrade) ||
-		    !add_header(response, "Connection", "Upgrade"))
+		    !add_header(response, "Upgrade", upgrade))
 			return MHD_NO;
 		st->phase = PHASE_ANSWERED;
 		return MHD_queue_response(st->connection, h->status, response);
@@ -1399,6 +1416,9 @@ request_new(const struct proxy_params *params, struct MHD_Connection *connection
 	st->idle_timeout_ms = params->idle_timeout_ms ?: PROXY_IDLE_TIMEOUT_MS;
 	info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_TIMEOUT);
 	st->mhd_timeout = info ? info->connection_timeout : 0;
+	st->quick_wait_ms = MIN(1000u, MIN(st->head_timeout_ms, st->idle_timeout_ms));
+	if (st->mhd_timeout)
+		st->quick_wait_ms = MIN(st->quick_wait_ms, st->mhd_timeout * 500);
 	return st;
 }
 
@@ -1419,9 +1439,12 @@ proxy_handle(struct proxy_request **state, const struct proxy_params *params,
 		*state = st;
 		STAT_INC(requests);
 		request_check(st, params, raw_uri, method);
-		/* A refused body that was not sent yet never will be. */
-		if (st->error_status && st->expect_continue &&
-		    (st->chunked_upload || (st->has_length && st->length > 0)))
+		/* Refused with a large body to come (or one that waits for 100 Continue):
+		 * answered now, and MHD closes the connection rather than read it. A
+		 * small one is drained and answered after it, keeping the connection. */
+		if (st->error_status &&
+		    (st->chunked_upload || (st->has_length && st->length > PROXY_REFUSE_DRAINED) ||
+		     (st->has_length && st->length > 0 && st->expect_continue)))
 			return answer_error(st, params);
 		if (st->error_status)
 			st->phase = PHASE_DEFERRED;
@@ -1441,7 +1464,7 @@ proxy_handle(struct proxy_request **state, const struct proxy_params *params,
 		r = body_send(st, upload_data, n);
 		if (r == -EALREADY || (r < 0 && r != -ETIMEDOUT && upstream_stale(st->fd))) {
 			/* The app answered before it had the whole body (413, 401...):
-			 * it gets no more, the client gets its answer. */
+			 * it gets no more, the client gets its answer after the body. */
 			st->early_answer = true;
 			st->discarded += n;
 		} else if (r < 0) {
@@ -1453,10 +1476,13 @@ proxy_handle(struct proxy_request **state, const struct proxy_params *params,
 	} else if (n > 0)
 		st->discarded += n;
 
-	if (n > 0 && st->discarded <= PROXY_DISCARD_LIMIT)
+	if (n > 0 && st->discarded > PROXY_DISCARD_LIMIT) {
+		/* MHD 0.9.75 queues no answer while a body arrives: give up instead. */
+		log_debug("Dropped more than %d body bytes, closing", PROXY_DISCARD_LIMIT);
+		return MHD_NO;
+	}
+	if (n > 0)
 		return MHD_YES;
-	/* The last call, or more dropped body than is worth reading: answer now
-	 * (MHD then closes the connection instead of reading the rest). */
 	return answer(st, params, raw_uri, method);
 }
 

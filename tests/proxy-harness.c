@@ -397,7 +397,7 @@ main(int argc, char *argv[])
 	/* clang-format off */
 	daemon = MHD_start_daemon(
 		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-		MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
+		(getenv("HARNESS_SELECT") ? 0 : MHD_USE_POLL) | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
 		0, NULL, NULL, handle, NULL,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
