@@ -65,7 +65,8 @@
 #include "common/banned.h"
 
 #define PROXY_BUFFER_SIZE     HTTP_HEAD_MAX
-#define PROXY_BLOCK_SIZE      (32 * 1024) /* what MHD asks body_read() for at most */
+#define PROXY_BLOCK_SIZE      (16 * 1024)  /* MHD's buffer for body_read(), at least... */
+#define PROXY_BLOCK_MAX	      (64 * 1024) /* ...and at most (one recv() and one send() each) */
 #define PROXY_HEAD_TIMEOUT_MS (120 * 1000)
 #define PROXY_IDLE_TIMEOUT_MS (300 * 1000)
 #define PROXY_DISCARD_LIMIT   (64 * 1024 * 1024) /* body bytes drained before an early answer */
@@ -1062,8 +1063,11 @@ answer_app(struct proxy_request *st, const struct proxy_params *params)
 			break;
 		}
 		st->remaining = h->content_length - buffered;
-		response = MHD_create_response_from_callback(h->content_length, PROXY_BLOCK_SIZE,
-							     body_read, st, NULL);
+		/* MHD allocates the block with each response: large for large bodies only. */
+		response = MHD_create_response_from_callback(
+			h->content_length,
+			(size_t)MIN(MAX(st->remaining, PROXY_BLOCK_SIZE), PROXY_BLOCK_MAX), body_read,
+			st, NULL);
 		break;
 	case HTTP_FRAMING_CHUNKED:
 		st->chunked = (struct http_chunked){ 0 };

@@ -209,7 +209,8 @@ decode(struct http_chunked *c, const char *in, size_t len, size_t max_data, char
 			return (int)used;
 		if (used == 0)
 			break;
-		memcpy(out + n, data, data_len);
+		if (data_len > 0)
+			memcpy(out + n, data, data_len);
 		n += data_len;
 		in += used;
 		len -= (size_t)used;
