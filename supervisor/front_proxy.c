@@ -65,15 +65,15 @@
 #include "common/banned.h"
 
 #define PROXY_BUFFER_SIZE     HTTP_HEAD_MAX
-#define PROXY_BLOCK_SIZE      (16 * 1024)  /* MHD's buffer for body_read(), at least... */
+#define PROXY_BLOCK_SIZE      (16 * 1024) /* MHD's buffer for body_read(), at least... */
 #define PROXY_BLOCK_MAX	      (64 * 1024) /* ...and at most (one recv() and one send() each) */
 #define PROXY_HEAD_TIMEOUT_MS (120 * 1000)
 #define PROXY_IDLE_TIMEOUT_MS (300 * 1000)
 #define PROXY_DISCARD_LIMIT   (64 * 1024 * 1024) /* body bytes drained before an early answer */
-#define PROXY_REFUSE_DRAINED  (64 * 1024)	  /* a refused body up to this is drained */
-#define PROXY_ATTEMPTS	      4		    /* fds one request may try (stale ones aside) */
-#define PROXY_STALE_MAX	      64	    /* pooled fds found closed, for one request */
-#define PROXY_CONNECTION_MAX  8		    /* Connection fields of a request we follow */
+#define PROXY_REFUSE_DRAINED  (64 * 1024)	 /* a refused body up to this is drained */
+#define PROXY_ATTEMPTS	      4			 /* fds one request may try (stale ones aside) */
+#define PROXY_STALE_MAX	      64		 /* pooled fds found closed, for one request */
+#define PROXY_CONNECTION_MAX  8			 /* Connection fields of a request we follow */
 #define TUNNEL_BUFFER	      (16 * 1024)
 #define TUNNEL_STACK	      (64 * 1024)
 
@@ -111,13 +111,13 @@ struct proxy_request {
 	char error_detail[256];
 
 	unsigned head_timeout_ms, idle_timeout_ms;
-	unsigned mhd_timeout; /* seconds: MHD's own idle timeout of this connection */
+	unsigned mhd_timeout;	/* seconds: MHD's own idle timeout of this connection */
 	unsigned quick_wait_ms; /* waits up to this long leave MHD's timeout alone */
 
 	/* The app's answer. */
 	enum http_framing framing;
-	bool keep_alive; /* the app keeps the connection for another exchange */
-	bool got_bytes;	 /* any byte of an answer arrived on this fd */
+	bool keep_alive;    /* the app keeps the connection for another exchange */
+	bool got_bytes;	    /* any byte of an answer arrived on this fd */
 	uint64_t remaining; /* HTTP_FRAMING_LENGTH: body bytes not read from the fd yet */
 	struct http_chunked chunked;
 	size_t data_start, data_end; /* body bytes in buf, ready for MHD */
@@ -384,10 +384,20 @@ name_is(const char *s, size_t len, const char *name)
  * X-Forwarded-*, Forwarded, X-Real-IP, Authorization (SECURITY-TESTS.md J).
  */
 static const char *const request_dropped[] = {
-	"Connection",	     "Keep-Alive",	  "Proxy-Connection", "Proxy-Authorization",
-	"TE",		     "Trailer",		  "Transfer-Encoding", "Upgrade",
-	"Content-Length",    "Expect",		  "Forwarded",	      "X-Real-IP",
-	"Authorization",     NULL,
+	"Connection",
+	"Keep-Alive",
+	"Proxy-Connection",
+	"Proxy-Authorization",
+	"TE",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+	"Content-Length",
+	"Expect",
+	"Forwarded",
+	"X-Real-IP",
+	"Authorization",
+	NULL,
 };
 
 static bool
@@ -400,8 +410,7 @@ request_field_dropped(const struct proxy_request *st, const char *name, size_t l
 			return true;
 	if (prefix_is(name, len, "X-Granary-") || prefix_is(name, len, "X-Forwarded-"))
 		return true;
-	if (st->n_connection_fields == 0 || name_is(name, len, "Host") ||
-	    len >= sizeof(lower))
+	if (st->n_connection_fields == 0 || name_is(name, len, "Host") || len >= sizeof(lower))
 		return false;
 	/* Fields the client named in Connection are hop-by-hop too (never Host: the app
 	 * must know which host it serves). */
@@ -420,8 +429,8 @@ struct scan {
 };
 
 static enum MHD_Result
-scan_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
-	   const char *value, size_t value_size)
+scan_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+	   size_t value_size)
 {
 	struct scan *s = cls;
 	struct proxy_request *st = s->st;
@@ -511,7 +520,8 @@ request_check(struct proxy_request *st, const struct proxy_params *params, const
 		bool upgrade = false;
 
 		for (unsigned i = 0; i < st->n_connection_fields; i++)
-			upgrade = upgrade || http_list_has_token(st->connection_fields[i], "upgrade");
+			upgrade =
+				upgrade || http_list_has_token(st->connection_fields[i], "upgrade");
 		st->websocket = upgrade;
 	}
 	if (params->read_only && !safe)
@@ -523,7 +533,6 @@ request_check(struct proxy_request *st, const struct proxy_params *params, const
 				 "Requests that change something must come from the app's own "
 				 "pages.");
 }
-
 
 struct head_writer {
 	const struct proxy_request *st;
@@ -580,8 +589,8 @@ put_field_encoded(struct head_writer *w, const char *name, const char *value)
 }
 
 static enum MHD_Result
-head_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
-	   const char *value, size_t value_size)
+head_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+	   size_t value_size)
 {
 	struct head_writer *w = cls;
 
@@ -939,9 +948,17 @@ body_read(void *cls, uint64_t pos, char *out, size_t max)
  * its own), and nosniff (added once by us).
  */
 static const char *const response_dropped[] = {
-	"Connection",	     "Keep-Alive", "Proxy-Connection",	     "TE",
-	"Trailer",	     "Transfer-Encoding", "Upgrade",		     "Content-Length",
-	"Proxy-Authenticate", "X-Content-Type-Options", NULL,
+	"Connection",
+	"Keep-Alive",
+	"Proxy-Connection",
+	"TE",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+	"Content-Length",
+	"Proxy-Authenticate",
+	"X-Content-Type-Options",
+	NULL,
 };
 
 static bool
@@ -1049,7 +1066,7 @@ answer_app(struct proxy_request *st, const struct proxy_params *params)
 			size = 0;
 		upstream_done(st, buffered > 0);
 		response = size == 0 ? MHD_create_response_from_buffer(0, (void *)"",
-									 MHD_RESPMEM_PERSISTENT)
+								       MHD_RESPMEM_PERSISTENT)
 				     : MHD_create_response_from_callback(size, PROXY_BLOCK_SIZE,
 									 body_read, st, NULL);
 		break;
@@ -1066,8 +1083,8 @@ answer_app(struct proxy_request *st, const struct proxy_params *params)
 		/* MHD allocates the block with each response: large for large bodies only. */
 		response = MHD_create_response_from_callback(
 			h->content_length,
-			(size_t)MIN(MAX(st->remaining, PROXY_BLOCK_SIZE), PROXY_BLOCK_MAX), body_read,
-			st, NULL);
+			(size_t)MIN(MAX(st->remaining, PROXY_BLOCK_SIZE), PROXY_BLOCK_MAX),
+			body_read, st, NULL);
 		break;
 	case HTTP_FRAMING_CHUNKED:
 		st->chunked = (struct http_chunked){ 0 };
@@ -1350,7 +1367,8 @@ tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *req_cls, con
 		.client_fd = sock,
 		.app_fd = st->fd,
 		.to_app = { .buf = t->space, .size = to_app_size, .end = extra_in_size },
-		.to_client = { .buf = t->space + to_app_size, .size = to_client_size,
+		.to_client = { .buf = t->space + to_app_size,
+			       .size = to_client_size,
 			       .end = from_app },
 	};
 	memcpy(t->to_app.buf, extra_in, extra_in_size);

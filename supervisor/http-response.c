@@ -33,9 +33,9 @@
 
 /* tchar of RFC 9110 5.6.2: a header name, a method, a list token. */
 static const bool tchar[256] = {
-	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-	['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1,	    ['&'] = 1,	       ['\''] = 1,
+	['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,	    ['^'] = 1,	       ['_'] = 1,
+	['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
 };
 
 bool
@@ -283,16 +283,15 @@ enum {
 	CHUNK_DONE,
 };
 
+/* A chunk size is hex of either case (RFC 9112 7.1). */
 static int
-hex_value(char c)
+hex_digit(char c)
 {
+	char folded = (char)(c | 0x20);
+
 	if (c >= '0' && c <= '9')
 		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return folded >= 'a' && folded <= 'f' ? folded - 'a' + 10 : -1;
 }
 
 bool
@@ -309,7 +308,7 @@ chunked_step(struct http_chunked *c, char ch)
 
 	switch (c->state) {
 	case CHUNK_SIZE:
-		v = hex_value(ch);
+		v = hex_digit(ch);
 		if (v >= 0) {
 			/* 16 hex digits fill a uint64_t: one more would overflow. */
 			if (c->line >= 16)

@@ -636,9 +636,9 @@ struct http_header {
 };
 
 struct http_response_head {
-	unsigned version_minor; /* HTTP/1.0 or HTTP/1.1 */
-	unsigned status;	/* 100-599 */
-	size_t size;		/* bytes of the head, empty line included: the body starts there */
+	unsigned version_minor;	 /* HTTP/1.0 or HTTP/1.1 */
+	unsigned status;	 /* 100-599 */
+	size_t size;		 /* bytes of the head, empty line included: the body starts there */
 	uint64_t content_length; /* when has_content_length */
 	bool has_content_length;
 	bool chunked; /* Transfer-Encoding: chunked */
@@ -744,20 +744,25 @@ struct proxy_upstream_ops {
 
 struct proxy_params {
 	const struct proxy_upstream_ops *ops;
-	void *userdata;		  /* for ops: see proxy_upstream_ops */
-	const char *user_id;	  /* X-Granary-User-Id, NULL for anonymous */
-	const char *username;	  /* X-Granary-Username (percent-encoded here), NULL anonymous */
-	const char *permissions;  /* X-Granary-Permissions, comma list, "" none */
-	const char *session_id;	  /* X-Granary-Session-Id, or NULL */
+	void *userdata;		     /* for ops: see proxy_upstream_ops */
+	const char *user_id;	     /* X-Granary-User-Id, NULL for anonymous */
+	const char *username;	     /* X-Granary-Username (percent-encoded here), NULL anonymous */
+	const char *permissions;     /* X-Granary-Permissions, comma list, "" none */
+	const char *session_id;	     /* X-Granary-Session-Id, or NULL */
 	const char *forwarded_proto; /* "http" / "https" */
 	const char *forwarded_host;  /* the Host the client used */
 	const char *frame_ancestors; /* the shell's origin, for CSP frame-ancestors; NULL: none */
-	const char *const *strip_cookies; /* cookie names never forwarded (the shell's), NULL-terminated */
-	bool read_only;		/* only GET, HEAD, OPTIONS reach the app; else 403 */
-	const char *origin;	/* the session host's origin ("http://ui-x.localhost:6080"):
-				 * unsafe methods and WebSocket upgrades whose Origin is present
-				 * and differs (or Sec-Fetch-Site says cross-site or same-site)
-				 * get 403 before reaching the app; NULL: no check */
+	/* Cookie names never forwarded (the shell's), NULL-terminated; the app's
+	 * Set-Cookie for these names is dropped too. */
+	const char *const *strip_cookies;
+	bool read_only; /* only GET, HEAD, OPTIONS reach the app; else 403 */
+	/*
+	 * The session host's own origin ("http://ui-x.localhost:6080"): unsafe
+	 * methods and WebSocket upgrades whose Origin is present and differs, or
+	 * whose Sec-Fetch-Site is neither same-origin nor none, get 403 before
+	 * reaching the app. NULL: no check.
+	 */
+	const char *origin;
 	unsigned head_timeout_ms; /* for the app's response head; 0: 120 s (then 504) */
 	unsigned idle_timeout_ms; /* between body bytes either way; 0: 300 s */
 };

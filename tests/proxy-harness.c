@@ -35,9 +35,9 @@
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
-#define POOL_MAX     256
-#define STRIP_MAX    8
-#define STATS_HOST   "harness.stats"
+#define POOL_MAX   256
+#define STRIP_MAX  8
+#define STATS_HOST "harness.stats"
 
 static uint16_t arg_upstream;
 static uint16_t arg_port;
@@ -100,8 +100,7 @@ pool_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, size_t 
 	pthread_mutex_unlock(&pool_lock);
 	r = upstream_connect(ret_fd);
 	if (r < 0) {
-		(void)snprintf(error, error_size, "The app could not be reached: %s",
-			       strerror(-r));
+		(void)snprintf(error, error_size, "The app could not be reached: %s", strerror(-r));
 		return r;
 	}
 	*ret_reused = false;
@@ -376,7 +375,8 @@ parse_args(int argc, char *argv[])
 int
 main(int argc, char *argv[])
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	const union MHD_DaemonInfo *info;
 	struct MHD_Daemon *daemon;
 	sigset_t mask;

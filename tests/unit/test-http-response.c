@@ -28,8 +28,9 @@ parse(const char *s)
 
 TEST(head_good)
 {
-	static const char s[] = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 12\r\n"
-				"X-Spaces: \t padded value \t\r\nX-Empty:\r\n\r\nbody bytes";
+	static const char s[] =
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 12\r\n"
+		"X-Spaces: \t padded value \t\r\nX-Empty:\r\n\r\nbody bytes";
 
 	CHECK_OK(parse(s));
 	CHECK_UINT_EQ(head.status, 200);
@@ -136,8 +137,9 @@ TEST(head_framing)
 	CHECK_ERR(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
 			"Transfer-Encoding: chunked\r\n\r\n"),
 		  EBADMSG);
-	CHECK_ERR(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
-		  EBADMSG);
+	CHECK_ERR(
+		parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+		EBADMSG);
 	CHECK_ERR(parse("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), EBADMSG);
 }
 
