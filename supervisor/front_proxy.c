@@ -381,7 +381,8 @@ name_is(const char *s, size_t len, const char *name)
  * Request fields never passed to the app: hop-by-hop ones (RFC 9110 7.6.1),
  * the body framing (the engine writes its own), Expect (MHD answered it), and
  * what only Granary may say or what belongs to Granary: X-Granary-*,
- * X-Forwarded-*, Forwarded, X-Real-IP, Authorization (SECURITY-TESTS.md J).
+ * X-Forwarded-*, Forwarded, X-Real-IP, Authorization (SECURITY-TESTS.md J),
+ * and any name with "_" (below).
  */
 static const char *const request_dropped[] = {
 	"Connection",
@@ -409,6 +410,11 @@ request_field_dropped(const struct proxy_request *st, const char *name, size_t l
 		if (name_is(name, len, request_dropped[i]))
 			return true;
 	if (prefix_is(name, len, "X-Granary-") || prefix_is(name, len, "X-Forwarded-"))
+		return true;
+	/* CGI, PHP and WSGI turn "X_Granary_User_Id" into the very variable of
+	 * "X-Granary-User-Id": names with "_" never pass (nginx's and Apache's
+	 * default too). */
+	if (memchr(name, '_', len))
 		return true;
 	if (st->n_connection_fields == 0 || name_is(name, len, "Host") || len >= sizeof(lower))
 		return false;

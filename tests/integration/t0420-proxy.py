@@ -585,6 +585,8 @@ def test_request_headers_and_raw_target(app, start):
         ("Cookie", "a=1; granary_session=secret; b=2"),
         ("X-Granary-User-Id", "forged"),
         ("x-granary-permissions", "admin"),
+        ("X_Granary_User_Id", "forged for CGI"),
+        ("X-Granary_Username", "forged for CGI"),
         ("X-Forwarded-For", "203.0.113.9"),
         ("X-Forwarded-Host", "evil.example"),
         ("Forwarded", "for=203.0.113.9"),
@@ -611,6 +613,7 @@ def test_request_headers_and_raw_target(app, start):
     assert names[:4] == ["host", "x-custom", "cookie", "accept"], names
     assert fields["host"] == HOST
     assert fields["cookie"] == "a=1; b=2"
+    assert not any("_" in n for n in names), names
     for gone in ("x-forwarded-for", "forwarded", "x-real-ip", "authorization",
                  "proxy-authorization", "connection", "x-hop", "keep-alive", "te", "upgrade"):
         assert gone not in names, gone
