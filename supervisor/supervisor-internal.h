@@ -728,9 +728,10 @@ size_t http_set_cookie_strip_domain(char *value);
  */
 struct proxy_upstream_ops {
 	/*
-	 * An fd connected to the app (a stream socket; blocking mode does not
-	 * matter): pooled (*ret_reused = true) or fresh. May block (may start
-	 * the grain). < 0: no upstream; the engine answers 503 with error (a
+	 * An fd connected to the app (a stream socket, best left in blocking
+	 * mode: the engine sets TCP_NODELAY and a short SO_RCVTIMEO on fresh
+	 * ones and a read then often costs one syscall, not three): pooled
+	 * (*ret_reused = true) or fresh. May block (may start the grain). < 0: no upstream; the engine answers 503 with error (a
 	 * sentence for a person, NUL-terminated, HTML-escaped by the engine).
 	 */
 	int (*acquire)(void *userdata, int *ret_fd, bool *ret_reused, char *error,
@@ -782,7 +783,8 @@ struct proxy_request;
  *
  * Needs MHD_USE_THREAD_PER_CONNECTION (it blocks on the app) and, for
  * WebSockets, MHD_ALLOW_UPGRADE. Never queues on the first call (keep-alive),
- * except to refuse a request that announced a body with Expect: 100-continue.
+ * except to refuse a request whose body is chunked, over 64 KiB or awaits
+ * 100 Continue (MHD then closes the connection instead of reading it).
  */
 enum MHD_Result proxy_handle(struct proxy_request **state, const struct proxy_params *params,
 			     struct MHD_Connection *connection, const char *raw_uri,
