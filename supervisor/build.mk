@@ -9,7 +9,9 @@ SUPERVISOR_SOURCES := \
 	supervisor/front.c \
 	supervisor/front_api.c \
 	supervisor/front_grains.c \
+	supervisor/front_proxy.c \
 	supervisor/front_sessions.c \
+	supervisor/http-response.c \
 	supervisor/install.c \
 	supervisor/ipc.c \
 	supervisor/launcher.c \
@@ -29,5 +31,14 @@ granary-installer_OBJS := $(BUILD)/obj/supervisor/installer.o
 $(BUILD)/obj/supervisor/install.o $(BUILD)/obj/supervisor/granaryd.o: \
 	CFLAGS += -DGRANARY_LIBEXECDIR='"$(LIBEXECDIR)"'
 
-UNIT_TESTS += test-config test-db test-ipc
-FUZZ_TARGETS += config ipc
+UNIT_TESTS += test-config test-db test-ipc test-http-response
+FUZZ_TARGETS += config ipc http-response
+
+# tests/proxy-harness: the proxy engine behind a bare libmicrohttpd daemon
+# (t0420, and measuring it against nginx).
+$(BUILD)/tests/proxy-harness: $(BUILD)/obj/tests/proxy-harness.o $(LIBRARIES)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(LINK)
+
+TEST_PROGRAMS += $(BUILD)/tests/proxy-harness

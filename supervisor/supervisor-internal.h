@@ -751,4 +751,198 @@ int grain_storage_delete(int grains_fd, const char *id);
 /* Open (create) name below parent_fd; -EPERM unless owned by us and writable by us only. */
 int trusted_dir_open(int parent_fd, const char *name, mode_t mode, int *ret_fd);
 
+/* http-response.c: the app's answers, read strictly; header rewrites of the proxy */
+
+#define HTTP_HEAD_MAX	       (64 * 1024) /* largest response head the proxy reads */
+#define HTTP_HEADERS_MAX       128	   /* fields in one response head */
+#define HTTP_CHUNK_LINE_MAX    4096	   /* a chunk-size line with its extensions */
+#define HTTP_CHUNK_TRAILER_MAX (16 * 1024) /* all trailer fields of a chunked body */
+
+struct http_header {
+	char *name;  /* inside the parsed buffer, NUL-terminated */
+	char *value; /* the same, OWS trimmed; may be "" */
+};
+
+struct http_response_head {
+	unsigned version_minor;	 /* HTTP/1.0 or HTTP/1.1 */
+	unsigned status;	 /* 100-599 */
+	size_t size;		 /* bytes of the head, empty line included: the body starts there */
+	uint64_t content_length; /* when has_content_length */
+	bool has_content_length;
+	bool chunked; /* Transfer-Encoding: chunked */
+	bool connection_close, connection_keep_alive;
+	size_t n_headers;
+	struct http_header headers[HTTP_HEADERS_MAX];
+};
+
+enum http_framing {
+	HTTP_FRAMING_NONE,    /* no body: HEAD, 1xx, 204, 304 */
+	HTTP_FRAMING_LENGTH,  /* Content-Length */
+	HTTP_FRAMING_CHUNKED, /* Transfer-Encoding: chunked */
+	HTTP_FRAMING_CLOSE,   /* until the app closes the connection */
+};
+
+struct http_chunked {
+	unsigned state;
+	uint64_t remaining; /* data bytes left in the current chunk (or its size, being read) */
+	size_t line;	    /* bytes of the current chunk-size line */
+	size_t trailer;	    /* bytes of trailer fields so far */
+};
+
+/* 1*tchar (RFC 9110 5.6.2). */
+bool http_is_token(const char *s, size_t len);
+/* Only VCHAR, obs-text, SP and HTAB: nothing that could end a line or a string. */
+bool http_value_is_safe(const char *s, size_t len);
+/* Whether a comma-separated header value (Connection, Upgrade) lists token, any case. */
+bool http_list_has_token(const char *list, const char *token);
+/*
+ * Find the end of a response head (the empty line) in the len bytes at buf.
+ * 0 with *ret_size = bytes of the head; -EAGAIN: not there yet (read more and
+ * call again; *scanned, if not NULL, remembers how far it looked); -EBADMSG:
+ * a line that does not end in CRLF, or a head that starts with an empty line.
+ */
+int http_head_end(const char *buf, size_t len, size_t *scanned, size_t *ret_size);
+/*
+ * Parse the size bytes of a complete head (http_head_end()) in place: lines
+ * are NUL-terminated inside buf and ret->headers point there. -EBADMSG if
+ * anything is not strict HTTP/1.x (the file's head says what), -E2BIG for
+ * more than HTTP_HEADERS_MAX fields. ret is written only on success.
+ */
+int http_response_head_parse(char *buf, size_t size, struct http_response_head *ret);
+/* The first field called name (any case), or NULL. */
+const char *http_response_header(const struct http_response_head *h, const char *name);
+/* Whether a Connection field of h lists name: a hop-by-hop field that must not be passed on. */
+bool http_response_names_in_connection(const struct http_response_head *h, const char *name);
+/* Whether the app keeps the connection open after this answer. */
+bool http_response_keeps_alive(const struct http_response_head *h);
+/* How the body of h is delimited, for an answer to a HEAD request or not. */
+enum http_framing http_response_framing(const struct http_response_head *h, bool head_request);
+/*
+ * Decode the chunked transfer coding incrementally; c starts zeroed. Consumes
+ * framing from the len bytes at in up to and including the next span of data,
+ * at most max_data (> 0) bytes of it, which it points *ret_data at (inside in;
+ * *ret_data_len 0 when in held framing only). Returns the bytes consumed, or
+ * -EBADMSG for malformed framing or a line, chunk size or trailer over its
+ * limit. Trailer fields are dropped. After the end, consumes nothing.
+ */
+ssize_t http_chunked_decode(struct http_chunked *c, const char *in, size_t len, size_t max_data,
+			    const char **ret_data, size_t *ret_data_len);
+/* Whether the final CRLF of the chunked body was consumed. */
+bool http_chunked_done(const struct http_chunked *c);
+/*
+ * A Cookie header value without the cookies named in strip (NULL-terminated;
+ * may be NULL), as "a=1; b=2" into out (NUL-terminated). *ret_len 0 when no
+ * cookie is left. -ENOBUFS when out is too small.
+ */
+int http_cookie_filter(const char *in, const char *const *strip, char *out, size_t size,
+		       size_t *ret_len);
+/* Whether the cookie a Set-Cookie value sets is one of names (NULL-terminated; may be NULL). */
+bool http_set_cookie_named(const char *value, const char *const *names);
+/* Remove every Domain attribute of a Set-Cookie value in place; returns its new length. */
+size_t http_set_cookie_strip_domain(char *value);
+
+/* front_proxy.c: one request forwarded to a grain's app, streaming both ways */
+
+#include <microhttpd.h>
+
+/*
+ * Where the app is: a grain manager implements these. Every fd acquire()
+ * hands out comes back through release() exactly once, possibly from another
+ * thread (a WebSocket tunnel's) and after proxy_completed(): keep what
+ * userdata needs alive from acquire() until then (take a reference in
+ * acquire(), drop it in release()). To end an exchange or a tunnel early
+ * (revocation, grain stop), shutdown(fd, SHUT_RDWR) an fd that is out: the
+ * engine sees it fail, answers or closes, and releases it.
+ */
+struct proxy_upstream_ops {
+	/*
+	 * An fd connected to the app (a stream socket, best left in blocking
+	 * mode: the engine sets TCP_NODELAY and a short SO_RCVTIMEO on fresh
+	 * ones and a read then often costs one syscall, not three): pooled
+	 * (*ret_reused = true) or fresh. May block (may start the grain). < 0: no upstream; the engine answers 503 with error (a
+	 * sentence for a person, NUL-terminated, HTML-escaped by the engine).
+	 */
+	int (*acquire)(void *userdata, int *ret_fd, bool *ret_reused, char *error,
+		       size_t error_size);
+	/*
+	 * Give an fd back: reusable (the answer was read completely and the app
+	 * keeps the connection alive: pool it) or not (close it).
+	 */
+	void (*release)(void *userdata, int fd, bool reusable);
+};
+
+struct proxy_params {
+	const struct proxy_upstream_ops *ops;
+	void *userdata;		     /* for ops: see proxy_upstream_ops */
+	const char *user_id;	     /* X-Granary-User-Id, NULL for anonymous */
+	const char *username;	     /* X-Granary-Username (percent-encoded here), NULL anonymous */
+	const char *permissions;     /* X-Granary-Permissions, comma list, "" none */
+	const char *session_id;	     /* X-Granary-Session-Id, or NULL */
+	const char *forwarded_proto; /* "http" / "https" */
+	const char *forwarded_host;  /* the Host the client used */
+	const char *frame_ancestors; /* the shell's origin, for CSP frame-ancestors; NULL: none */
+	/* Cookie names never forwarded (the shell's), NULL-terminated; the app's
+	 * Set-Cookie for these names is dropped too. */
+	const char *const *strip_cookies;
+	bool read_only; /* only GET, HEAD, OPTIONS reach the app; else 403 */
+	/*
+	 * The session host's own origin ("http://ui-x.localhost:6080"): unsafe
+	 * methods and WebSocket upgrades whose Origin is present and differs, or
+	 * whose Sec-Fetch-Site is neither same-origin nor none, get 403 before
+	 * reaching the app. NULL: no check.
+	 */
+	const char *origin;
+	unsigned head_timeout_ms; /* for the app's response head; 0: 120 s (then 504) */
+	unsigned idle_timeout_ms; /* between body bytes either way; 0: 300 s */
+};
+
+/* Per-request state, kept by the caller (e.g. in its MHD *req_cls object). */
+struct proxy_request;
+
+/*
+ * Drive one request: call from the MHD access handler for every call of this
+ * request (first call, body chunks, last call), exactly like an MHD handler,
+ * and return what it returns. *state starts NULL; it is allocated on the
+ * first call (owned by the caller from then on: proxy_completed()). params
+ * and the strings in it need only live during each call, and must say the
+ * same on every call of a request. raw_uri is the request-target exactly as
+ * the client sent it (MHD unescapes the url it gives handlers): keep a copy
+ * from MHD_OPTION_URI_LOG_CALLBACK, where MHD shows the raw one.
+ *
+ * Needs MHD_USE_THREAD_PER_CONNECTION (it blocks on the app) and, for
+ * WebSockets, MHD_ALLOW_UPGRADE. Never queues on the first call (keep-alive),
+ * except to refuse a request whose body is chunked, over 64 KiB or awaits
+ * 100 Continue (MHD then closes the connection instead of reading it).
+ */
+enum MHD_Result proxy_handle(struct proxy_request **state, const struct proxy_params *params,
+			     struct MHD_Connection *connection, const char *raw_uri,
+			     const char *method, const char *version, const char *upload_data,
+			     size_t *upload_data_size);
+/*
+ * From MHD's request-completed callback: releases the app fd if the exchange
+ * did not already (not reusable then), frees state. Accepts NULL.
+ */
+void proxy_completed(struct proxy_request *state, enum MHD_RequestTerminationCode toe);
+/*
+ * End every WebSocket tunnel and wait until they are gone (each has called
+ * MHD_upgrade_action(CLOSE) and release()). Call before MHD_stop_daemon():
+ * MHD frees the upgrade handles. New tunnels are refused from then on.
+ */
+void proxy_tunnels_stop(void);
+
+/* Counters since the process started (for metrics). */
+struct proxy_stats {
+	uint64_t requests;	  /* requests proxy_handle() saw */
+	uint64_t upstream_fresh;  /* fresh fds from acquire() */
+	uint64_t upstream_reused; /* pooled fds used */
+	uint64_t upstream_stale;  /* pooled fds found closed by the app before use */
+	uint64_t retries;	  /* requests sent again after a pooled fd failed */
+	uint64_t refused;	  /* 4xx answered by the proxy (read-only, Origin, bad request) */
+	uint64_t failed;	  /* 5xx answered by the proxy (502, 503, 504) */
+	uint64_t truncated;	  /* answers cut short because the app failed mid-body */
+	uint64_t tunnels;	  /* WebSocket tunnels open now */
+	uint64_t tunnels_total;	  /* WebSocket tunnels opened */
+};
+void proxy_stats_get(struct proxy_stats *ret);
+
 #endif
