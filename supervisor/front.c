@@ -529,6 +529,9 @@ front_start(const struct front_config *config, struct front **ret)
 	f->launcher_fd = config->launcher_fd;
 	f->packages_fd = -EBADF;
 	pthread_mutex_init(&f->lock, NULL);
+	r = launcher_client_new(config->launcher_fd, &f->launcher);
+	if (r < 0)
+		return r;
 	f->admin_uid = config->drop_privileges ? 0 : getuid();
 	f->started_at = now_seconds();
 	f->state_dir = strdup(config->state_dir);
@@ -642,6 +645,7 @@ front_free(struct front *f)
 	daemon_stop(f->local);
 	daemon_stop(f->daemon);
 	db_free(f->db);
+	f->launcher = launcher_client_free(f->launcher);
 	f->packages_fd = safe_close(f->packages_fd);
 	free(f->origin);
 	free(f->shell_host);
