@@ -237,7 +237,8 @@ TEST(grain_settings)
 	static const struct {
 		const char *text, *message;
 	} bad[] = {
-		{ "grain_memory = 1M\n", "test.conf:1: grain_memory: expected a size from 4M to 1T" },
+		{ "grain_memory = 1M\n",
+		  "test.conf:1: grain_memory: expected a size from 4M to 1T" },
 		{ "grain_memory = lots\n", "grain_memory: expected a size" },
 		{ "grain_memory = 2T\n", "grain_memory: expected" },
 		{ "grain_pids = 0\n", "grain_pids: expected a number of processes" },
@@ -255,7 +256,8 @@ TEST(grain_settings)
 		{ "grain_log_max = 1K\n", "grain_log_max: expected a size from 4K" },
 		{ "grain_idle_timeout = 0\n", "grain_idle_timeout: expected a duration from 1s" },
 		{ "allow_no_limits = maybe\n", "allow_no_limits: expected yes or no" },
-		{ "grain-memory = 1G\n", "unknown key 'grain-memory' (did you mean 'grain_memory'?)" },
+		{ "grain-memory = 1G\n",
+		  "unknown key 'grain-memory' (did you mean 'grain_memory'?)" },
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		_cleanup_(config_release) struct granaryd_config b = GRANARYD_CONFIG_INIT;
