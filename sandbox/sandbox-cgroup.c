@@ -824,8 +824,8 @@ sweep_below(int version, const char *dir, unsigned depth, struct sandbox_sweep *
 }
 
 int
-sandbox_cgroup_sweep(const char *root, const char *parent, struct sandbox_sweep *ret,
-		     struct sandbox_error *e)
+sandbox_cgroup_sweep(const char *root, const char *parent, enum sandbox_sweep_flags flags,
+		     struct sandbox_sweep *ret, struct sandbox_error *e)
 {
 	_cleanup_(buf_release) struct buf dir = BUF_INIT;
 	char *own[_CGROUP_MAX] = {};
@@ -858,6 +858,10 @@ sandbox_cgroup_sweep(const char *root, const char *parent, struct sandbox_sweep 
 				       strcmp(own[c], "/") == 0 ? "" : own[c], parent);
 		if (r >= 0)
 			r = sweep_below(version, dir.data, 0, &stats);
+		/* Busy (another supervisor's grains, or its own cgroups): it stays. */
+		if (r >= 0 && (flags & SANDBOX_SWEEP_PARENT) && rmdir(dir.data) < 0 &&
+		    errno != ENOENT && errno != EBUSY)
+			r = negative_errno();
 		if (r < 0) {
 			sandbox_error_set(e, r, "Failed to remove the cgroups below '%s': %m",
 					  dir.data ?: parent);

@@ -175,13 +175,19 @@ struct sandbox_sweep {
 	unsigned killed;  /* processes killed in them */
 };
 
+enum sandbox_sweep_flags {
+	SANDBOX_SWEEP_PARENT = 1 << 0, /* remove parent too (when nothing else made it busy) */
+};
+
 /*
  * Kill every process in every cgroup below parent (as in sandbox_spec:
  * below the caller's own cgroup of each hierarchy, under cgroup_root, NULL
- * for /sys/fs/cgroup), and remove those cgroups; parent itself stays. For a
- * supervisor starting again after a crash: what its grains left. v1 and v2.
+ * for /sys/fs/cgroup), and remove those cgroups. For a supervisor starting
+ * again after a crash: what its grains left; and at its exit, with
+ * SANDBOX_SWEEP_PARENT, parent too. v1 and v2.
  */
-int sandbox_cgroup_sweep(const char *cgroup_root, const char *parent, struct sandbox_sweep *ret,
+int sandbox_cgroup_sweep(const char *cgroup_root, const char *parent,
+			 enum sandbox_sweep_flags flags, struct sandbox_sweep *ret,
 			 struct sandbox_error *error);
 
 /* sandbox-seccomp.c */

@@ -1086,7 +1086,7 @@ launcher_setup(struct launcher *l, const struct launcher_config *config)
 		log_warning_errno(r, "Failed to remove unfinished installs: %m");
 
 	/* A launcher killed with its grains (kill -9) left their cgroups, maybe processes. */
-	r = sandbox_cgroup_sweep(config->cgroup_root, l->cgroup_parent, &swept, &error);
+	r = sandbox_cgroup_sweep(config->cgroup_root, l->cgroup_parent, 0, &swept, &error);
 	if (r < 0 && r != -ENOENT)
 		log_warning("Failed to clean up after earlier grains: %s", error.message);
 	if (swept.removed > 0 || swept.killed > 0)
@@ -1127,6 +1127,10 @@ launcher_release(struct launcher *l)
 		log_info("Stopping %zu grains", l->n_grains);
 	while (l->grains)
 		grain_stop(l, l->grains, "granaryd stops");
+	/* Our cgroup parent too: an instance that never runs again leaves nothing. */
+	if (l->state_dir)
+		(void)sandbox_cgroup_sweep(l->config->cgroup_root, l->cgroup_parent,
+					   SANDBOX_SWEEP_PARENT, NULL, NULL);
 	while (l->installs) {
 		struct install_job *j = l->installs;
 

@@ -3,7 +3,7 @@
  * hello-app: the smallest grain app, for test-launcher. Static (it runs in a
  * package with no libc). `hello-app PORT` says where it listens on stdout
  * (the grain log), listens on 127.0.0.1:PORT and answers every request with
- * "hello from the grain app" and its uid.
+ * "hello from the grain app" and its uid; GET /spin first uses 100 ms of CPU.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/banned.h"
@@ -63,6 +64,13 @@ main(int argc, char *argv[])
 		if (!strstr(req, "\r\n\r\n")) {
 			close(c); /* no request: nothing to answer */
 			continue;
+		}
+		if (strncmp(req, "GET /spin ", 10) == 0) {
+			/* Use some CPU time (for the launcher's figures). */
+			clock_t until = clock() + CLOCKS_PER_SEC / 10;
+
+			while (clock() < until)
+				;
 		}
 		n = snprintf(body, sizeof(body), "hello from the grain app, uid %u\n",
 			     (unsigned)getuid());
