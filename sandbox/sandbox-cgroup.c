@@ -20,6 +20,7 @@
  * an error naming the file: the caller refuses to run the grain unless told
  * to run without limits.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -36,6 +38,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/parse.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sandbox-internal.h"
 #include "common/banned.h"
@@ -430,6 +433,14 @@ own_cgroups(int version, char *own[_CGROUP_MAX])
 			continue;
 		*path++ = '\0';
 		if (version == 2) {
+			/*
+			 * enable_v2() may have moved us into OWN/supervisor: grains
+			 * still belong below OWN, where the first ones went.
+			 */
+			size_t len = strlen(path);
+
+			if (len > 11 && strcmp(path + len - 11, "/supervisor") == 0)
+				path[len - 11] = '\0';
 			if (strcmp(line, "0") == 0 && *controllers == '\0')
 				for (int c = 0; c < _CGROUP_MAX; c++) {
 					free(own[c]);
@@ -451,6 +462,20 @@ own_cgroups(int version, char *own[_CGROUP_MAX])
 	return 0;
 }
 
+/* The cgroup version at root ("/sys/fs/cgroup" when NULL), and root itself. */
+static int
+cgroup_version(const char **root, struct sandbox_error *e)
+{
+	struct statfs sfs;
+
+	if (!*root)
+		*root = "/sys/fs/cgroup";
+	if (statfs(*root, &sfs) < 0)
+		return sandbox_error_set(e, negative_errno(), "No cgroup file system at '%s': %m",
+					 *root);
+	return sfs.f_type == CGROUP2_SUPER_MAGIC ? 2 : 1;
+}
+
 int
 cgroup_create(const char *root, const char *parent, const char *name,
 	      const struct sandbox_limits *l, struct sandbox_cgroup **ret, struct sandbox_error *e)
@@ -459,12 +484,9 @@ cgroup_create(const char *root, const char *parent, const char *name,
 	struct statfs sfs;
 	int version, r;
 
-	if (!root)
-		root = "/sys/fs/cgroup";
-	if (statfs(root, &sfs) < 0)
-		return sandbox_error_set(e, negative_errno(), "No cgroup file system at '%s': %m",
-					 root);
-	version = sfs.f_type == CGROUP2_SUPER_MAGIC ? 2 : 1;
+	version = cgroup_version(&root, e);
+	if (version < 0)
+		return version;
 	if (version == 1)
 		for (int c = 0; c < _CGROUP_MAX; c++) {
 			char path[PATH_MAX];
@@ -537,10 +559,27 @@ cgroup_join(const int fds[_CGROUP_MAX])
 	return 0;
 }
 
+/*
+ * Tasks killed with the pid namespace are reaped before its init's wait
+ * returns, but a hierarchy may still count them for a moment: retry EBUSY
+ * for up to about a second. Gone already is fine.
+ */
+static int
+rmdir_retry(const char *path)
+{
+	for (int attempt = 0;; attempt++) {
+		if (rmdir(path) >= 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY || attempt >= 500)
+			return log_debug_errno(errno, "cgroup: Failed to remove '%s': %m", path);
+		(void)nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
+	}
+}
+
 int
 cgroup_destroy(struct sandbox_cgroup *cg)
 {
-	int result = 0;
+	int result = 0, r;
 
 	if (!cg)
 		return 0;
@@ -553,21 +592,287 @@ cgroup_destroy(struct sandbox_cgroup *cg)
 			seen = seen || (cg->path[d] && strcmp(cg->path[d], cg->path[c]) == 0);
 		if (seen)
 			continue;
-		/*
-		 * Tasks killed with the pid namespace are reaped before its
-		 * init's wait returns, but a hierarchy may still count them for
-		 * a moment: retry EBUSY for up to about a second.
-		 */
-		for (int attempt = 0;; attempt++) {
-			if (rmdir(cg->path[c]) >= 0 || errno == ENOENT)
-				break;
-			if (errno != EBUSY || attempt >= 500) {
-				result = log_debug_errno(errno, "cgroup: Failed to remove '%s': %m",
-							 cg->path[c]);
-				break;
-			}
-			(void)nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
-		}
+		r = rmdir_retry(cg->path[c]);
+		if (r < 0)
+			result = r;
 	}
 	return result;
+}
+
+/* ---- stats and the sweep of a dead supervisor's grains -------------------- */
+
+/* The first number in dir/name (a cgroup file), or the one after "key " in it. */
+static int
+read_number(const char *dir, const char *name, const char *key, uint64_t *ret)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	_cleanup_fclose_ FILE *f = NULL;
+	char line[256];
+	int fd;
+
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return negative_errno();
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return negative_errno();
+	f = fdopen(fd, "re");
+	if (!f) {
+		int r = negative_errno();
+
+		(void)close(fd);
+		return r;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		size_t klen = key ? strlen(key) : 0;
+		char *value = line;
+
+		if (key && (strncmp(line, key, klen) != 0 || line[klen] != ' '))
+			continue;
+		value += key ? klen + 1 : 0;
+		value[strcspn(value, "\n")] = '\0';
+		return parse_uint64(value, ret);
+	}
+	return -ENODATA;
+}
+
+/*
+ * CPU time of every process in a v1 cgroup without cpuacct beside it, from
+ * /proc: each live process's own time plus that of the children it reaped.
+ * Every process that ever ran in the grain is counted once (a reaped one in
+ * its reaper, and so on up to grain-init), to the kernel's tick.
+ */
+static int
+cpu_usec_from_proc(const char *dir, uint64_t *ret)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	_cleanup_fclose_ FILE *f = NULL;
+	long ticks = sysconf(_SC_CLK_TCK);
+	uint64_t total = 0;
+	char line[32];
+	int fd;
+
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return negative_errno();
+	fd = openat(dfd, "cgroup.procs", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || !(f = fdopen(fd, "re"))) {
+		int r = negative_errno();
+
+		(void)safe_close(fd);
+		return r;
+	}
+	if (ticks <= 0)
+		return -EINVAL;
+	while (fgets(line, sizeof(line), f)) {
+		_cleanup_fclose_ FILE *stat = NULL;
+		char path[64], buf[1024], *p;
+		unsigned long long t[4];
+
+		line[strcspn(line, "\n")] = '\0';
+		(void)snprintf(path, sizeof(path), "/proc/%s/stat", line);
+		stat = fopen(path, "re");
+		if (!stat || !fgets(buf, sizeof(buf), stat))
+			continue; /* gone meanwhile */
+		/* The command may hold spaces and parentheses: fields start after the last ')'. */
+		p = strrchr(buf, ')');
+		if (!p || sscanf(p + 1,
+				 " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+				 &t[0], &t[1], &t[2], &t[3]) != 4)
+			continue;
+		total += (t[0] + t[1] + t[2] + t[3]) * 1000000ULL / (unsigned long long)ticks;
+	}
+	*ret = total;
+	return 0;
+}
+
+int
+cgroup_stats(const struct sandbox_cgroup *cg, uint64_t *ret_memory, uint64_t *ret_cpu_usec)
+{
+	const char *memory = cg->path[CGROUP_MEMORY], *cpu = cg->path[CGROUP_CPU];
+	const char *any = memory ?: cpu ?: cg->path[CGROUP_PIDS];
+	uint64_t ns;
+
+	*ret_memory = *ret_cpu_usec = 0;
+	if (memory)
+		(void)read_number(memory,
+				  cg->version == 2 ? "memory.current" : "memory.usage_in_bytes",
+				  NULL, ret_memory);
+	if (cg->version == 2)
+		(void)read_number(any, "cpu.stat", "usage_usec", ret_cpu_usec);
+	else if (cpu && read_number(cpu, "cpuacct.usage", NULL, &ns) >= 0) /* cpu,cpuacct */
+		*ret_cpu_usec = ns / 1000;
+	else if (any)
+		(void)cpu_usec_from_proc(any, ret_cpu_usec);
+	return 0;
+}
+
+/* Whether dirfd's cgroup.procs lists pid right now. */
+static bool
+cgroup_lists_pid(int dirfd, uint32_t pid)
+{
+	_cleanup_fclose_ FILE *f = NULL;
+	char line[32];
+	uint32_t p;
+	int fd;
+
+	fd = openat(dirfd, "cgroup.procs", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	f = fdopen(fd, "re");
+	if (!f) {
+		(void)close(fd);
+		return false;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (parse_uint32(line, &p) >= 0 && p == pid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * SIGKILL every process in the cgroup dir until none is left. v2 has
+ * cgroup.kill (Linux 5.14) for that; otherwise, and on v1, each pid of
+ * cgroup.procs is killed through a pidfd taken while it is still listed
+ * there (a pid read from the file may be reused by then: a pidfd opened
+ * after the check is refused below), in rounds, since a process may fork
+ * between a read and the kills (no freezer). *killed counts the signals.
+ */
+static int
+kill_all(int version, const char *dir, unsigned *killed)
+{
+	_cleanup_close_ int dfd = -EBADF;
+
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return negative_errno();
+	if (version == 2)
+		(void)write_file_at(dfd, "cgroup.kill", "1");
+	for (int round = 0; round < 1000; round++) {
+		_cleanup_fclose_ FILE *f = NULL;
+		char line[32];
+		bool any = false;
+		int fd;
+
+		fd = openat(dfd, "cgroup.procs", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || !(f = fdopen(fd, "re"))) {
+			int r = negative_errno();
+
+			(void)safe_close(fd);
+			return r == -ENOENT ? 0 : r;
+		}
+		while (fgets(line, sizeof(line), f)) {
+			_cleanup_close_ int pidfd = -EBADF;
+			uint32_t pid;
+
+			line[strcspn(line, "\n")] = '\0';
+			if (parse_uint32(line, &pid) < 0 || pid <= 1)
+				continue;
+			any = true;
+			pidfd = pidfd_open((pid_t)pid, 0);
+			if (pidfd < 0)
+				continue; /* gone already */
+			if (!cgroup_lists_pid(dfd, pid))
+				continue; /* exited, its pid reused: not ours */
+			if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) >= 0)
+				(*killed)++;
+		}
+		if (!any)
+			return 0;
+		(void)nanosleep(&(struct timespec){ .tv_nsec = 1000 * 1000 }, NULL);
+	}
+	return -EBUSY;
+}
+
+/* Empty and remove every cgroup below dir (not dir itself), depth first. */
+static int
+sweep_below(int version, const char *dir, unsigned depth, struct sandbox_sweep *stats)
+{
+	_cleanup_(buf_release) struct buf sub = BUF_INIT;
+	DIR *d;
+	struct dirent *de;
+	int result = 0, r;
+
+	if (depth > 8)
+		return -ELOOP;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : negative_errno();
+	while ((errno = 0, de = readdir(d))) {
+		if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		buf_clear(&sub);
+		r = buf_printf(&sub, "%s/%s", dir, de->d_name);
+		if (r >= 0)
+			r = sweep_below(version, sub.data, depth + 1, stats);
+		if (r >= 0)
+			r = kill_all(version, sub.data, &stats->killed);
+		if (r >= 0)
+			r = rmdir_retry(sub.data);
+		if (r >= 0)
+			stats->removed++;
+		else
+			result = r;
+	}
+	if (errno != 0)
+		result = negative_errno();
+	(void)closedir(d);
+	return result;
+}
+
+int
+sandbox_cgroup_sweep(const char *root, const char *parent, enum sandbox_sweep_flags flags,
+		     struct sandbox_sweep *ret, struct sandbox_error *e)
+{
+	_cleanup_(buf_release) struct buf dir = BUF_INIT;
+	char *own[_CGROUP_MAX] = {};
+	struct sandbox_sweep stats = {};
+	int version, r;
+
+	if (ret)
+		*ret = stats;
+	if (!parent)
+		parent = "granary";
+	if (!relative_path_ok(parent))
+		return sandbox_error_set(e, -EINVAL, "Bad cgroup parent '%s'", parent);
+	version = cgroup_version(&root, e);
+	if (version < 0)
+		return version;
+	r = own_cgroups(version, own);
+	if (r < 0) {
+		sandbox_error_set(e, r, "Failed to read /proc/self/cgroup: %m");
+		goto out;
+	}
+	for (int c = 0; c < _CGROUP_MAX; c++) {
+		if (!own[c] || (version == 2 && c > 0))
+			continue; /* v2: one hierarchy, every controller */
+		buf_clear(&dir);
+		if (version == 1)
+			r = buf_printf(&dir, "%s/%s%s/%s", root, cgroup_controller_names[c],
+				       strcmp(own[c], "/") == 0 ? "" : own[c], parent);
+		else
+			r = buf_printf(&dir, "%s%s/%s", root,
+				       strcmp(own[c], "/") == 0 ? "" : own[c], parent);
+		if (r >= 0)
+			r = sweep_below(version, dir.data, 0, &stats);
+		/* Busy (another supervisor's grains, or its own cgroups): it stays. */
+		if (r >= 0 && (flags & SANDBOX_SWEEP_PARENT) && rmdir(dir.data) < 0 &&
+		    errno != ENOENT && errno != EBUSY)
+			r = negative_errno();
+		if (r < 0) {
+			sandbox_error_set(e, r, "Failed to remove the cgroups below '%s': %m",
+					  dir.data ?: parent);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		free(own[c]);
+	if (ret)
+		*ret = stats;
+	return r;
 }

@@ -252,12 +252,13 @@ sandbox_check_host(const char *proc_root, const char *cgroup_root, bool allow_no
 		   sandbox_check_report_t report, void *userdata)
 {
 	char proc_sys[512];
-	int worst;
+	int worst, level;
 
 	(void)snprintf(proc_sys, sizeof(proc_sys), "%s/sys", proc_root ?: "/proc");
+	/* One call each (MAX() would evaluate a call twice, and report twice). */
 	worst = check_sysctls(proc_sys, report, userdata);
-	worst = MAX(worst, check_kernel(report, userdata));
-	worst = MAX(worst, check_cgroups(cgroup_root ?: "/sys/fs/cgroup", allow_no_limits, report,
-					 userdata));
-	return worst;
+	level = check_kernel(report, userdata);
+	worst = MAX(worst, level);
+	level = check_cgroups(cgroup_root ?: "/sys/fs/cgroup", allow_no_limits, report, userdata);
+	return MAX(worst, level);
 }

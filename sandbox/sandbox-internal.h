@@ -109,6 +109,9 @@ void cgroup_close_join_fds(int fds[_CGROUP_MAX]);
 /* In the single-threaded child: move the calling task into each. No allocation. */
 int cgroup_join(const int fds[_CGROUP_MAX]);
 
+/* The memory in use and CPU time used so far (0 where unknown). */
+int cgroup_stats(const struct sandbox_cgroup *cg, uint64_t *ret_memory, uint64_t *ret_cpu_usec);
+
 /* Remove the grain's directories (retrying while exiting tasks drain). */
 int cgroup_destroy(struct sandbox_cgroup *cg);
 

@@ -367,6 +367,25 @@ mount_sources_release(struct mount_sources *src)
 	src->n_binds = 0;
 }
 
+/*
+ * Is fd the directory the caller checked (identity NULL: nothing to compare)?
+ * A bind must come from a path opened here, in our own mount namespace (a
+ * descriptor of the caller's would name the caller's mounts, which
+ * open_tree() refuses to clone), so the caller checks the object instead: it
+ * holds its own descriptor meanwhile, so the inode number cannot go to
+ * another directory.
+ */
+static bool
+same_directory(int fd, const struct stat *identity)
+{
+	struct stat st;
+
+	if (!identity)
+		return true;
+	return fstat(fd, &st) >= 0 && st.st_dev == identity->st_dev &&
+	       st.st_ino == identity->st_ino;
+}
+
 int
 mount_open_sources(const struct sandbox_spec *spec, struct mount_sources *src,
 		   struct sandbox_error *e)
@@ -386,11 +405,15 @@ mount_open_sources(const struct sandbox_spec *spec, struct mount_sources *src,
 	if (src->pkg < 0)
 		return sandbox_error_set(e, negative_errno(), "Failed to open the package '%s': %m",
 					 spec->root);
+	if (!same_directory(src->pkg, spec->root_identity))
+		return sandbox_error_set(e, -ESTALE, "'%s' was replaced", spec->root);
 	if (spec->var) {
 		src->var = open(spec->var, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (src->var < 0)
 			return sandbox_error_set(e, negative_errno(), "Failed to open '%s': %m",
 						 spec->var);
+		if (!same_directory(src->var, spec->var_identity))
+			return sandbox_error_set(e, -ESTALE, "'%s' was replaced", spec->var);
 	}
 	for (size_t i = 0; sandbox_dev_nodes[i]; i++) {
 		char path[32];

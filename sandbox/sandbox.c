@@ -839,6 +839,15 @@ sandbox_cgroup_path(const struct sandbox *s, const char *controller)
 }
 
 int
+sandbox_stats(const struct sandbox *s, struct sandbox_stats *ret)
+{
+	*ret = (struct sandbox_stats){};
+	if (!s->cgroup || s->reaped)
+		return 0;
+	return cgroup_stats(s->cgroup, &ret->memory_bytes, &ret->cpu_usec);
+}
+
+int
 sandbox_load_init(const char *path, int *ret_fd)
 {
 	_cleanup_close_ int src = -EBADF, fd = -EBADF;

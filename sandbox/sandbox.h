@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* The uid and gid every grain runs as, inside its user namespace. */
@@ -80,8 +81,16 @@ struct sandbox_bind {
 };
 
 struct sandbox_spec {
-	const char *root;     /* required: the package, becomes / read-only */
-	const char *var;      /* the grain's data, /var; NULL: an empty tmpfs */
+	const char *root; /* required: the package, becomes / read-only */
+	const char *var;  /* the grain's data, /var; NULL: an empty tmpfs */
+	/*
+	 * Optional: what root and var must turn out to be when the sandbox opens
+	 * them (st_dev, st_ino of the caller's fstat() of its own descriptor,
+	 * which it keeps open until sandbox_start() returns). A path changed
+	 * since the caller checked it is refused with -ESTALE.
+	 */
+	const struct stat *root_identity;
+	const struct stat *var_identity;
 	uint64_t tmp_size;    /* bytes of /tmp (and /dev/shm, /var without var) */
 	char *const *argv;    /* required: the command, run by init or as pid 1 */
 	char *const *envp;    /* the whole environment; NULL: empty */
@@ -143,12 +152,43 @@ bool sandbox_has_limits(const struct sandbox *s);
 /* The cgroup directory of a controller ("memory", "pids", "cpu"), or NULL. Owned by s. */
 const char *sandbox_cgroup_path(const struct sandbox *s, const char *controller);
 
+struct sandbox_stats {
+	uint64_t
+		memory_bytes; /* the cgroup's memory use now (v2 memory.current, v1 usage_in_bytes) */
+	uint64_t cpu_usec;    /* CPU time of all its processes so far */
+};
+
+/* Figures from the sandbox's cgroup; 0 for what is unknown (no cgroup, no such file). */
+int sandbox_stats(const struct sandbox *s, struct sandbox_stats *ret);
+
 /*
  * Copy the init program at path into a sealed, read-only memfd (fd in
  * *ret_fd, the caller's): executing it leaves no host file reachable
  * through /proc/PID/exe.
  */
 int sandbox_load_init(const char *path, int *ret_fd);
+
+/* sandbox-cgroup.c */
+
+struct sandbox_sweep {
+	unsigned removed; /* cgroups removed */
+	unsigned killed;  /* processes killed in them */
+};
+
+enum sandbox_sweep_flags {
+	SANDBOX_SWEEP_PARENT = 1 << 0, /* remove parent too (when nothing else made it busy) */
+};
+
+/*
+ * Kill every process in every cgroup below parent (as in sandbox_spec:
+ * below the caller's own cgroup of each hierarchy, under cgroup_root, NULL
+ * for /sys/fs/cgroup), and remove those cgroups. For a supervisor starting
+ * again after a crash: what its grains left; and at its exit, with
+ * SANDBOX_SWEEP_PARENT, parent too. v1 and v2.
+ */
+int sandbox_cgroup_sweep(const char *cgroup_root, const char *parent,
+			 enum sandbox_sweep_flags flags, struct sandbox_sweep *ret,
+			 struct sandbox_error *error);
 
 /* sandbox-seccomp.c */
 

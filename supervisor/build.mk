@@ -15,6 +15,7 @@ SUPERVISOR_SOURCES := \
 	supervisor/install.c \
 	supervisor/ipc.c \
 	supervisor/launcher.c \
+	supervisor/launcher-client.c \
 	supervisor/listen.c \
 	supervisor/lockdown.c
 
@@ -31,7 +32,7 @@ granary-installer_OBJS := $(BUILD)/obj/supervisor/installer.o
 $(BUILD)/obj/supervisor/install.o $(BUILD)/obj/supervisor/granaryd.o: \
 	CFLAGS += -DGRANARY_LIBEXECDIR='"$(LIBEXECDIR)"'
 
-UNIT_TESTS += test-config test-db test-ipc test-http-response
+UNIT_TESTS += test-config test-db test-ipc test-http-response test-launcher
 FUZZ_TARGETS += config ipc http-response
 
 # tests/proxy-harness: the proxy engine behind a bare libmicrohttpd daemon
@@ -42,3 +43,11 @@ $(BUILD)/tests/proxy-harness: $(BUILD)/obj/tests/proxy-harness.o $(LIBRARIES)
 	$(Q)$(LINK)
 
 TEST_PROGRAMS += $(BUILD)/tests/proxy-harness
+
+# test-launcher's grain app: static, it runs in a package that has no libc.
+$(BUILD)/tests/unit/hello-app: $(BUILD)/static/tests/unit/hello-app.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@ (static)")
+	$(Q)$(CC) -static -o $@ $^
+
+TEST_PROGRAMS += $(BUILD)/tests/unit/hello-app

@@ -99,6 +99,112 @@ check_user(const char *value)
 	return 0;
 }
 
+/* A number of CPUs with at most three decimals ("1", "0.5", "2.125") in thousandths. */
+static int
+parse_cpus(const char *value, uint32_t *ret)
+{
+	const char *dot = strchr(value, '.');
+	char whole[16];
+	uint64_t w, thousandths = 0;
+	size_t n = dot ? (size_t)(dot - value) : strlen(value);
+	int r;
+
+	if (n == 0 || n >= sizeof(whole))
+		return -EINVAL;
+	memcpy(whole, value, n);
+	whole[n] = '\0';
+	r = parse_uint64(whole, &w);
+	if (r < 0)
+		return r;
+	if (dot) {
+		size_t digits = strlen(dot + 1);
+
+		if (digits == 0 || digits > 3 || strspn(dot + 1, "0123456789") != digits)
+			return -EINVAL;
+		for (size_t i = 0; i < 3; i++)
+			thousandths =
+				thousandths * 10 + (i < digits ? (uint64_t)(dot[1 + i] - '0') : 0);
+	}
+	if (w > GRAIN_CPU_MAX / 1000)
+		return -ERANGE;
+	*ret = (uint32_t)(w * 1000 + thousandths);
+	return 0;
+}
+
+static int
+check_size_in(const char *value, uint64_t min, uint64_t max)
+{
+	uint64_t v;
+	int r = parse_size(value, &v);
+
+	return r < 0 ? r : v < min || v > max ? -ERANGE : 0;
+}
+
+static int
+check_duration_in(const char *value, uint64_t min_ms, uint64_t max_ms)
+{
+	uint64_t v;
+	int r = parse_duration_ms(value, &v);
+
+	return r < 0 ? r : v < min_ms || v > max_ms ? -ERANGE : 0;
+}
+
+static int
+check_grain_memory(const char *value)
+{
+	return check_size_in(value, GRAIN_MEMORY_MIN, GRAIN_MEMORY_MAX);
+}
+
+static int
+check_grain_pids(const char *value)
+{
+	uint64_t v;
+	int r = parse_uint64(value, &v);
+
+	return r < 0 ? r : v < 1 || v > GRAIN_PIDS_MAX ? -ERANGE : 0;
+}
+
+static int
+check_grain_cpu(const char *value)
+{
+	uint32_t v;
+	int r = parse_cpus(value, &v);
+
+	return r < 0 ? r : v < GRAIN_CPU_MIN || v > GRAIN_CPU_MAX ? -ERANGE : 0;
+}
+
+static int
+check_grain_tmp(const char *value)
+{
+	return check_size_in(value, GRAIN_TMP_MIN, GRAIN_TMP_MAX);
+}
+
+static int
+check_grain_start_timeout(const char *value)
+{
+	return check_duration_in(value, GRAIN_START_TIMEOUT_MIN_MS, GRAIN_START_TIMEOUT_MAX_MS);
+}
+
+static int
+check_grain_log_max(const char *value)
+{
+	return check_size_in(value, GRAIN_LOG_MAX_MIN, GRAIN_LOG_MAX_MAX);
+}
+
+static int
+check_grain_idle_timeout(const char *value)
+{
+	return check_duration_in(value, GRAIN_IDLE_TIMEOUT_MIN_MS, GRAIN_IDLE_TIMEOUT_MAX_MS);
+}
+
+static int
+check_bool(const char *value)
+{
+	bool b;
+
+	return parse_bool(value, &b);
+}
+
 #define KEY(n, t, field, c, e)                                                                     \
 	{                                                                                          \
 		n, t, offsetof(struct granaryd_config, field), c, e                                \
@@ -116,6 +222,21 @@ static const struct config_key config_keys[] = {
 	    "error, warning, notice, info or debug"),
 	KEY("tls_cert", CONFIG_PATH, tls_cert, NULL, "a PEM certificate file"),
 	KEY("tls_key", CONFIG_PATH, tls_key, NULL, "a PEM private key file"),
+	KEY("grain_memory", CONFIG_TEXT, grain_memory, check_grain_memory,
+	    "a size from 4M to 1T such as 256M or 1G"),
+	KEY("grain_pids", CONFIG_TEXT, grain_pids, check_grain_pids,
+	    "a number of processes and threads from 1 to 4194304"),
+	KEY("grain_cpu", CONFIG_TEXT, grain_cpu, check_grain_cpu,
+	    "a number of CPUs from 0.01 to 4096 such as 1 or 0.5 (at most three decimals)"),
+	KEY("grain_tmp", CONFIG_TEXT, grain_tmp, check_grain_tmp,
+	    "a size from 1M to 1T such as 64M"),
+	KEY("grain_start_timeout", CONFIG_TEXT, grain_start_timeout, check_grain_start_timeout,
+	    "a duration from 100ms to 1h such as 30s"),
+	KEY("grain_log_max", CONFIG_TEXT, grain_log_max, check_grain_log_max,
+	    "a size from 4K to 1G such as 1M"),
+	KEY("grain_idle_timeout", CONFIG_TEXT, grain_idle_timeout, check_grain_idle_timeout,
+	    "a duration from 1s to 30d such as 5m"),
+	KEY("allow_no_limits", CONFIG_TEXT, allow_no_limits, check_bool, "yes or no"),
 };
 #undef KEY
 
@@ -267,7 +388,7 @@ line_parse(const char *p, const char *end, unsigned line, unsigned set_on_line[]
 			return error_set(err, "unknown key '%.*s' (did you mean '%s'?)",
 					 (int)(key_end - p), p, suggestion);
 
-		char known[256] = "";
+		char known[512] = "";
 		for (size_t i = 0; i < ELEMENTSOF(config_keys); i++)
 			(void)snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
 				       i ? ", " : "", config_keys[i].name);
@@ -477,6 +598,43 @@ config_release(struct granaryd_config *c)
 			*key_string(c, &config_keys[i]) = NULL;
 		}
 	c->log_level = -1;
+}
+
+int
+config_grain_settings(const struct granaryd_config *c, struct grain_settings *ret)
+{
+	struct grain_settings g = {
+		.memory = GRAIN_DEFAULT_MEMORY,
+		.pids = GRAIN_DEFAULT_PIDS,
+		.cpu = GRAIN_DEFAULT_CPU,
+		.tmp = GRAIN_DEFAULT_TMP,
+		.start_timeout_ms = GRAIN_DEFAULT_START_TIMEOUT_MS,
+		.log_max = GRAIN_DEFAULT_LOG_MAX,
+		.idle_timeout_ms = GRAIN_DEFAULT_IDLE_TIMEOUT_MS,
+	};
+	int r = 0;
+
+	/* Every value passed its check when it was set: these cannot fail on range. */
+	if (c->grain_memory)
+		r = parse_size(c->grain_memory, &g.memory);
+	if (r >= 0 && c->grain_pids)
+		r = parse_uint64(c->grain_pids, &g.pids);
+	if (r >= 0 && c->grain_cpu)
+		r = parse_cpus(c->grain_cpu, &g.cpu);
+	if (r >= 0 && c->grain_tmp)
+		r = parse_size(c->grain_tmp, &g.tmp);
+	if (r >= 0 && c->grain_start_timeout)
+		r = parse_duration_ms(c->grain_start_timeout, &g.start_timeout_ms);
+	if (r >= 0 && c->grain_log_max)
+		r = parse_size(c->grain_log_max, &g.log_max);
+	if (r >= 0 && c->grain_idle_timeout)
+		r = parse_duration_ms(c->grain_idle_timeout, &g.idle_timeout_ms);
+	if (r >= 0 && c->allow_no_limits)
+		r = parse_bool(c->allow_no_limits, &g.allow_no_limits);
+	if (r < 0)
+		return r;
+	*ret = g;
+	return 0;
 }
 
 int

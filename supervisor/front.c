@@ -589,6 +589,9 @@ front_start(const struct front_config *config, struct front **ret)
 	f->launcher_fd = config->launcher_fd;
 	f->packages_fd = -EBADF;
 	pthread_mutex_init(&f->lock, NULL);
+	r = launcher_client_new(config->launcher_fd, &f->launcher);
+	if (r < 0)
+		return r;
 	f->admin_uid = config->drop_privileges ? 0 : getuid();
 	f->started_at = now_seconds();
 	f->state_dir = strdup(config->state_dir);
@@ -641,9 +644,6 @@ front_start(const struct front_config *config, struct front **ret)
 		f->wildcard_suffix = NULL;
 	if (!f->wildcard_suffix)
 		return -ENOMEM;
-	r = launcher_client_new(config->launcher_fd, &f->launcher);
-	if (r < 0)
-		return log_error_errno(r, "Failed to set up the launcher connection: %m");
 	r = session_cache_new(&f->sessions);
 	if (r < 0)
 		return r;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -23,6 +24,7 @@
 #include "common/dir.h"
 #include "common/json-util.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/macro.h"
 #include "common/token.h"
 #include "supervisor/supervisor-internal.h"
@@ -510,7 +512,7 @@ package_discard(struct front *f, const char *package_id)
 	int r;
 
 	memcpy(m.package_id, package_id, PACKAGE_ID_LEN);
-	r = ipc_call(f->launcher_fd, IPC_PACKAGE_DELETE, &m, sizeof(m), &reply);
+	r = launcher_call(f->launcher, IPC_PACKAGE_DELETE, &m, sizeof(m), -1, &reply);
 	if (r < 0)
 		log_warning_errno(r, "Failed to delete package %s: %m", package_id);
 }
@@ -566,7 +568,7 @@ handle_app_install(struct request *req)
 	if (pfd < 0)
 		return log_error_errno(pfd, "Failed to open the packages directory: %m");
 
-	r = ipc_call_fd(f->launcher_fd, IPC_PACKAGE_INSTALL, NULL, 0, req->upload_fd, &reply);
+	r = launcher_call(f->launcher, IPC_PACKAGE_INSTALL, NULL, 0, req->upload_fd, &reply);
 	if (r < 0 && reply.header.type == IPC_ERROR)
 		return respond_install_error(req, r, reply.payload.error.message);
 	if (r < 0)
@@ -729,9 +731,9 @@ front_storage(const char *grain_id, bool create, void *userdata)
 	struct ipc_message reply;
 
 	memcpy(storage.grain_id, grain_id, GRAIN_ID_LEN);
-	return ipc_call(f->launcher_fd,
-			create ? IPC_GRAIN_STORAGE_CREATE : IPC_GRAIN_STORAGE_DELETE, &storage,
-			sizeof(storage), &reply);
+	return launcher_call(f->launcher,
+			     create ? IPC_GRAIN_STORAGE_CREATE : IPC_GRAIN_STORAGE_DELETE, &storage,
+			     sizeof(storage), -1, &reply);
 }
 
 /* Delete a grain for good: its storage first, then its row (a retry finishes either). */

@@ -195,7 +195,7 @@ user_id_header(struct front *f, const char *grain_id, int64_t user_id, char out[
 
 	(void)crypto_generichash(hash, sizeof(hash), (const unsigned char *)msg, (size_t)n,
 				 f->user_id_key, sizeof(f->user_id_key));
-	hex_encode(hash, sizeof(hash), out);
+	hex_encode(out, hash, sizeof(hash));
 }
 
 /* The label of a session host ("ui-<hex>.<wildcard>"), or NULL when host is no such thing. */
@@ -282,7 +282,7 @@ session_resolve(struct front *f, const char *label)
 	s->trashed = row.trashed_at != 0;
 	if (row.user_id > 0)
 		user_id_header(f, row.grain_id, row.user_id, s->user_id_header);
-	hex_encode(hash, 16, s->session_id);
+	hex_encode(s->session_id, hash, 16);
 	permissions_list(row.permissions, s->permissions, sizeof(s->permissions));
 	s->expires_at = now + SESSION_IDLE;
 	s->written_expiry_at = now;
@@ -326,7 +326,9 @@ session_open(struct front *f, const struct db_grain *g, const struct db_user *us
 		return r;
 	if (user->id != g->owner_id)
 		return -EPERM; /* sharing (issue 7) brings other people's sessions */
-	random_hex(label, sizeof(label));
+	r = random_hex(label, HOST_LABEL_LEN / 2);
+	if (r < 0)
+		return r;
 	host_hash(label, hash);
 	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g->id);
 	gs.user_id = user->id;
@@ -338,7 +340,7 @@ session_open(struct front *f, const struct db_grain *g, const struct db_user *us
 	if (asprintf(ret_url, "%s://" HOST_PREFIX "%s.%s/", f->tls ? "https" : "http", label,
 		     f->wildcard_suffix) < 0)
 		return -ENOMEM;
-	hex_encode(hash, 16, ret_session_id);
+	hex_encode(ret_session_id, hash, 16);
 	return 0;
 }
 

@@ -64,6 +64,20 @@ help(void)
 	       "      --tls-key FILE     ...and its PEM private key (both or neither; read as\n"
 	       "                         root before the network-facing part drops privileges)\n"
 	       "  -u, --user NAME        run the network-facing process as NAME (default %s)\n"
+	       "      --grain-memory SIZE\n"
+	       "                         memory of each grain, swap included (default 256M)\n"
+	       "      --grain-pids N     processes and threads of each grain (default 256)\n"
+	       "      --grain-cpu CPUS   CPU time of each grain: 1, 0.5... (default 1)\n"
+	       "      --grain-tmp SIZE   size of each grain's /tmp (default 64M)\n"
+	       "      --grain-start-timeout TIME\n"
+	       "                         an app must listen within TIME (default 30s)\n"
+	       "      --grain-log-max SIZE\n"
+	       "                         cap of each grain's log (default 1M)\n"
+	       "      --grain-idle-timeout TIME\n"
+	       "                         stop a grain unused this long (default 5m)\n"
+	       "      --allow-no-limits[=yes|no]\n"
+	       "                         run grains where cgroup limits cannot be applied\n"
+	       "                         (default no: grains do not start there)\n"
 	       "      --log-level LEVEL  error, warning, notice, info (default) or debug\n"
 	       "  -v, --verbose          the same as --log-level debug\n"
 	       "  -h, --help             show this help\n"
@@ -84,6 +98,14 @@ parse_argv(int argc, char *argv[])
 		ARG_TLS_CERT,
 		ARG_TLS_KEY,
 		ARG_LOG_LEVEL,
+		ARG_GRAIN_MEMORY,
+		ARG_GRAIN_PIDS,
+		ARG_GRAIN_CPU,
+		ARG_GRAIN_TMP,
+		ARG_GRAIN_START_TIMEOUT,
+		ARG_GRAIN_LOG_MAX,
+		ARG_GRAIN_IDLE_TIMEOUT,
+		ARG_ALLOW_NO_LIMITS,
 	};
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -95,6 +117,14 @@ parse_argv(int argc, char *argv[])
 		{ "tls-key", required_argument, NULL, ARG_TLS_KEY },
 		{ "user", required_argument, NULL, 'u' },
 		{ "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+		{ "grain-memory", required_argument, NULL, ARG_GRAIN_MEMORY },
+		{ "grain-pids", required_argument, NULL, ARG_GRAIN_PIDS },
+		{ "grain-cpu", required_argument, NULL, ARG_GRAIN_CPU },
+		{ "grain-tmp", required_argument, NULL, ARG_GRAIN_TMP },
+		{ "grain-start-timeout", required_argument, NULL, ARG_GRAIN_START_TIMEOUT },
+		{ "grain-log-max", required_argument, NULL, ARG_GRAIN_LOG_MAX },
+		{ "grain-idle-timeout", required_argument, NULL, ARG_GRAIN_IDLE_TIMEOUT },
+		{ "allow-no-limits", optional_argument, NULL, ARG_ALLOW_NO_LIMITS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, ARG_VERSION },
@@ -134,6 +164,31 @@ parse_argv(int argc, char *argv[])
 			break;
 		case ARG_LOG_LEVEL:
 			key = "log_level";
+			break;
+		case ARG_GRAIN_MEMORY:
+			key = "grain_memory";
+			break;
+		case ARG_GRAIN_PIDS:
+			key = "grain_pids";
+			break;
+		case ARG_GRAIN_CPU:
+			key = "grain_cpu";
+			break;
+		case ARG_GRAIN_TMP:
+			key = "grain_tmp";
+			break;
+		case ARG_GRAIN_START_TIMEOUT:
+			key = "grain_start_timeout";
+			break;
+		case ARG_GRAIN_LOG_MAX:
+			key = "grain_log_max";
+			break;
+		case ARG_GRAIN_IDLE_TIMEOUT:
+			key = "grain_idle_timeout";
+			break;
+		case ARG_ALLOW_NO_LIMITS:
+			key = "allow_no_limits";
+			value = optarg ?: "yes";
 			break;
 		case 'v':
 			key = "log_level";
@@ -299,7 +354,7 @@ run_launcher(void *userdata)
 {
 	sigset_t none;
 
-	/* The launcher has no signal logic of its own: SIGTERM ends it. */
+	/* The launcher takes SIGTERM on its own signalfd (it stops its grains first). */
 	sigemptyset(&none);
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	return launcher_main(userdata);
@@ -349,7 +404,7 @@ main(int argc, char *argv[])
 	_cleanup_(config_release) struct granaryd_config config = GRANARYD_CONFIG_INIT;
 	_cleanup_(tls_files_release) struct tls_files tls = {};
 	_cleanup_free_ char *state = NULL;
-	char installer[PATH_MAX];
+	char installer[PATH_MAX], grain_init[PATH_MAX];
 	struct listen_address listen_address;
 	struct launcher_config launcher_config = {};
 	struct front_config front_config = {};
@@ -479,6 +534,19 @@ main(int argc, char *argv[])
 				       GRANARY_LIBEXECDIR),
 		       EXIT_FAILURE;
 	launcher_config.installer = installer;
+	r = libexec_find("grain-init", grain_init, sizeof(grain_init));
+	if (r < 0)
+		return log_error_errno(r,
+				       "Failed to find grain-init beside granaryd or in '%s': %m; "
+				       "is Granary installed completely?",
+				       GRANARY_LIBEXECDIR),
+		       EXIT_FAILURE;
+	launcher_config.grain_init = grain_init;
+	/* Checked by config.c already; this fills the numbers in. */
+	r = config_grain_settings(&config, &launcher_config.grain);
+	if (r < 0)
+		return log_error_errno(r, "Invalid grain settings: %m"), EXIT_FAILURE;
+	front_config.grain_idle_timeout = (unsigned)(launcher_config.grain.idle_timeout_ms / 1000);
 
 	log_info("Granary %s listening on %s://%s/ (state in '%s')", GRANARY_VERSION,
 		 tls.cert ? "https" : "http",

@@ -24,6 +24,7 @@
  * Its one output is a fixed-size result on the pipe; anything short of a
  * whole result means it failed.
  */
+#include <assert.h>
 #include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -83,6 +85,35 @@ fail_early(int result_fd, int r, const char *what)
 }
 
 /*
+ * Close every descriptor of this process but keep[] (n of them, all above
+ * 2): the launcher's other descriptors (its front connection, grains'
+ * pidfds and uid locks) must not live on in a process that waits minutes
+ * for an install.
+ */
+static int
+close_all_but(const int *keep, size_t n)
+{
+	int sorted[3];
+	unsigned from = 3;
+
+	assert(n <= ELEMENTSOF(sorted));
+	memcpy(sorted, keep, n * sizeof(int));
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+			int t = sorted[j];
+
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned)sorted[i] > from && close_range(from, (unsigned)sorted[i] - 1, 0) < 0)
+			return negative_errno();
+		from = MAX(from, (unsigned)sorted[i] + 1);
+	}
+	return close_range(from, ~0U, 0) < 0 ? negative_errno() : 0;
+}
+
+/*
  * Between the caller and the installer: make the namespaces, start the
  * installer as their pid 1 with its three descriptors, pass on its status.
  */
@@ -91,11 +122,17 @@ installer_parent(const char *path, int packages_fd, int spk_fd, int result_fd, p
 {
 	char *const argv[] = { (char *)"granary-installer", NULL };
 	char *const envp[] = { (char *)"PATH=/nonexistent", (char *)"LC_ALL=C.UTF-8", NULL };
+	const int keep[] = { packages_fd, spk_fd, result_fd };
+	sigset_t none;
 	int status;
 	pid_t pid;
 
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != grandparent)
 		_exit(1);
+	/* The launcher blocks the signals it takes on a signalfd; the installer gets none blocked. */
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || close_all_but(keep, ELEMENTSOF(keep)) < 0)
+		fail_early(result_fd, negative_errno(), "Failed to prepare the installer");
 	if (unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
 		fail_early(result_fd, negative_errno(),
 			   "Failed to make the installer's namespaces");
@@ -123,35 +160,84 @@ installer_parent(const char *path, int packages_fd, int spk_fd, int result_fd, p
 	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
-int
-package_install(const char *path, int packages_fd, int spk_fd, struct package_install_result *ret)
+struct package_install {
+	pid_t pid;   /* the installer's parent (installer_parent()) */
+	int pidfd;   /* owned */
+	int read_fd; /* owned: the result pipe */
+	bool reaped;
+};
+
+struct package_install *
+package_install_free(struct package_install *i)
 {
-	_cleanup_close_ int read_fd = -EBADF, write_fd = -EBADF;
-	struct package_install_result res = {};
+	if (!i)
+		return NULL;
+	if (!i->reaped) {
+		/* Its child, the installer, dies with it (PDEATHSIG). */
+		(void)pidfd_send_signal(i->pidfd, SIGKILL, NULL, 0);
+		while (waitpid(i->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	(void)safe_close(i->pidfd);
+	(void)safe_close(i->read_fd);
+	free(i);
+	return NULL;
+}
+
+int
+package_install_start(const char *path, int packages_fd, int spk_fd, struct package_install **ret)
+{
+	_cleanup_(package_install_freep) struct package_install *i = NULL;
+	_cleanup_close_ int write_fd = -EBADF;
 	struct stat st;
-	int pipe_fds[2], status;
-	pid_t self = getpid(), pid;
-	size_t got = 0;
+	int pipe_fds[2];
+	pid_t self = getpid();
 
 	/* Only a regular file: a FIFO or a device from front would hang or never end. */
 	if (fstat(spk_fd, &st) < 0)
 		return negative_errno();
 	if (!S_ISREG(st.st_mode))
 		return -EBADF;
+	i = calloc(1, sizeof(*i));
+	if (!i)
+		return -ENOMEM;
+	i->pidfd = i->read_fd = -EBADF;
+	i->reaped = true; /* until there is a child */
 	if (pipe2(pipe_fds, O_CLOEXEC) < 0)
 		return negative_errno();
-	read_fd = pipe_fds[0];
+	i->read_fd = pipe_fds[0];
 	write_fd = pipe_fds[1];
 
-	pid = fork();
-	if (pid < 0)
+	i->pid = fork();
+	if (i->pid < 0)
 		return negative_errno();
-	if (pid == 0)
+	if (i->pid == 0)
 		installer_parent(path, packages_fd, spk_fd, write_fd, self);
-	write_fd = safe_close(write_fd);
+	i->reaped = false;
+	/* Our child, not yet waited for: its pid cannot be reused meanwhile. */
+	i->pidfd = pidfd_open(i->pid, 0);
+	if (i->pidfd < 0)
+		return negative_errno();
+	*ret = TAKE_PTR(i);
+	return 0;
+}
 
+int
+package_install_pidfd(const struct package_install *i)
+{
+	return i->pidfd;
+}
+
+int
+package_install_finish(struct package_install *i, struct package_install_result *ret)
+{
+	struct package_install_result res = {};
+	int status = 0;
+	size_t got = 0;
+
+	/* EOF comes when the installer and its parent are gone (or the result is whole). */
 	while (got < sizeof(res)) {
-		ssize_t n = read(read_fd, (char *)&res + got, sizeof(res) - got);
+		ssize_t n = read(i->read_fd, (char *)&res + got, sizeof(res) - got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -159,9 +245,10 @@ package_install(const char *path, int packages_fd, int spk_fd, struct package_in
 			break;
 		got += (size_t)n;
 	}
-	while (waitpid(pid, &status, 0) < 0)
+	while (!i->reaped && waitpid(i->pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return negative_errno();
+	i->reaped = true;
 
 	if (got != sizeof(res) || res.error > 0 || res.error < -4095 ||
 	    !memchr(res.message, '\0', sizeof(res.message)) ||
@@ -180,6 +267,18 @@ package_install(const char *path, int packages_fd, int spk_fd, struct package_in
 								  "without a package id" };
 	*ret = res;
 	return 0;
+}
+
+int
+package_install(const char *path, int packages_fd, int spk_fd, struct package_install_result *ret)
+{
+	_cleanup_(package_install_freep) struct package_install *i = NULL;
+	int r;
+
+	r = package_install_start(path, packages_fd, spk_fd, &i);
+	if (r < 0)
+		return r;
+	return package_install_finish(i, ret);
 }
 
 bool

@@ -32,6 +32,7 @@ struct ipc_type_info {
 	enum ipc_direction direction;
 	size_t payload_size;
 	unsigned n_fds;
+	unsigned max_fds; /* > n_fds only for OK: GRAIN_LOG_OPEN's carries the log */
 };
 
 static const struct ipc_type_info ipc_types[_IPC_TYPE_MAX] = {
@@ -41,12 +42,19 @@ static const struct ipc_type_info ipc_types[_IPC_TYPE_MAX] = {
 	[IPC_GRAIN_STORAGE_DELETE] = { "GRAIN_STORAGE_DELETE", IPC_TO_LAUNCHER,
 				       sizeof(struct ipc_grain), 0 },
 	[IPC_PONG] = { "PONG", IPC_TO_FRONT, sizeof(struct ipc_pong), 0 },
-	[IPC_OK] = { "OK", IPC_TO_FRONT, 0, 0 },
+	[IPC_OK] = { "OK", IPC_TO_FRONT, 0, 0, 1 },
 	[IPC_ERROR] = { "ERROR", IPC_TO_FRONT, sizeof(struct ipc_error), 0 },
 	[IPC_PACKAGE_INSTALL] = { "PACKAGE_INSTALL", IPC_TO_LAUNCHER, 0, 1 },
 	[IPC_PACKAGE_DELETE] = { "PACKAGE_DELETE", IPC_TO_LAUNCHER, sizeof(struct ipc_package), 0 },
 	[IPC_PACKAGE_INSTALLED] = { "PACKAGE_INSTALLED", IPC_TO_FRONT,
 				    sizeof(struct ipc_package_installed), 0 },
+	[IPC_GRAIN_START] = { "GRAIN_START", IPC_TO_LAUNCHER, sizeof(struct ipc_grain_start), 0 },
+	[IPC_GRAIN_STARTED] = { "GRAIN_STARTED", IPC_TO_FRONT, sizeof(struct ipc_grain_started),
+				1 },
+	[IPC_GRAIN_STOP] = { "GRAIN_STOP", IPC_TO_LAUNCHER, sizeof(struct ipc_grain), 0 },
+	[IPC_GRAIN_STATUS] = { "GRAIN_STATUS", IPC_TO_LAUNCHER, sizeof(struct ipc_grain), 0 },
+	[IPC_GRAIN_STATS] = { "GRAIN_STATS", IPC_TO_FRONT, sizeof(struct ipc_grain_stats), 0 },
+	[IPC_GRAIN_LOG_OPEN] = { "GRAIN_LOG_OPEN", IPC_TO_LAUNCHER, sizeof(struct ipc_grain), 0 },
 };
 
 const char *
@@ -83,7 +91,8 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 	if (h.type == 0 || h.type >= _IPC_TYPE_MAX || !ipc_types[h.type].name)
 		return -EBADMSG;
 	info = &ipc_types[h.type];
-	if (info->direction != direction || h.length != info->payload_size || n_fds != info->n_fds)
+	if (info->direction != direction || h.length != info->payload_size || n_fds < info->n_fds ||
+	    n_fds > MAX(info->n_fds, info->max_fds))
 		return -EBADMSG;
 
 	m.header = h;
@@ -92,7 +101,25 @@ ipc_decode(const uint8_t *buf, size_t len, unsigned n_fds, enum ipc_direction di
 	switch (h.type) {
 	case IPC_GRAIN_STORAGE_CREATE:
 	case IPC_GRAIN_STORAGE_DELETE:
+	case IPC_GRAIN_STOP:
+	case IPC_GRAIN_STATUS:
+	case IPC_GRAIN_LOG_OPEN:
 		if (!hex_valid(m.payload.grain.grain_id, sizeof(m.payload.grain.grain_id)))
+			return -EBADMSG;
+		break;
+	case IPC_GRAIN_START:
+		if (!hex_valid(m.payload.start.grain_id, sizeof(m.payload.start.grain_id)) ||
+		    !hex_valid(m.payload.start.package_id, sizeof(m.payload.start.package_id)))
+			return -EBADMSG;
+		break;
+	case IPC_GRAIN_STARTED:
+		if (m.payload.started.pid == 0 || m.payload.started.pid > INT32_MAX ||
+		    m.payload.started.uid == 0 || m.payload.started.port == 0 ||
+		    m.payload.started.port > 65535)
+			return -EBADMSG;
+		break;
+	case IPC_GRAIN_STATS:
+		if (m.payload.stats.running > 1 || m.payload.stats.pid > INT32_MAX)
 			return -EBADMSG;
 		break;
 	case IPC_PACKAGE_DELETE:

@@ -36,7 +36,6 @@ struct front_config {
 	const char *state_dir; /* borrowed */
 	const char *base_url;  /* borrowed; NULL: http://localhost:<port> */
 	const char *wildcard;  /* borrowed; NULL: "*.localhost:<port>" */
-	unsigned grain_idle_timeout; /* seconds; 0: GRAIN_IDLE_TIMEOUT_DEFAULT */
 	const char *tls_cert;  /* borrowed: PEM, NUL-terminated; NULL: plain HTTP */
 	char *tls_key;	       /* borrowed: PEM, NUL-terminated; front_start() wipes it */
 	size_t tls_key_size;
@@ -44,6 +43,7 @@ struct front_config {
 	pid_t parent;	      /* the root parent, which front must not outlive */
 	uid_t uid;
 	gid_t gid;
+	unsigned grain_idle_timeout; /* seconds: a grain unused this long is stopped */
 };
 
 struct front;
@@ -109,6 +109,15 @@ struct granaryd_config {
 	char *tls_cert; /* owned: the path */
 	char *tls_key;	/* owned: the path */
 	int log_level;	/* LOG_ERR..LOG_DEBUG */
+	/* Grains (config_grain_settings() turns these into numbers, with the defaults). */
+	char *grain_memory;	   /* owned: a size */
+	char *grain_pids;	   /* owned: a number */
+	char *grain_cpu;	   /* owned: CPUs, "0.5" */
+	char *grain_tmp;	   /* owned: a size */
+	char *grain_start_timeout; /* owned: a duration */
+	char *grain_log_max;	   /* owned: a size */
+	char *grain_idle_timeout;  /* owned: a duration */
+	char *allow_no_limits;	   /* owned: a boolean */
 };
 #define GRANARYD_CONFIG_INIT                                                                       \
 	{                                                                                          \
@@ -136,6 +145,42 @@ void config_merge(struct granaryd_config *into, struct granaryd_config *from);
 /* What no single value shows: TLS certificate without key, http base URL with TLS. */
 int config_check(const struct granaryd_config *c, struct config_error *err);
 void config_release(struct granaryd_config *c);
+
+/* What every grain gets (docs/admin.md), with the limits the config keys accept. */
+#define GRAIN_DEFAULT_MEMORY	       (256ULL << 20)
+#define GRAIN_MEMORY_MIN	       (4ULL << 20)
+#define GRAIN_MEMORY_MAX	       (1ULL << 40)
+#define GRAIN_DEFAULT_PIDS	       256
+#define GRAIN_PIDS_MAX		       4194304
+#define GRAIN_DEFAULT_CPU	       1000 /* thousandths of a CPU */
+#define GRAIN_CPU_MIN		       10
+#define GRAIN_CPU_MAX		       4096000
+#define GRAIN_DEFAULT_TMP	       (64ULL << 20)
+#define GRAIN_TMP_MIN		       (1ULL << 20)
+#define GRAIN_TMP_MAX		       (1ULL << 40)
+#define GRAIN_DEFAULT_START_TIMEOUT_MS 30000
+#define GRAIN_START_TIMEOUT_MIN_MS     100
+#define GRAIN_START_TIMEOUT_MAX_MS     3600000 /* grain-init's own bound */
+#define GRAIN_DEFAULT_LOG_MAX	       (1ULL << 20)
+#define GRAIN_LOG_MAX_MIN	       4096 /* grain-init's own bound */
+#define GRAIN_LOG_MAX_MAX	       (1ULL << 30)
+#define GRAIN_DEFAULT_IDLE_TIMEOUT_MS  300000
+#define GRAIN_IDLE_TIMEOUT_MIN_MS      1000
+#define GRAIN_IDLE_TIMEOUT_MAX_MS      (30ULL * 24 * 3600 * 1000)
+
+struct grain_settings {
+	uint64_t memory;	   /* bytes, swap included */
+	uint64_t pids;		   /* processes and threads */
+	uint32_t cpu;		   /* thousandths of a CPU */
+	uint64_t tmp;		   /* bytes of /tmp */
+	uint64_t start_timeout_ms; /* the app must listen within this */
+	uint64_t log_max;	   /* bytes of the grain log */
+	uint64_t idle_timeout_ms;  /* front stops a grain unused this long */
+	bool allow_no_limits;	   /* run grains where cgroup limits cannot be applied */
+};
+
+/* The grain settings of c, its defaults where unset. */
+int config_grain_settings(const struct granaryd_config *c, struct grain_settings *ret);
 
 /* Split base_url "http(s)://host[:port][/]" into origin and host (both owned); -EINVAL if malformed. */
 int base_url_parse(const char *base_url, char **ret_origin, char **ret_host, bool *ret_tls);
@@ -573,6 +618,12 @@ enum ipc_type {
 	IPC_PACKAGE_INSTALL,   /* front → launcher, with the uploaded file */
 	IPC_PACKAGE_DELETE,    /* front → launcher */
 	IPC_PACKAGE_INSTALLED, /* launcher → front */
+	IPC_GRAIN_START,       /* front → launcher: struct ipc_grain_start */
+	IPC_GRAIN_STARTED,     /* launcher → front, with the grain's control socket */
+	IPC_GRAIN_STOP,	       /* front → launcher: struct ipc_grain; OK once nothing is left */
+	IPC_GRAIN_STATUS,      /* front → launcher: struct ipc_grain */
+	IPC_GRAIN_STATS,       /* launcher → front */
+	IPC_GRAIN_LOG_OPEN, /* front → launcher: struct ipc_grain; OK with the log, read-only */
 	_IPC_TYPE_MAX,
 };
 
@@ -611,6 +662,25 @@ struct ipc_package_installed {
 	uint32_t existed;		 /* 1: these bytes were unpacked before */
 };
 
+struct ipc_grain_start {
+	char grain_id[GRAIN_ID_LEN];	 /* lowercase hex, no NUL */
+	char package_id[PACKAGE_ID_LEN]; /* lowercase hex, no NUL */
+};
+
+struct ipc_grain_started {
+	uint32_t pid;  /* grain-init's pid on the host */
+	uint32_t uid;  /* the host uid the grain runs as */
+	uint32_t port; /* the app's port inside the grain (the manifest's httpPort) */
+};
+
+struct ipc_grain_stats {
+	uint32_t running;      /* 1: the launcher runs it; the rest is 0 otherwise */
+	uint32_t pid;	       /* grain-init's pid on the host */
+	uint64_t memory_bytes; /* the grain's cgroup's current memory use; 0 when unknown */
+	uint64_t cpu_usec;     /* CPU time used by the grain so far; 0 when unknown */
+	int64_t started_at;    /* seconds since the epoch */
+};
+
 struct ipc_message {
 	struct ipc_header header;
 	union {
@@ -619,6 +689,9 @@ struct ipc_message {
 		struct ipc_error error;
 		struct ipc_package package;
 		struct ipc_package_installed installed;
+		struct ipc_grain_start start;
+		struct ipc_grain_started started;
+		struct ipc_grain_stats stats;
 	} payload;
 	int fds[IPC_FDS_MAX]; /* owned by the receiver */
 	unsigned n_fds;
@@ -643,6 +716,27 @@ int ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
 	     struct ipc_message *ret_reply);
 int ipc_call_fd(int fd, uint32_t type, const void *payload, size_t payload_size, int pass_fd,
 		struct ipc_message *ret_reply);
+
+/* launcher-client.c: front's calls to the launcher, from any thread */
+
+struct launcher_client; /* thread-safe; several calls may be in flight */
+
+/* A client on fd (borrowed: the caller closes it after launcher_client_free()). */
+int launcher_client_new(int fd, struct launcher_client **ret);
+/* No call may be in flight. Accepts NULL; returns NULL. */
+struct launcher_client *launcher_client_free(struct launcher_client *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct launcher_client *, launcher_client_free)
+/*
+ * Send a request (with pass_fd attached when >= 0) and wait for ITS answer,
+ * matched by id, while other threads' calls go on. 0 with the answer in
+ * *ret_reply; an IPC_ERROR answer returns its -errno with the message in
+ * ret_reply->payload.error. Descriptors received (ret_reply->fds) are the
+ * caller's. -ECONNRESET when the launcher is gone (every waiter wakes);
+ * -EBADMSG for an answer that is malformed or not one this request can
+ * get; -EINVAL for a type the launcher does not take.
+ */
+int launcher_call(struct launcher_client *c, uint32_t type, const void *payload, size_t size,
+		  int pass_fd, struct ipc_message *ret_reply);
 
 /* lockdown.c */
 
@@ -677,6 +771,24 @@ int libexec_find(const char *name, char *buf, size_t size);
  */
 int package_install(const char *installer, int packages_fd, int spk_fd,
 		    struct package_install_result *ret);
+
+/* The same in two steps, for the launcher's event loop: an installer running. */
+struct package_install;
+/*
+ * Start the installer (spk_fd is only read by it; the caller may close its
+ * copy now). -EBADF: spk_fd is not a regular file. *ret is the caller's:
+ * package_install_finish() it once package_install_pidfd() is readable, then
+ * package_install_free() it.
+ */
+int package_install_start(const char *installer, int packages_fd, int spk_fd,
+			  struct package_install **ret);
+/* Readable (POLLIN) when the installer has exited. Owned by i. */
+int package_install_pidfd(const struct package_install *i);
+/* Read the result and reap (blocks until the installer exits). 0 with the outcome in *ret. */
+int package_install_finish(struct package_install *i, struct package_install_result *ret);
+/* Kill the installer if it still runs, reap, free. Accepts NULL; returns NULL. */
+struct package_install *package_install_free(struct package_install *i);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct package_install *, package_install_free)
 /* 64 lowercase hex characters. */
 bool package_id_valid(const char *id);
 /* Remove packages_fd/<id> without following symlinks. -EINVAL for a bad id. */
@@ -737,12 +849,19 @@ int grain_create(struct db *db, const char *app_id, int64_t owner_id, const char
 /* launcher.c */
 
 struct launcher_config {
-	int fd;		       /* the connection to front (borrowed) */
-	const char *state_dir; /* borrowed */
-	const char *installer; /* borrowed: the granary-installer program */
+	int fd;			     /* the connection to front (borrowed) */
+	const char *state_dir;	     /* borrowed */
+	const char *installer;	     /* borrowed: the granary-installer program */
+	const char *grain_init;	     /* borrowed: the grain-init program, loaded once at start */
+	struct grain_settings grain; /* limits and timeouts of every grain */
+	const char *cgroup_root;     /* borrowed; NULL: /sys/fs/cgroup (tests point it elsewhere) */
 };
 
-/* The launcher process: serve front's requests until it goes away. */
+/*
+ * The launcher process: sweep what a previous launcher's grains left, then
+ * serve front's requests until it goes away (or SIGTERM), then kill every
+ * grain it started.
+ */
 int launcher_main(const struct launcher_config *config);
 /* STATE/grains/<id>/data (root, 0700; the grain's /var) below grains_fd. -EINVAL: bad id. */
 int grain_storage_create(int grains_fd, const char *id);

@@ -34,6 +34,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (c.wildcard && wildcard_check(c.wildcard) < 0)
 			__builtin_trap();
 		(void)config_check(&c, &err2);
+		/* Every grain value that passed its check converts, within its bounds. */
+		struct grain_settings g;
+		if (config_grain_settings(&c, &g) < 0 || g.memory < GRAIN_MEMORY_MIN ||
+		    g.cpu < GRAIN_CPU_MIN || g.cpu > GRAIN_CPU_MAX ||
+		    g.log_max < GRAIN_LOG_MAX_MIN ||
+		    g.start_timeout_ms > GRAIN_START_TIMEOUT_MAX_MS)
+			__builtin_trap();
 	} else if (strncmp(err.message, "fuzz.conf", 9) != 0)
 		__builtin_trap(); /* every error names the file */
 	config_release(&c);

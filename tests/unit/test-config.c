@@ -197,6 +197,78 @@ TEST(flags)
 	CHECK(!c.base_url);
 }
 
+TEST(grain_settings)
+{
+	_cleanup_(config_release) struct granaryd_config c = GRANARYD_CONFIG_INIT;
+	struct config_error err = {};
+	struct grain_settings g;
+
+	/* Nothing set: the documented defaults. */
+	CHECK_OK(config_grain_settings(&c, &g));
+	CHECK_UINT_EQ(g.memory, 256ULL << 20);
+	CHECK_UINT_EQ(g.pids, 256);
+	CHECK_UINT_EQ(g.cpu, 1000);
+	CHECK_UINT_EQ(g.tmp, 64ULL << 20);
+	CHECK_UINT_EQ(g.start_timeout_ms, 30000);
+	CHECK_UINT_EQ(g.log_max, 1ULL << 20);
+	CHECK_UINT_EQ(g.idle_timeout_ms, 300000);
+	CHECK(!g.allow_no_limits);
+
+	CHECK_OK(parse("grain_memory = 1G\n"
+		       "grain_pids = 100\n"
+		       "grain_cpu = 0.5\n"
+		       "grain_tmp = 16M\n"
+		       "grain_start_timeout = 1m\n"
+		       "grain_log_max = 64K\n"
+		       "grain_idle_timeout = 1h\n"
+		       "allow_no_limits = yes\n",
+		       &c, &err));
+	CHECK_OK(config_set(&c, "grain_cpu", "2.125", &err));
+	CHECK_OK(config_grain_settings(&c, &g));
+	CHECK_UINT_EQ(g.memory, 1ULL << 30);
+	CHECK_UINT_EQ(g.pids, 100);
+	CHECK_UINT_EQ(g.cpu, 2125);
+	CHECK_UINT_EQ(g.tmp, 16ULL << 20);
+	CHECK_UINT_EQ(g.start_timeout_ms, 60000);
+	CHECK_UINT_EQ(g.log_max, 64 << 10);
+	CHECK_UINT_EQ(g.idle_timeout_ms, 3600000);
+	CHECK(g.allow_no_limits);
+
+	static const struct {
+		const char *text, *message;
+	} bad[] = {
+		{ "grain_memory = 1M\n",
+		  "test.conf:1: grain_memory: expected a size from 4M to 1T" },
+		{ "grain_memory = lots\n", "grain_memory: expected a size" },
+		{ "grain_memory = 2T\n", "grain_memory: expected" },
+		{ "grain_pids = 0\n", "grain_pids: expected a number of processes" },
+		{ "grain_pids = -1\n", "grain_pids: expected" },
+		{ "grain_cpu = 0\n", "grain_cpu: expected a number of CPUs from 0.01" },
+		{ "grain_cpu = 0.001\n", "grain_cpu: expected" },
+		{ "grain_cpu = 1.2345\n", "grain_cpu: expected" },
+		{ "grain_cpu = .5\n", "grain_cpu: expected" },
+		{ "grain_cpu = 1.\n", "grain_cpu: expected" },
+		{ "grain_cpu = 5000\n", "grain_cpu: expected" },
+		{ "grain_cpu = 1,5\n", "grain_cpu: expected" },
+		{ "grain_tmp = 1K\n", "grain_tmp: expected a size from 1M" },
+		{ "grain_start_timeout = 2h\n", "grain_start_timeout: expected a duration" },
+		{ "grain_start_timeout = 10ms\n", "grain_start_timeout: expected" },
+		{ "grain_log_max = 1K\n", "grain_log_max: expected a size from 4K" },
+		{ "grain_idle_timeout = 0\n", "grain_idle_timeout: expected a duration from 1s" },
+		{ "allow_no_limits = maybe\n", "allow_no_limits: expected yes or no" },
+		{ "grain-memory = 1G\n",
+		  "unknown key 'grain-memory' (did you mean 'grain_memory'?)" },
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		_cleanup_(config_release) struct granaryd_config b = GRANARYD_CONFIG_INIT;
+
+		CHECK_ERR(parse(bad[i].text, &b, &err), EINVAL);
+		CHECK_CONTAINS(err.message, bad[i].message);
+	}
+	CHECK_ERR(config_set(&c, "grain_memory", "3", &err), EINVAL);
+	CHECK_CONTAINS(err.message, "Invalid --grain-memory '3': expected a size");
+}
+
 TEST(flags_override_the_file)
 {
 	_cleanup_(config_release) struct granaryd_config file = GRANARYD_CONFIG_INIT;

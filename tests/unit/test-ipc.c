@@ -44,6 +44,8 @@ encode_sized(uint8_t *buf, uint32_t type, uint32_t id, const void *payload, size
 		     len)
 
 static const char good_id[] = "0123456789abcdef0123456789abcdef";
+static const char good_package_id[] =
+	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 TEST(decode_accepts_well_formed)
 {
@@ -117,6 +119,80 @@ TEST(decode_refuses_malformed)
 	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
 }
 
+TEST(decode_grain_messages)
+{
+	uint8_t buf[IPC_MESSAGE_MAX];
+	struct ipc_grain_start start;
+	struct ipc_grain_started started = { .pid = 42, .uid = 0x50000001, .port = 8000 };
+	struct ipc_grain_stats stats = { .running = 1, .pid = 42, .memory_bytes = 1 << 20 };
+	struct ipc_grain g;
+	struct ipc_message m;
+	size_t n;
+
+	memcpy(start.grain_id, good_id, GRAIN_ID_LEN);
+	memcpy(start.package_id, good_package_id, PACKAGE_ID_LEN);
+	memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+
+	n = encode(buf, IPC_GRAIN_START, 3, &start, sizeof(start));
+	CHECK_OK(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m));
+	CHECK(memcmp(m.payload.start.package_id, good_package_id, PACKAGE_ID_LEN) == 0);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
+	CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_LAUNCHER, &m), EBADMSG);
+	CHECK_ERR(ipc_decode(buf, n - 1, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	/* either id bad */
+	start.package_id[PACKAGE_ID_LEN - 1] = 'G';
+	n = encode(buf, IPC_GRAIN_START, 3, &start, sizeof(start));
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	start.package_id[PACKAGE_ID_LEN - 1] = 'f';
+	start.grain_id[0] = '/';
+	n = encode(buf, IPC_GRAIN_START, 3, &start, sizeof(start));
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+
+	/* STOP, STATUS, LOG_OPEN: a grain id, no descriptor, launcher-bound only */
+	static const uint32_t grain_types[] = { IPC_GRAIN_STOP, IPC_GRAIN_STATUS,
+						IPC_GRAIN_LOG_OPEN };
+	for (size_t i = 0; i < ELEMENTSOF(grain_types); i++) {
+		memcpy(g.grain_id, good_id, GRAIN_ID_LEN);
+		n = encode(buf, grain_types[i], 4, &g, sizeof(g));
+		CHECK_OK(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m));
+		CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_LAUNCHER, &m), EBADMSG);
+		CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
+		g.grain_id[5] = 'A';
+		n = encode(buf, grain_types[i], 4, &g, sizeof(g));
+		CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_LAUNCHER, &m), EBADMSG);
+	}
+
+	/* STARTED: exactly one descriptor, a real pid, uid and port */
+	n = encode(buf, IPC_GRAIN_STARTED, 5, &started, sizeof(started));
+	CHECK_OK(ipc_decode(buf, n, 1, IPC_TO_FRONT, &m));
+	CHECK_UINT_EQ(m.payload.started.port, 8000);
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
+	CHECK_ERR(ipc_decode(buf, n, 2, IPC_TO_FRONT, &m), EBADMSG);
+	CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_LAUNCHER, &m), EBADMSG);
+	started.port = 70000;
+	n = encode(buf, IPC_GRAIN_STARTED, 5, &started, sizeof(started));
+	CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_FRONT, &m), EBADMSG);
+	started.port = 8000;
+	started.uid = 0;
+	n = encode(buf, IPC_GRAIN_STARTED, 5, &started, sizeof(started));
+	CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_FRONT, &m), EBADMSG);
+
+	/* STATS: no descriptor, running 0 or 1 */
+	n = encode(buf, IPC_GRAIN_STATS, 6, &stats, sizeof(stats));
+	CHECK_OK(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m));
+	CHECK_UINT_EQ(m.payload.stats.memory_bytes, 1 << 20);
+	CHECK_ERR(ipc_decode(buf, n, 1, IPC_TO_FRONT, &m), EBADMSG);
+	stats.running = 2;
+	n = encode(buf, IPC_GRAIN_STATS, 6, &stats, sizeof(stats));
+	CHECK_ERR(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m), EBADMSG);
+
+	/* OK: none, or the one log of LOG_OPEN; never two */
+	n = encode_sized(buf, IPC_OK, 7, NULL, 0, 0);
+	CHECK_OK(ipc_decode(buf, n, 0, IPC_TO_FRONT, &m));
+	CHECK_OK(ipc_decode(buf, n, 1, IPC_TO_FRONT, &m));
+	CHECK_ERR(ipc_decode(buf, n, 2, IPC_TO_FRONT, &m), EBADMSG);
+}
+
 /* A launcher in a child process, on a fresh state directory. */
 struct launcher_child {
 	pid_t pid;
@@ -136,13 +212,22 @@ launcher_start(struct launcher_child *lc)
 		return -errno;
 	lc->pid = fork();
 	if (lc->pid == 0) {
-		char installer[PATH_MAX];
+		char installer[PATH_MAX], init[PATH_MAX];
 		struct launcher_config config = { .fd = pair[0],
 						  .state_dir = lc->state,
-						  .installer = installer };
+						  .installer = installer,
+						  .grain_init = init,
+						  .grain = { .memory = 64 << 20,
+							     .pids = 64,
+							     .cpu = 1000,
+							     .tmp = 1 << 20,
+							     .start_timeout_ms = 30000,
+							     .log_max = 1 << 20 } };
 
 		/* tests/run says where the build is. */
 		(void)snprintf(installer, sizeof(installer), "%s/granary-installer",
+			       getenv("GRANARY_BUILD") ?: "build");
+		(void)snprintf(init, sizeof(init), "%s/grain-init",
 			       getenv("GRANARY_BUILD") ?: "build");
 
 		close(pair[1]);
@@ -216,9 +301,6 @@ send_raw(int fd, const uint8_t *buf, size_t len, int pass_fd)
 	(void)datagram_send(fd, buf, len, pass_fd, 0);
 }
 
-static const char good_package_id[] =
-	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
 /* A well-formed payload of a launcher-bound type, with the ids at their right length. */
 static size_t
 good_payload(uint32_t type, uint8_t *payload, unsigned *ret_n_fds)
@@ -235,6 +317,15 @@ good_payload(uint32_t type, uint8_t *payload, unsigned *ret_n_fds)
 	case IPC_PACKAGE_INSTALL:
 		*ret_n_fds = 1;
 		return 0;
+	case IPC_GRAIN_START:
+		memcpy(payload, good_id, GRAIN_ID_LEN);
+		memcpy(payload + GRAIN_ID_LEN, good_package_id, PACKAGE_ID_LEN);
+		return sizeof(struct ipc_grain_start);
+	case IPC_GRAIN_STOP:
+	case IPC_GRAIN_STATUS:
+	case IPC_GRAIN_LOG_OPEN:
+		memcpy(payload, good_id, GRAIN_ID_LEN);
+		return sizeof(struct ipc_grain);
 	default:
 		return 0; /* PING, and types that never travel to the launcher */
 	}
