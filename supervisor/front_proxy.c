@@ -72,6 +72,7 @@
 #define PROXY_DISCARD_LIMIT   (64 * 1024 * 1024) /* body bytes drained before an early answer */
 #define PROXY_REFUSE_DRAINED  (64 * 1024)	 /* a refused body up to this is drained */
 #define PROXY_ATTEMPTS	      4			 /* fds one request may try (stale ones aside) */
+#define PROXY_ERROR_MAX	      8192		 /* bytes of an acquire() error (a log excerpt) */
 #define PROXY_STALE_MAX	      64		 /* pooled fds found closed, for one request */
 #define PROXY_CONNECTION_MAX  8			 /* Connection fields of a request we follow */
 #define TUNNEL_BUFFER	      (16 * 1024)
@@ -108,7 +109,7 @@ struct proxy_request {
 	/* An answer of the engine itself, when error_status != 0. */
 	unsigned error_status;
 	const char *error_title; /* static; NULL: the detail is the title */
-	char error_detail[256];
+	char *error_detail; /* owned: for a person; after a blank line, a log excerpt */
 
 	unsigned head_timeout_ms, idle_timeout_ms;
 	unsigned mhd_timeout;	/* seconds: MHD's own idle timeout of this connection */
@@ -225,14 +226,15 @@ set_error(struct proxy_request *st, unsigned status, const char *title, const ch
 {
 	st->error_status = status;
 	st->error_title = title;
-	(void)snprintf(st->error_detail, sizeof(st->error_detail), "%s", strempty(detail));
+	free(st->error_detail);
+	st->error_detail = strdup(strempty(detail)); /* NULL: the page says less */
 }
 
 static int
 upstream_acquire(struct proxy_request *st)
 {
 	for (;;) {
-		char error[sizeof(st->error_detail)] = "";
+		char error[PROXY_ERROR_MAX] = "";
 		bool reused = false;
 		int fd = -EBADF, r;
 
@@ -243,9 +245,9 @@ upstream_acquire(struct proxy_request *st)
 		}
 		r = st->ops->acquire(st->userdata, &fd, &reused, error, sizeof(error));
 		if (r < 0) {
-			/* The grain manager's sentence is the page ("The app is starting"). */
-			set_error(st, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
-				  error[0] ? error : "The app is not available");
+			/* The grain manager's sentences ("It could not start: ...") are the page. */
+			set_error(st, MHD_HTTP_SERVICE_UNAVAILABLE, "The app is not available",
+				  error[0] ? error : "");
 			return r;
 		}
 		if (reused && upstream_stale(fd)) {
@@ -775,26 +777,23 @@ body_send(struct proxy_request *st, const char *data, size_t n)
 
 /* ---- the answer ---------------------------------------------------------- */
 
-static void
-html_escape(char *out, size_t size, const char *in)
+/* in (len bytes), HTML-escaped, appended to b. */
+static int
+html_escape(struct buf *b, const char *in, size_t len)
 {
-	size_t len = 0;
+	int r = 0;
 
-	for (; *in && len + 7 < size; in++) {
-		const char *e = *in == '&'    ? "&amp;"
-				: *in == '<'  ? "&lt;"
-				: *in == '>'  ? "&gt;"
-				: *in == '"'  ? "&quot;"
-				: *in == '\'' ? "&#39;"
-					      : NULL;
+	for (size_t i = 0; i < len && r >= 0; i++) {
+		const char *e = in[i] == '&'    ? "&amp;"
+				: in[i] == '<'  ? "&lt;"
+				: in[i] == '>'  ? "&gt;"
+				: in[i] == '"'  ? "&quot;"
+				: in[i] == '\'' ? "&#39;"
+						: NULL;
 
-		if (e) {
-			memcpy(out + len, e, strlen(e));
-			len += strlen(e);
-		} else
-			out[len++] = *in;
+		r = e ? buf_append_str(b, e) : buf_append_char(b, in[i]);
 	}
-	out[len] = '\0';
+	return r;
 }
 
 static bool
@@ -823,22 +822,44 @@ static enum MHD_Result
 answer_error(struct proxy_request *st, const struct proxy_params *params)
 {
 	_cleanup_(MHD_destroy_responsep) struct MHD_Response *response = NULL;
-	char title[256], detail[sizeof(st->error_detail) * 6], page[2048];
-	int len;
+	_cleanup_(buf_release) struct buf page = BUF_INIT;
+	const char *title = st->error_title ?: strempty(st->error_detail);
+	const char *detail = st->error_title ? strempty(st->error_detail) : "";
+	const char *excerpt = strstr(detail, "\n\n");
+	size_t detail_len = excerpt ? (size_t)(excerpt - detail) : strlen(detail);
+	int r;
 
 	upstream_release(st, false);
 	if (st->error_status >= 500)
 		STAT_INC(failed);
 	else
 		STAT_INC(refused);
-	html_escape(title, sizeof(title), st->error_title ?: st->error_detail);
-	html_escape(detail, sizeof(detail), st->error_title ? st->error_detail : "");
-	len = snprintf(page, sizeof(page),
-		       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-		       "<title>%s</title></head>\n<body><h1>%s</h1>\n<p>%s</p></body></html>\n",
-		       title, title, detail);
-	response = MHD_create_response_from_buffer((size_t)MIN(len, (int)sizeof(page) - 1), page,
-						   MHD_RESPMEM_MUST_COPY);
+	/* A sentence or two, then (for a grain's owner) the end of its log, verbatim. */
+	r = buf_append_str(&page, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+	if (r >= 0)
+		r = html_escape(&page, title, strlen(title));
+	if (r >= 0)
+		r = buf_append_str(&page, "</title></head>\n<body><h1>");
+	if (r >= 0)
+		r = html_escape(&page, title, strlen(title));
+	if (r >= 0)
+		r = buf_append_str(&page, "</h1>\n<p>");
+	if (r >= 0)
+		r = html_escape(&page, detail, detail_len);
+	if (r >= 0)
+		r = buf_append_str(&page, "</p>\n");
+	if (r >= 0 && excerpt) {
+		r = buf_append_str(&page, "<pre>");
+		if (r >= 0)
+			r = html_escape(&page, excerpt + 2, strlen(excerpt + 2));
+		if (r >= 0)
+			r = buf_append_str(&page, "</pre>\n");
+	}
+	if (r >= 0)
+		r = buf_append_str(&page, "</body></html>\n");
+	if (r < 0)
+		return MHD_NO;
+	response = MHD_create_response_from_buffer(page.len, page.data, MHD_RESPMEM_MUST_COPY);
 	if (!response || !add_header(response, "Content-Type", "text/html; charset=utf-8") ||
 	    !add_header(response, "Cache-Control", "no-store") ||
 	    !add_security_headers(response, params, false))
@@ -1522,5 +1543,6 @@ proxy_completed(struct proxy_request *st, enum MHD_RequestTerminationCode toe)
 	if (st->fd >= 0 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		log_debug("Proxied request ended early (%d)", (int)toe);
 	upstream_release(st, false);
+	free(st->error_detail);
 	free(st);
 }

@@ -215,11 +215,11 @@ class Packager:
         self.app_id = r.stdout.strip()
         self.count = 0
 
-    def build(self, version=1, title="Test app", files=None, big=0, run=None,
+    def build(self, version=1, title="Test app", files=None, big=0, run_section=None,
               permissions=("read", "write")):
         """Pack a package; files maps package paths to bytes (or (bytes, mode));
         big adds a file of that many random bytes (to make installs take a
-        while); run replaces the manifest's run section."""
+        while); run_section replaces the manifest's run section."""
         self.count += 1
         src = self.dir / f"src{self.count}"
         src.mkdir()
@@ -240,7 +240,7 @@ class Packager:
         definition = {
             "app": {"id": self.app_id, "title": title, "version": version,
                     "marketingVersion": f"{version}.0"},
-            "run": run or {"command": ["/app/run"], "httpPort": 8000},
+            "run": run_section or {"command": ["/app/run"], "httpPort": 8000},
             "permissions": list(permissions),
             "roles": [{"name": "editor", "permissions": list(permissions), "default": True}],
         }

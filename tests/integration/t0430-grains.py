@@ -29,7 +29,7 @@ def grain_test_spk(packager, command=None, title="Grain test", version=1):
     return packager.build(
         version=version, title=title,
         files={"app/grain-test": (binary, 0o755)},
-        run={"command": command or ["/app/grain-test", "8000"], "httpPort": 8000,
+        run_section={"command": command or ["/app/grain-test", "8000"], "httpPort": 8000,
              "env": {"GREETING": "hi"}})
 
 
