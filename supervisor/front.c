@@ -53,9 +53,9 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response)
 
-#define BODY_LIMIT    (64 * 1024)
-#define DISCARD_LIMIT (1024 * 1024)
-#define TRIM_AFTER    (256 * 1024)
+#define BODY_LIMIT	  (64 * 1024)
+#define DISCARD_LIMIT	  (1024 * 1024)
+#define TRIM_AFTER	  (256 * 1024)
 /* Per connection thread; handlers keep big things on the heap. */
 #define THREAD_STACK_SIZE (256 * 1024)
 
@@ -521,8 +521,8 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 		}
 	}
 	if (call->grain)
-		return grain_exchange_handle(call->grain, connection, call->raw_uri, method, version,
-					     upload_data, upload_data_size);
+		return grain_exchange_handle(call->grain, connection, call->raw_uri, method,
+					     version, upload_data, upload_data_size);
 
 	pthread_mutex_lock(&f->lock);
 	result = handle_request_locked(cls, connection, url, method, version, upload_data,
@@ -692,10 +692,10 @@ front_start(const struct front_config *config, struct front **ret)
 			MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
 				MHD_USE_ERROR_LOG,
 			0, NULL, NULL, handle_request, f, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-			MHD_OPTION_URI_LOG_CALLBACK, uri_logged, f,
-			MHD_OPTION_NOTIFY_COMPLETED, request_completed, f, MHD_OPTION_LISTEN_SOCKET,
-			config->local_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-			MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
+			MHD_OPTION_URI_LOG_CALLBACK, uri_logged, f, MHD_OPTION_NOTIFY_COMPLETED,
+			request_completed, f, MHD_OPTION_LISTEN_SOCKET, config->local_fd,
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_CONNECTION_LIMIT,
+			(unsigned)16, MHD_OPTION_END);
 		if (!f->local)
 			return log_error_errno(EIO, "Failed to serve the admin socket");
 	}

@@ -659,11 +659,15 @@ grain_json_live(struct front *f, const struct db_grain *g, bool detailed)
 		struct ipc_message reply;
 
 		memcpy(ig.grain_id, g->id, GRAIN_ID_LEN);
-		if (launcher_call(f->launcher, IPC_GRAIN_STATUS, &ig, sizeof(ig), -1, &reply) >= 0 &&
+		if (launcher_call(f->launcher, IPC_GRAIN_STATUS, &ig, sizeof(ig), -1, &reply) >=
+			    0 &&
 		    reply.payload.stats.running &&
-		    (json_object_set_new(o, "memory", json_integer((json_int_t)reply.payload.stats.memory_bytes)) < 0 ||
+		    (json_object_set_new(
+			     o, "memory",
+			     json_integer((json_int_t)reply.payload.stats.memory_bytes)) < 0 ||
 		     json_object_set_new(o, "cpuSeconds",
-					 json_real((double)reply.payload.stats.cpu_usec / 1e6)) < 0))
+					 json_real((double)reply.payload.stats.cpu_usec / 1e6)) <
+			     0))
 			return NULL;
 	}
 	return TAKE_PTR(o);
@@ -672,7 +676,8 @@ grain_json_live(struct front *f, const struct db_grain *g, bool detailed)
 static int
 respond_grain(struct request *req, unsigned status, const struct db_grain *g)
 {
-	return respond_json(req, status, json_pack("{s:o}", "grain", grain_json_live(req->front, g, true)));
+	return respond_json(req, status,
+			    json_pack("{s:o}", "grain", grain_json_live(req->front, g, true)));
 }
 
 /* The package the grain runs from its next start: its app's current one. */
@@ -945,9 +950,10 @@ handle_grain_open(struct request *req)
 	r = session_open(f, &g, &owner, &url, session_id);
 	if (r < 0)
 		return r;
-	return respond_json(req, MHD_HTTP_CREATED,
-			    json_pack("{s:s,s:s%,s:s}", "url", url, "host", url + strcspn(url, "/") + 2,
-				      strlen(url + strcspn(url, "/") + 2) - 1, "session", session_id));
+	return respond_json(
+		req, MHD_HTTP_CREATED,
+		json_pack("{s:s,s:s%,s:s}", "url", url, "host", url + strcspn(url, "/") + 2,
+			  strlen(url + strcspn(url, "/") + 2) - 1, "session", session_id));
 }
 
 static int
@@ -1004,7 +1010,8 @@ static int
 handle_grain_log(struct request *req)
 {
 	struct front *f = req->front;
-	const char *arg = MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "bytes");
+	const char *arg =
+		MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "bytes");
 	_cleanup_close_ int fd = -EBADF;
 	_cleanup_free_ char *text = NULL;
 	uint64_t want = LOG_DEFAULT_BYTES;
@@ -1023,7 +1030,8 @@ handle_grain_log(struct request *req)
 	memcpy(ig.grain_id, g.id, GRAIN_ID_LEN);
 	r = launcher_call(f->launcher, IPC_GRAIN_LOG_OPEN, &ig, sizeof(ig), -1, &reply);
 	if (r == -ENOENT)
-		return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", "", 0, RESPOND_STATIC);
+		return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", "", 0,
+			       RESPOND_STATIC);
 	if (r < 0)
 		return r;
 	fd = reply.fds[0];
@@ -1173,10 +1181,12 @@ static const struct route routes[] = {
 	{ "PATCH", "/api/grains/", ROUTE_API | ROUTE_BODY | ROUTE_USER | ROUTE_PARAM,
 	  handle_grain_update },
 	{ "DELETE", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_delete },
-	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_open, "/open" },
+	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_open,
+	  "/open" },
 	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_start,
 	  "/start" },
-	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_stop, "/stop" },
+	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_stop,
+	  "/stop" },
 	{ "GET", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_log, "/log" },
 };
 

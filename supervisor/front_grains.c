@@ -66,7 +66,7 @@ enum grain_run_state {
 struct connect_wait {
 	uint32_t id;
 	bool done;
-	int fd;	   /* the connection (the waiter's once done), or -errno */
+	int fd; /* the connection (the waiter's once done), or -errno */
 	char message[GRAIN_MSG_TEXT_MAX];
 	struct connect_wait *next;
 };
@@ -81,16 +81,16 @@ struct grain_run {
 	struct connect_wait *waits; /* CONNECTs sent, not yet answered */
 	int pool[POOL_MAX];	    /* owned: idle connections of this generation */
 	unsigned n_pool;
-	unsigned active;     /* connections handed out and not released */
-	unsigned refs;	     /* grain_manager_get() references */
-	int64_t last_used;   /* monotonic ms */
-	int64_t started;     /* monotonic ms */
-	int64_t started_at;  /* Unix seconds, for status */
-	unsigned crashes;    /* in a row */
-	int64_t retry_at;    /* monotonic ms: no start before */
-	char error[256];     /* why it last failed to start or died */
-	char ended[96];	     /* how the app of this run ended (EXITED), "" before */
-	bool stopping;	     /* we closed it on purpose */
+	unsigned active;    /* connections handed out and not released */
+	unsigned refs;	    /* grain_manager_get() references */
+	int64_t last_used;  /* monotonic ms */
+	int64_t started;    /* monotonic ms */
+	int64_t started_at; /* Unix seconds, for status */
+	unsigned crashes;   /* in a row */
+	int64_t retry_at;   /* monotonic ms: no start before */
+	char error[256];    /* why it last failed to start or died */
+	char ended[96];	    /* how the app of this run ended (EXITED), "" before */
+	bool stopping;	    /* we closed it on purpose */
 	struct grain_run *next;
 };
 
@@ -99,8 +99,8 @@ struct grain_manager {
 	pthread_cond_t changed; /* states, connect answers (CLOCK_MONOTONIC) */
 	struct grain_run *table[TABLE_SIZE];
 	unsigned n_runs, n_running;
-	int epoll_fd;	       /* owned */
-	int wake_fd;	       /* owned: eventfd, wakes the thread to quit */
+	int epoll_fd; /* owned */
+	int wake_fd;  /* owned: eventfd, wakes the thread to quit */
 	pthread_t thread;
 	bool thread_started, quit;
 	struct launcher_client *launcher; /* borrowed */
@@ -195,7 +195,8 @@ run_end(struct grain_manager *m, struct grain_run *run, bool crashed, const char
 		backoff = run->crashes <= 1 ? 0 : 1000LL << MIN(run->crashes - 2, 16u);
 		run->retry_at = now + MIN(backoff, (int64_t)CRASH_BACKOFF_MAX);
 		(void)snprintf(run->error, sizeof(run->error), "%s", why);
-		log_warning("Grain %s: %s (crash %u in a row; next start in %" PRId64 " s at the earliest)",
+		log_warning("Grain %s: %s (crash %u in a row; next start in %" PRId64
+			    " s at the earliest)",
 			    run->id, why, run->crashes, (run->retry_at - now + 999) / 1000);
 	} else {
 		log_info("Grain %s stopped: %s", run->id, why);
@@ -221,7 +222,8 @@ control_readable(struct grain_manager *m, struct grain_run *run)
 			return;
 		}
 		if (r < 0) {
-			run_end(m, run, !run->stopping, run->ended[0] ? run->ended : "its app stopped");
+			run_end(m, run, !run->stopping,
+				run->ended[0] ? run->ended : "its app stopped");
 			return;
 		}
 		switch (msg.header.type) {
@@ -347,7 +349,8 @@ manager_thread(void *userdata)
 			struct ipc_message reply;
 
 			memcpy(g.grain_id, kill_ids[i], GRAIN_ID_LEN);
-			if (launcher_call(m->launcher, IPC_GRAIN_STOP, &g, sizeof(g), -1, &reply) >= 0)
+			if (launcher_call(m->launcher, IPC_GRAIN_STOP, &g, sizeof(g), -1, &reply) >=
+			    0)
 				for (unsigned k = 0; k < reply.n_fds; k++)
 					(void)safe_close(reply.fds[k]);
 		}
@@ -357,7 +360,8 @@ manager_thread(void *userdata)
 }
 
 int
-grain_manager_new(struct launcher_client *launcher, unsigned idle_timeout, struct grain_manager **ret)
+grain_manager_new(struct launcher_client *launcher, unsigned idle_timeout,
+		  struct grain_manager **ret)
 {
 	_cleanup_(grain_manager_freep) struct grain_manager *m = NULL;
 	pthread_condattr_t attr;
@@ -506,7 +510,8 @@ grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool 
 		if (run->state == GRAIN_STARTING) {
 			if (!wait_until(m, deadline)) {
 				r = -ETIMEDOUT;
-				(void)snprintf(error, error_size, "It is taking too long to start.");
+				(void)snprintf(error, error_size,
+					       "It is taking too long to start.");
 				goto out;
 			}
 			continue;
@@ -517,10 +522,11 @@ grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool 
 
 			if (now < run->retry_at) {
 				r = -EAGAIN;
-				(void)snprintf(error, error_size,
-					       "It stopped unexpectedly (%s). Granary will try again "
-					       "in %" PRId64 " s.",
-					       run->error, (run->retry_at - now + 999) / 1000);
+				(void)snprintf(
+					error, error_size,
+					"It stopped unexpectedly (%s). Granary will try again "
+					"in %" PRId64 " s.",
+					run->error, (run->retry_at - now + 999) / 1000);
 				goto out;
 			}
 			run->state = GRAIN_STARTING;
@@ -571,10 +577,12 @@ grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool 
 		struct connect_wait w = { .id = ++run->next_connect_id, .fd = -EBADF };
 		uint64_t generation = run->generation;
 
-		r = grain_msg_send(run->control_fd, GRAIN_MSG_CONNECT, w.id, NULL, 0, -1, MSG_DONTWAIT);
+		r = grain_msg_send(run->control_fd, GRAIN_MSG_CONNECT, w.id, NULL, 0, -1,
+				   MSG_DONTWAIT);
 		if (r < 0) {
 			/* Gone (the thread will see the hang-up) or flooded: either way, not now. */
-			(void)snprintf(error, error_size, "It is not answering (%s).", strerror(-r));
+			(void)snprintf(error, error_size, "It is not answering (%s).",
+				       strerror(-r));
 			goto out;
 		}
 		w.next = run->waits;

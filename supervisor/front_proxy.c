@@ -109,7 +109,7 @@ struct proxy_request {
 	/* An answer of the engine itself, when error_status != 0. */
 	unsigned error_status;
 	const char *error_title; /* static; NULL: the detail is the title */
-	char *error_detail; /* owned: for a person; after a blank line, a log excerpt */
+	char *error_detail;	 /* owned: for a person; after a blank line, a log excerpt */
 
 	unsigned head_timeout_ms, idle_timeout_ms;
 	unsigned mhd_timeout;	/* seconds: MHD's own idle timeout of this connection */
@@ -784,10 +784,10 @@ html_escape(struct buf *b, const char *in, size_t len)
 	int r = 0;
 
 	for (size_t i = 0; i < len && r >= 0; i++) {
-		const char *e = in[i] == '&'    ? "&amp;"
-				: in[i] == '<'  ? "&lt;"
-				: in[i] == '>'  ? "&gt;"
-				: in[i] == '"'  ? "&quot;"
+		const char *e = in[i] == '&'	? "&amp;"
+				: in[i] == '<'	? "&lt;"
+				: in[i] == '>'	? "&gt;"
+				: in[i] == '"'	? "&quot;"
 				: in[i] == '\'' ? "&#39;"
 						: NULL;
 

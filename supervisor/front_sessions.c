@@ -42,12 +42,12 @@
 #include "common/banned.h"
 
 #define CACHE_BUCKETS	    1024
-#define CACHE_MAX	    8192	  /* entries before the unused ones are dropped */
-#define SESSION_IDLE	    (24 * 3600)	  /* seconds a session lives unused */
-#define SESSION_TOUCH_EVERY 3600	  /* seconds between writes of its new expiry */
-#define HOST_LABEL_LEN	    32		  /* hex of 128 bits */
+#define CACHE_MAX	    8192	/* entries before the unused ones are dropped */
+#define SESSION_IDLE	    (24 * 3600) /* seconds a session lives unused */
+#define SESSION_TOUCH_EVERY 3600	/* seconds between writes of its new expiry */
+#define HOST_LABEL_LEN	    32		/* hex of 128 bits */
 #define HOST_PREFIX	    "ui-"
-#define LOG_TAIL	    4096	  /* bytes of the grain log an owner sees on errors */
+#define LOG_TAIL	    4096 /* bytes of the grain log an owner sees on errors */
 
 struct grain_session {
 	uint8_t host_hash[32];
@@ -57,9 +57,9 @@ struct grain_session {
 	bool owner;	 /* the grain's owner: sees the log tail on errors */
 	bool trashed;
 	char username[USER_NAME_MAX + 1];
-	char user_id_header[33];  /* per-grain stable id, hex */
-	char session_id[33];	  /* public id, hex */
-	char permissions[512];	  /* comma list */
+	char user_id_header[33]; /* per-grain stable id, hex */
+	char session_id[33];	 /* public id, hex */
+	char permissions[512];	 /* comma list */
 	int64_t expires_at;
 	int64_t written_expiry_at; /* when expires_at was last written */
 	unsigned refs;		   /* the cache's (1 while listed) + requests' */
@@ -170,7 +170,7 @@ permissions_list(const char *json_text, char *out, size_t size)
 	json_t *v;
 
 	out[0] = '\0';
-	json_array_foreach(array, i, v) {
+	json_array_foreach (array, i, v) {
 		const char *p = json_string_value(v);
 		int n;
 
@@ -383,7 +383,8 @@ log_tail(struct front *f, const char *grain_id, char *out, size_t size)
 	fd = reply.fds[0];
 	if (fstat(fd, &st) < 0)
 		return;
-	n = pread(fd, out, size - 1, st.st_size > (off_t)(size - 1) ? st.st_size - (off_t)(size - 1) : 0);
+	n = pread(fd, out, size - 1,
+		  st.st_size > (off_t)(size - 1) ? st.st_size - (off_t)(size - 1) : 0);
 	out[n > 0 ? n : 0] = '\0';
 }
 
@@ -413,9 +414,10 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 
 		log_tail(x->f, x->session->grain_id, tail, sizeof(tail));
 		if (tail[0])
-			(void)snprintf(error + len, error_size - len,
-				       "\n\nThe end of its log (only you, its owner, see this):\n%s",
-				       tail);
+			(void)snprintf(
+				error + len, error_size - len,
+				"\n\nThe end of its log (only you, its owner, see this):\n%s",
+				tail);
 	}
 	return r;
 }
@@ -503,8 +505,8 @@ exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		return MHD_YES;
 	}
 	x->answered = true;
-	response = MHD_create_response_from_buffer(strlen(page), (void *)page,
-						   MHD_RESPMEM_PERSISTENT);
+	response =
+		MHD_create_response_from_buffer(strlen(page), (void *)page, MHD_RESPMEM_PERSISTENT);
 	if (!response)
 		return MHD_NO;
 	(void)MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,

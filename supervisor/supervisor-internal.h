@@ -332,7 +332,7 @@ struct db_grain_session {
 	char grain_id[GRAIN_ID_LEN + 1];
 	int64_t user_id; /* 0: anonymous */
 	char username[USER_NAME_MAX + 1];
-	int64_t capability_id; /* 0: none (the grant it came from) */
+	int64_t capability_id;			 /* 0: none (the grant it came from) */
 	char permissions[GRAIN_PERMISSIONS_MAX]; /* JSON array */
 	int64_t expires_at;
 	/* Read only (joined): */
@@ -342,8 +342,8 @@ struct db_grain_session {
 };
 
 /* Add a session under host_hash (BLAKE2b-256 of the host's hex label). */
-int db_grain_session_add(struct db *db, const uint8_t host_hash[32], const struct db_grain_session *gs,
-			 int64_t now);
+int db_grain_session_add(struct db *db, const uint8_t host_hash[32],
+			 const struct db_grain_session *gs, int64_t now);
 /* The unexpired session of host_hash; -ENOENT when none. */
 int db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
 			 struct db_grain_session *ret);
@@ -398,21 +398,21 @@ void login_throttle_reset(void);
 struct session_cache;
 
 struct front {
-	struct MHD_Daemon *daemon; /* owned */
-	struct MHD_Daemon *local;  /* owned: the same API on the admin socket, for root */
-	pthread_mutex_t lock;	   /* taken by every libmicrohttpd callback */
-	uid_t admin_uid;	   /* besides root, who may use the admin socket */
-	int launcher_fd;	   /* borrowed */
+	struct MHD_Daemon *daemon;	  /* owned */
+	struct MHD_Daemon *local;	  /* owned: the same API on the admin socket, for root */
+	pthread_mutex_t lock;		  /* taken by every libmicrohttpd callback */
+	uid_t admin_uid;		  /* besides root, who may use the admin socket */
+	int launcher_fd;		  /* borrowed */
 	struct launcher_client *launcher; /* owned */
 	struct grain_manager *grains;	  /* owned */
 	struct session_cache *sessions;	  /* owned */
 	char *wildcard_suffix;		  /* owned: "localhost:6080" of "*.localhost:6080" */
 	uint8_t user_id_key[32];	  /* keys the per-grain user ids (db_secret()) */
-	int packages_fd;	   /* owned: STATE/packages, opened when first needed */
-	struct db *db;		   /* owned */
-	char *state_dir;	   /* owned */
-	char *origin;		   /* owned: "http://localhost:6080", what Origin must equal */
-	char *shell_host;	   /* owned: "localhost:6080", what Host must equal */
+	int packages_fd;		  /* owned: STATE/packages, opened when first needed */
+	struct db *db;			  /* owned */
+	char *state_dir;		  /* owned */
+	char *origin;	  /* owned: "http://localhost:6080", what Origin must equal */
+	char *shell_host; /* owned: "localhost:6080", what Host must equal */
 	bool tls;
 	char setup_token[TOKEN_STRING_LEN + 1]; /* "" once a user exists */
 	int64_t housekeeping_at;		/* when front_housekeeping() ran last */
