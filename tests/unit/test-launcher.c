@@ -401,6 +401,42 @@ processes_of_uid(uid_t uid)
 }
 
 /*
+ * How many processes have a mount of the grain's data/ in their mount
+ * namespace (grain-init and the app, while it runs). A mount namespace
+ * lives as long as a process (or a descriptor of it) does: none left
+ * means its mounts are gone too.
+ */
+static unsigned
+processes_mounting(const char *grain_id)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	char needle[GRAIN_ID_LEN + 16];
+	unsigned n = 0;
+
+	(void)snprintf(needle, sizeof(needle), "/grains/%s/data", grain_id);
+	while (d && (de = readdir(d))) {
+		char line[2048];
+		FILE *f;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		f = proc_open((pid_t)strtol(de->d_name, NULL, 10), "mountinfo");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, needle)) {
+				n++;
+				break;
+			}
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
  * The cgroup directory of pid for controller (v1), or its v2 one, on the
  * host's file system; -ENOENT when pid is in none of that controller.
  */
@@ -724,11 +760,13 @@ TEST(two_grains_at_once_and_stop)
 	CHECK(grain_answers(b.control, 1));
 	CHECK(grain_answers(a.control, 2));
 	CHECK_OK(grain_cgroups_of(a.init, &cga));
+	CHECK(processes_mounting(a.id) >= 2); /* grain-init and the app */
 
 	/* STOP: when its OK comes, nothing of the grain is left, not even a zombie. */
 	CHECK_OK(grain_call(&a.in, IPC_GRAIN_STOP, a.id, &reply));
 	CHECK(!process_exists(a.init));
 	CHECK_UINT_EQ(processes_of_uid(a.uid), 0);
+	CHECK_UINT_EQ(processes_mounting(a.id), 0);
 	CHECK(grain_cgroups_gone(&cga));
 	CHECK(!grain_running(&a.in, a.id));
 	/* The other one is untouched; stopping a stopped grain is fine. */
@@ -1158,6 +1196,8 @@ TEST(a_killed_launcher_leaves_nothing_after_a_restart)
 	close(in.fd);
 	CHECK(WAIT_FOR(grain_gone(a.init, a.uid)));
 	CHECK(WAIT_FOR(grain_gone(b.init, b.uid)));
+	CHECK_UINT_EQ(processes_mounting(a.id), 0);
+	CHECK_UINT_EQ(processes_mounting(b.id), 0);
 	/* ...but their cgroups stay, and a process may hide in one (planted here). */
 	CHECK(!grain_cgroups_gone(&cga));
 	orphan = plant_orphan(&parents);
