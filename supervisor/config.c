@@ -58,6 +58,12 @@ enum config_type {
 	CONFIG_TEXT,	  /* char *, checked by .check */
 	CONFIG_PATH,	  /* char *; absolute when it comes from a file */
 	CONFIG_LOG_LEVEL, /* int */
+	/* char *, checked by number_check() against .min and .max: */
+	CONFIG_SIZE,	 /* parse_size() bytes */
+	CONFIG_DURATION, /* parse_duration_ms() */
+	CONFIG_COUNT,	 /* parse_uint64() */
+	CONFIG_CPUS,	 /* "0.5": thousandths of a CPU */
+	CONFIG_BOOL,	 /* parse_bool() */
 };
 
 struct config_key {
@@ -66,6 +72,7 @@ struct config_key {
 	size_t offset; /* into struct granaryd_config */
 	int (*check)(const char *value);
 	const char *expected; /* completes "expected ..." */
+	uint64_t min, max;    /* numbers: the bounds */
 };
 
 static int
@@ -131,83 +138,48 @@ parse_cpus(const char *value, uint32_t *ret)
 	return 0;
 }
 
+/*
+ * A number of kind k->type within [k->min, k->max] (sizes in bytes,
+ * durations in ms, CPUs in thousandths). -EINVAL or -ERANGE otherwise.
+ */
 static int
-check_size_in(const char *value, uint64_t min, uint64_t max)
+number_check(const struct config_key *k, const char *value)
 {
-	uint64_t v;
-	int r = parse_size(value, &v);
-
-	return r < 0 ? r : v < min || v > max ? -ERANGE : 0;
-}
-
-static int
-check_duration_in(const char *value, uint64_t min_ms, uint64_t max_ms)
-{
-	uint64_t v;
-	int r = parse_duration_ms(value, &v);
-
-	return r < 0 ? r : v < min_ms || v > max_ms ? -ERANGE : 0;
-}
-
-static int
-check_grain_memory(const char *value)
-{
-	return check_size_in(value, GRAIN_MEMORY_MIN, GRAIN_MEMORY_MAX);
-}
-
-static int
-check_grain_pids(const char *value)
-{
-	uint64_t v;
-	int r = parse_uint64(value, &v);
-
-	return r < 0 ? r : v < 1 || v > GRAIN_PIDS_MAX ? -ERANGE : 0;
-}
-
-static int
-check_grain_cpu(const char *value)
-{
-	uint32_t v;
-	int r = parse_cpus(value, &v);
-
-	return r < 0 ? r : v < GRAIN_CPU_MIN || v > GRAIN_CPU_MAX ? -ERANGE : 0;
-}
-
-static int
-check_grain_tmp(const char *value)
-{
-	return check_size_in(value, GRAIN_TMP_MIN, GRAIN_TMP_MAX);
-}
-
-static int
-check_grain_start_timeout(const char *value)
-{
-	return check_duration_in(value, GRAIN_START_TIMEOUT_MIN_MS, GRAIN_START_TIMEOUT_MAX_MS);
-}
-
-static int
-check_grain_log_max(const char *value)
-{
-	return check_size_in(value, GRAIN_LOG_MAX_MIN, GRAIN_LOG_MAX_MAX);
-}
-
-static int
-check_grain_idle_timeout(const char *value)
-{
-	return check_duration_in(value, GRAIN_IDLE_TIMEOUT_MIN_MS, GRAIN_IDLE_TIMEOUT_MAX_MS);
-}
-
-static int
-check_bool(const char *value)
-{
+	uint64_t v = 0;
+	uint32_t cpus;
 	bool b;
+	int r;
 
-	return parse_bool(value, &b);
+	switch (k->type) {
+	case CONFIG_SIZE:
+		r = parse_size(value, &v);
+		break;
+	case CONFIG_DURATION:
+		r = parse_duration_ms(value, &v);
+		break;
+	case CONFIG_COUNT:
+		r = parse_uint64(value, &v);
+		break;
+	case CONFIG_CPUS:
+		r = parse_cpus(value, &cpus);
+		v = cpus;
+		break;
+	case CONFIG_BOOL:
+		return parse_bool(value, &b);
+	default:
+		return 0;
+	}
+	return r < 0 ? r : v < k->min || v > k->max ? -ERANGE : 0;
 }
 
 #define KEY(n, t, field, c, e)                                                                     \
 	{                                                                                          \
-		n, t, offsetof(struct granaryd_config, field), c, e                                \
+		n, t, offsetof(struct granaryd_config, field), c, e, 0, 0                          \
+	}
+/* A number: type, bounds. */
+#define NUMBER(n, t, field, lo, hi, e)                                                             \
+	{                                                                                          \
+		n, t, offsetof(struct granaryd_config, field), NULL, e, lo, hi                     \
 	}
 static const struct config_key config_keys[] = {
 	KEY("state", CONFIG_PATH, state, NULL, "a directory"),
@@ -222,23 +194,25 @@ static const struct config_key config_keys[] = {
 	    "error, warning, notice, info or debug"),
 	KEY("tls_cert", CONFIG_PATH, tls_cert, NULL, "a PEM certificate file"),
 	KEY("tls_key", CONFIG_PATH, tls_key, NULL, "a PEM private key file"),
-	KEY("grain_memory", CONFIG_TEXT, grain_memory, check_grain_memory,
-	    "a size from 4M to 1T such as 256M or 1G"),
-	KEY("grain_pids", CONFIG_TEXT, grain_pids, check_grain_pids,
-	    "a number of processes and threads from 1 to 4194304"),
-	KEY("grain_cpu", CONFIG_TEXT, grain_cpu, check_grain_cpu,
-	    "a number of CPUs from 0.01 to 4096 such as 1 or 0.5 (at most three decimals)"),
-	KEY("grain_tmp", CONFIG_TEXT, grain_tmp, check_grain_tmp,
-	    "a size from 1M to 1T such as 64M"),
-	KEY("grain_start_timeout", CONFIG_TEXT, grain_start_timeout, check_grain_start_timeout,
-	    "a duration from 100ms to 1h such as 30s"),
-	KEY("grain_log_max", CONFIG_TEXT, grain_log_max, check_grain_log_max,
-	    "a size from 4K to 1G such as 1M"),
-	KEY("grain_idle_timeout", CONFIG_TEXT, grain_idle_timeout, check_grain_idle_timeout,
-	    "a duration from 1s to 30d such as 5m"),
-	KEY("allow_no_limits", CONFIG_TEXT, allow_no_limits, check_bool, "yes or no"),
+	NUMBER("grain_memory", CONFIG_SIZE, grain_memory, GRAIN_MEMORY_MIN, GRAIN_MEMORY_MAX,
+	       "a size from 4M to 1T such as 256M or 1G"),
+	NUMBER("grain_pids", CONFIG_COUNT, grain_pids, 1, GRAIN_PIDS_MAX,
+	       "a number of processes and threads from 1 to 4194304"),
+	NUMBER("grain_cpu", CONFIG_CPUS, grain_cpu, GRAIN_CPU_MIN, GRAIN_CPU_MAX,
+	       "a number of CPUs from 0.01 to 4096 such as 1 or 0.5 (at most three decimals)"),
+	NUMBER("grain_tmp", CONFIG_SIZE, grain_tmp, GRAIN_TMP_MIN, GRAIN_TMP_MAX,
+	       "a size from 1M to 1T such as 64M"),
+	NUMBER("grain_start_timeout", CONFIG_DURATION, grain_start_timeout,
+	       GRAIN_START_TIMEOUT_MIN_MS, GRAIN_START_TIMEOUT_MAX_MS,
+	       "a duration from 100ms to 1h such as 30s"),
+	NUMBER("grain_log_max", CONFIG_SIZE, grain_log_max, GRAIN_LOG_MAX_MIN, GRAIN_LOG_MAX_MAX,
+	       "a size from 4K to 1G such as 1M"),
+	NUMBER("grain_idle_timeout", CONFIG_DURATION, grain_idle_timeout, GRAIN_IDLE_TIMEOUT_MIN_MS,
+	       GRAIN_IDLE_TIMEOUT_MAX_MS, "a duration from 1s to 30d such as 5m"),
+	NUMBER("allow_no_limits", CONFIG_BOOL, allow_no_limits, 0, 0, "yes or no"),
 };
 #undef KEY
+#undef NUMBER
 
 static const struct config_key *
 key_find(const char *name, size_t len)
@@ -290,7 +264,7 @@ value_set(struct granaryd_config *c, const struct config_key *k, const char *val
 	}
 	if (k->type == CONFIG_PATH && in_file && value[0] != '/')
 		return -EINVAL;
-	if (k->check && k->check(value) < 0)
+	if ((k->check && k->check(value) < 0) || number_check(k, value) < 0)
 		return -EINVAL;
 	copy = strdup(value);
 	if (!copy)

@@ -397,6 +397,20 @@ describe_exit(const char *what, int status)
 		log_error("The %s was killed by signal %d; restarting it", what, WTERMSIG(status));
 }
 
+/* A program the launcher runs (libexec_find()), or why not, said for an admin. */
+static int
+helper_find(const char *name, char path[PATH_MAX])
+{
+	int r = libexec_find(name, path, PATH_MAX);
+
+	if (r < 0)
+		return log_error_errno(r,
+				       "Failed to find %s beside granaryd or in '%s': %m; is "
+				       "Granary installed completely?",
+				       name, GRANARY_LIBEXECDIR);
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -526,21 +540,10 @@ main(int argc, char *argv[])
 	front_config.tls_key_size = tls.key_size;
 	front_config.parent = getpid();
 	launcher_config.state_dir = state;
-	r = libexec_find("granary-installer", installer, sizeof(installer));
-	if (r < 0)
-		return log_error_errno(r,
-				       "Failed to find granary-installer beside granaryd or in "
-				       "'%s': %m; is Granary installed completely?",
-				       GRANARY_LIBEXECDIR),
-		       EXIT_FAILURE;
+	if (helper_find("granary-installer", installer) < 0 ||
+	    helper_find("grain-init", grain_init) < 0)
+		return EXIT_FAILURE;
 	launcher_config.installer = installer;
-	r = libexec_find("grain-init", grain_init, sizeof(grain_init));
-	if (r < 0)
-		return log_error_errno(r,
-				       "Failed to find grain-init beside granaryd or in '%s': %m; "
-				       "is Granary installed completely?",
-				       GRANARY_LIBEXECDIR),
-		       EXIT_FAILURE;
 	launcher_config.grain_init = grain_init;
 	/* Checked by config.c already; this fills the numbers in. */
 	r = config_grain_settings(&config, &launcher_config.grain);

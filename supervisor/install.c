@@ -173,8 +173,11 @@ package_install_free(struct package_install *i)
 	if (!i)
 		return NULL;
 	if (!i->reaped) {
-		/* Its child, the installer, dies with it (PDEATHSIG). */
-		(void)pidfd_send_signal(i->pidfd, SIGKILL, NULL, 0);
+		/* Its child, the installer, dies with it (PDEATHSIG). Not reaped: the pid is its. */
+		if (i->pidfd >= 0)
+			(void)pidfd_send_signal(i->pidfd, SIGKILL, NULL, 0);
+		else
+			(void)kill(i->pid, SIGKILL);
 		while (waitpid(i->pid, NULL, 0) < 0 && errno == EINTR)
 			;
 	}

@@ -426,6 +426,15 @@ command_check(int package_fd, const char *command)
 	return 0;
 }
 
+static void
+strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free)
+
 /* The environment: Granary's defaults, then the manifest's (which win). *ret is NULL-ended. */
 static int
 environment_build(const struct spk_manifest *m, char ***ret)
@@ -462,14 +471,6 @@ oom:
 	return -ENOMEM;
 }
 
-static void
-strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
-
 /*
  * Start grain id of package package_id. On success *ret is in the table and
  * *ret_control is front's end of its control socket (the caller's); on
@@ -483,10 +484,9 @@ grain_start(struct launcher *l, const char *id, const char *package_id, struct r
 	_cleanup_close_ int grain_fd = -EBADF, data_fd = -EBADF, package_fd = -EBADF,
 			    log_fd = -EBADF, lock_fd = -EBADF, control = -EBADF, inside = -EBADF;
 	_cleanup_free_ char **argv = NULL;
-	char **envp = NULL;
+	_cleanup_(strv_freep) char **envp = NULL;
 	const struct grain_settings *gs = &l->config->grain;
-	_cleanup_free_ char *root = NULL, *var = NULL;
-	char port[8], timeout[32], log_max[32], cgroup_name[64];
+	char root[PATH_MAX], var[PATH_MAX], port[8], timeout[32], log_max[32], cgroup_name[64];
 	struct stat root_st, var_st;
 	struct running_grain *g = NULL;
 	struct sandbox_error error;
@@ -575,16 +575,15 @@ grain_start(struct launcher *l, const char *id, const char *package_id, struct r
 	 * checks they are still the directories we hold (front could rename
 	 * entries of STATE meanwhile).
 	 */
-	if (asprintf(&root, "%s/packages/%s", l->state_dir, package_id) < 0 ||
-	    asprintf(&var, "%s/grains/%s/data", l->state_dir, id) < 0) {
-		root = var = NULL;
-		strv_free(envp);
-		(void)snprintf(why, why_size, "out of memory");
-		return -ENOMEM;
+	if ((size_t)snprintf(root, sizeof(root), "%s/packages/%s", l->state_dir, package_id) >=
+		    sizeof(root) ||
+	    (size_t)snprintf(var, sizeof(var), "%s/grains/%s/data", l->state_dir, id) >=
+		    sizeof(var)) {
+		(void)snprintf(why, why_size, "the state directory's path is too long");
+		return -ENAMETOOLONG;
 	}
 	if (fstat(package_fd, &root_st) < 0 || fstat(data_fd, &var_st) < 0) {
 		r = negative_errno();
-		strv_free(envp);
 		(void)snprintf(why, why_size, "its directories could not be read: %s",
 			       strerror(-r));
 		return r;
@@ -618,14 +617,12 @@ grain_start(struct launcher *l, const char *id, const char *package_id, struct r
 
 	g = calloc(1, sizeof(*g));
 	if (!g) {
-		strv_free(envp);
 		(void)snprintf(why, why_size, "out of memory");
 		return -ENOMEM;
 	}
 	g->source = SOURCE_GRAIN;
 	memcpy(g->id, id, sizeof(g->id));
 	r = sandbox_start(&spec, &g->sandbox, &error);
-	strv_free(envp);
 	if (r < 0) {
 		(void)snprintf(why, why_size, "the sandbox could not be built: %.440s",
 			       error.message);

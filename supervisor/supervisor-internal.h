@@ -711,7 +711,11 @@ int ipc_send_fd(int fd, uint32_t type, uint32_t id, const void *payload, size_t 
 		int pass_fd);
 /* One message; -ECONNRESET when the peer closed, -EBADMSG when malformed. */
 int ipc_receive(int fd, enum ipc_direction direction, struct ipc_message *ret);
-/* Send a request and wait for its reply; an IPC_ERROR reply returns its -errno. */
+/*
+ * Send a request and wait for its reply; an IPC_ERROR reply returns its -errno.
+ * One call at a time on fd (tests, single-threaded tools); front uses
+ * launcher_call() (launcher-client.c), which allows many.
+ */
 int ipc_call(int fd, uint32_t type, const void *payload, size_t payload_size,
 	     struct ipc_message *ret_reply);
 int ipc_call_fd(int fd, uint32_t type, const void *payload, size_t payload_size, int pass_fd,

@@ -324,16 +324,24 @@ process_exists(pid_t pid)
 	return access(path, F_OK) == 0;
 }
 
+/* /proc/PID/name, opened for reading, or NULL. */
+static FILE *
+proc_open(pid_t pid, const char *name)
+{
+	char path[128];
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/%.64s", (int)pid, name);
+	return fopen(path, "re");
+}
+
 /* A line of /proc/PID/status ("Uid:"), without the name. */
 static int
 status_field(pid_t pid, const char *name, char *out, size_t size)
 {
-	char path[64], line[512];
-	FILE *f;
+	char line[512];
+	FILE *f = proc_open(pid, "status");
 	int r = -ENOENT;
 
-	(void)snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f))
@@ -352,12 +360,12 @@ status_field(pid_t pid, const char *name, char *out, size_t size)
 static pid_t
 first_child(pid_t pid)
 {
-	char path[96];
+	char name[64];
 	long child = -1;
 	FILE *f;
 
-	(void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-	f = fopen(path, "re");
+	(void)snprintf(name, sizeof(name), "task/%d/children", (int)pid);
+	f = proc_open(pid, name);
 	if (!f)
 		return -1;
 	if (fscanf(f, "%ld", &child) != 1)
@@ -393,18 +401,52 @@ processes_of_uid(uid_t uid)
 }
 
 /*
+ * How many processes have a mount of the grain's data/ in their mount
+ * namespace (grain-init and the app, while it runs). A mount namespace
+ * lives as long as a process (or a descriptor of it) does: none left
+ * means its mounts are gone too.
+ */
+static unsigned
+processes_mounting(const char *grain_id)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	char needle[GRAIN_ID_LEN + 16];
+	unsigned n = 0;
+
+	(void)snprintf(needle, sizeof(needle), "/grains/%s/data", grain_id);
+	while (d && (de = readdir(d))) {
+		char line[2048];
+		FILE *f;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		f = proc_open((pid_t)strtol(de->d_name, NULL, 10), "mountinfo");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, needle)) {
+				n++;
+				break;
+			}
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
  * The cgroup directory of pid for controller (v1), or its v2 one, on the
  * host's file system; -ENOENT when pid is in none of that controller.
  */
 static int
 cgroup_dir(pid_t pid, const char *controller, char *out, size_t size)
 {
-	char path[64], line[1024];
-	FILE *f;
+	char line[1024];
+	FILE *f = proc_open(pid, "cgroup");
 	int r = -ENOENT;
 
-	(void)snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	f = fopen(path, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
@@ -519,6 +561,67 @@ grain_gone(pid_t pid, uid_t uid)
 			SKIP("the launcher and grains with uids of their own need root");          \
 	} while (0)
 
+/* A launcher, a package of hello-app, one grain of it started. */
+struct one_grain {
+	struct instance in;
+	char pkg[PACKAGE_ID_LEN + 1];
+	char id[GRAIN_ID_LEN + 1];
+	struct ipc_message started; /* the GRAIN_STARTED answer */
+	int control;		    /* its control socket */
+	pid_t init;
+	uid_t uid;
+};
+
+/* false (checks failed, the launcher stopped again) unless the grain runs. */
+static bool
+one_grain_start(struct one_grain *g)
+{
+	g->control = -1;
+	if (!CHECK_OK(instance_start(&g->in, NULL)))
+		return false;
+	grain_id_new(g->id);
+	if (!CHECK_OK(package_make(&g->in, hello_command, g->pkg)) ||
+	    !CHECK_OK(storage_create(&g->in, g->id)) ||
+	    !CHECK_OK(grain_start(&g->in, g->id, g->pkg, &g->started, &g->control))) {
+		if (g->started.header.type == IPC_ERROR)
+			printf("#   %s\n", g->started.payload.error.message);
+		(void)instance_stop(&g->in, true);
+		return false;
+	}
+	g->init = (pid_t)g->started.payload.started.pid;
+	g->uid = g->started.payload.started.uid;
+	return true;
+}
+
+/* Another grain of first's package, in first's launcher. */
+static bool
+another_grain_start(const struct one_grain *first, struct one_grain *g)
+{
+	g->in = first->in;
+	memcpy(g->pkg, first->pkg, sizeof(g->pkg));
+	grain_id_new(g->id);
+	g->control = -1;
+	if (!CHECK_OK(storage_create(&g->in, g->id)) ||
+	    !CHECK_OK(grain_start(&g->in, g->id, g->pkg, &g->started, &g->control)))
+		return false;
+	g->init = (pid_t)g->started.payload.started.pid;
+	g->uid = g->started.payload.started.uid;
+	return true;
+}
+
+/* Two grains of one package in one launcher. */
+static bool
+two_grains_start(struct one_grain *a, struct one_grain *b)
+{
+	if (!one_grain_start(a))
+		return false;
+	if (!another_grain_start(a, b)) {
+		(void)instance_stop(&a->in, true);
+		return false;
+	}
+	return true;
+}
+
 /* ---- tests ------------------------------------------------------------------- */
 
 TEST(storage_gets_a_uid_of_the_instance_range)
@@ -552,30 +655,24 @@ TEST(storage_gets_a_uid_of_the_instance_range)
 
 TEST(grain_runs_sandboxed_and_serves)
 {
-	struct instance in;
+	struct one_grain g;
 	struct ipc_message reply;
 	struct grain_cgroups cg;
-	char id[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1], uids[128], want[64], log[4096] = "";
+	char uids[128], want[64], log[4096] = "";
 	uint64_t limit = 0;
-	pid_t init, app;
-	uid_t uid;
-	int control = -1;
+	pid_t app;
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(id);
-	CHECK_OK(storage_create(&in, id));
-	if (!CHECK_OK(grain_start(&in, id, pkg, &reply, &control))) {
-		printf("# %s\n", reply.payload.error.message);
-		instance_stop(&in, true);
+	if (!one_grain_start(&g))
 		return;
-	}
-	CHECK_UINT_EQ(reply.header.type, IPC_GRAIN_STARTED);
-	CHECK_UINT_EQ(reply.n_fds, 1);
-	CHECK_UINT_EQ(reply.payload.started.port, APP_PORT);
-	init = (pid_t)reply.payload.started.pid;
-	uid = reply.payload.started.uid;
+	struct instance in = g.in;
+	const char *id = g.id;
+	pid_t init = g.init;
+	uid_t uid = g.uid;
+	int control = g.control;
+	CHECK_UINT_EQ(g.started.header.type, IPC_GRAIN_STARTED);
+	CHECK_UINT_EQ(g.started.n_fds, 1);
+	CHECK_UINT_EQ(g.started.payload.started.port, APP_PORT);
 	CHECK_UINT_EQ(uid, data_owner(&in, id));
 	CHECK(uid_in_instance_range(uid));
 
@@ -629,10 +726,8 @@ TEST(grain_runs_sandboxed_and_serves)
 		printf("# log: %s\n", log);
 
 	/* The environment: Granary's and the manifest's (GREETING). */
-	char environ_path[64], env[4096] = "";
-	FILE *f;
-	(void)snprintf(environ_path, sizeof(environ_path), "/proc/%d/environ", (int)app);
-	f = fopen(environ_path, "re");
+	char env[4096] = "";
+	FILE *f = proc_open(app, "environ");
 	if (CHECK(f != NULL)) {
 		size_t n = fread(env, 1, sizeof(env) - 1, f);
 		for (size_t i = 0; i < n; i++)
@@ -653,120 +748,92 @@ TEST(grain_runs_sandboxed_and_serves)
 
 TEST(two_grains_at_once_and_stop)
 {
-	struct instance in;
-	struct ipc_message ra, rb, reply;
+	struct one_grain a, b;
+	struct ipc_message reply;
 	struct grain_cgroups cga;
-	char a[GRAIN_ID_LEN + 1], b[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1];
-	int ca = -1, cb = -1;
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(a);
-	grain_id_new(b);
-	CHECK_OK(storage_create(&in, a));
-	CHECK_OK(storage_create(&in, b));
-	CHECK_OK(grain_start(&in, a, pkg, &ra, &ca));
-	CHECK_OK(grain_start(&in, b, pkg, &rb, &cb));
-	CHECK(ra.payload.started.uid != rb.payload.started.uid);
-	CHECK(grain_answers(ca, 1));
-	CHECK(grain_answers(cb, 1));
-	CHECK(grain_answers(ca, 2));
-	CHECK_OK(grain_cgroups_of((pid_t)ra.payload.started.pid, &cga));
+	if (!two_grains_start(&a, &b))
+		return;
+	CHECK(a.uid != b.uid);
+	CHECK(grain_answers(a.control, 1));
+	CHECK(grain_answers(b.control, 1));
+	CHECK(grain_answers(a.control, 2));
+	CHECK_OK(grain_cgroups_of(a.init, &cga));
+	CHECK(processes_mounting(a.id) >= 2); /* grain-init and the app */
 
 	/* STOP: when its OK comes, nothing of the grain is left, not even a zombie. */
-	CHECK_OK(grain_call(&in, IPC_GRAIN_STOP, a, &reply));
-	CHECK(!process_exists((pid_t)ra.payload.started.pid));
-	CHECK_UINT_EQ(processes_of_uid(ra.payload.started.uid), 0);
+	CHECK_OK(grain_call(&a.in, IPC_GRAIN_STOP, a.id, &reply));
+	CHECK(!process_exists(a.init));
+	CHECK_UINT_EQ(processes_of_uid(a.uid), 0);
+	CHECK_UINT_EQ(processes_mounting(a.id), 0);
 	CHECK(grain_cgroups_gone(&cga));
-	CHECK(!grain_running(&in, a));
+	CHECK(!grain_running(&a.in, a.id));
 	/* The other one is untouched; stopping a stopped grain is fine. */
-	CHECK(grain_answers(cb, 2));
-	CHECK_OK(grain_call(&in, IPC_GRAIN_STOP, a, &reply));
-	close(ca);
-	close(cb);
-	CHECK_INT_EQ(instance_stop(&in, true), 0);
+	CHECK(grain_answers(b.control, 2));
+	CHECK_OK(grain_call(&a.in, IPC_GRAIN_STOP, a.id, &reply));
+	close(a.control);
+	close(b.control);
+	CHECK_INT_EQ(instance_stop(&a.in, true), 0);
 }
 
 TEST(closing_the_control_socket_stops_the_grain)
 {
-	struct instance in;
-	struct ipc_message reply;
+	struct one_grain g;
 	struct grain_cgroups cg;
-	char id[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1];
-	int control = -1;
-	pid_t init;
-	uid_t uid;
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(id);
-	CHECK_OK(storage_create(&in, id));
-	CHECK_OK(grain_start(&in, id, pkg, &reply, &control));
-	init = (pid_t)reply.payload.started.pid;
-	uid = reply.payload.started.uid;
-	CHECK(grain_answers(control, 1));
-	CHECK_OK(grain_cgroups_of(init, &cg));
+	if (!one_grain_start(&g))
+		return;
+	CHECK(grain_answers(g.control, 1));
+	CHECK_OK(grain_cgroups_of(g.init, &cg));
 
 	/* front's graceful stop: grain-init SIGTERMs the app and exits; the launcher reaps. */
-	close(control);
-	CHECK(WAIT_FOR(!grain_running(&in, id)));
-	CHECK(!process_exists(init)); /* reaped: no zombie */
-	CHECK_UINT_EQ(processes_of_uid(uid), 0);
+	close(g.control);
+	CHECK(WAIT_FOR(!grain_running(&g.in, g.id)));
+	CHECK(!process_exists(g.init)); /* reaped: no zombie */
+	CHECK_UINT_EQ(processes_of_uid(g.uid), 0);
 	CHECK(grain_cgroups_gone(&cg));
-	CHECK_INT_EQ(instance_stop(&in, true), 0);
+	CHECK_INT_EQ(instance_stop(&g.in, true), 0);
 }
 
 TEST(start_again_replaces_the_running_grain)
 {
-	struct instance in;
-	struct ipc_message r1, r2;
-	char id[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1];
-	int c1 = -1, c2 = -1;
+	struct one_grain g;
+	struct ipc_message again;
+	int c2 = -1;
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(id);
-	CHECK_OK(storage_create(&in, id));
-	CHECK_OK(grain_start(&in, id, pkg, &r1, &c1));
-	CHECK_OK(grain_start(&in, id, pkg, &r2, &c2));
+	if (!one_grain_start(&g))
+		return;
+	CHECK_OK(grain_start(&g.in, g.id, g.pkg, &again, &c2));
 	/* front gave the first one up: it is gone when the second START is answered. */
-	CHECK(!process_exists((pid_t)r1.payload.started.pid));
-	CHECK_UINT_EQ(r1.payload.started.uid, r2.payload.started.uid);
-	CHECK(!grain_answers(c1, 1));
+	CHECK(!process_exists(g.init));
+	CHECK_UINT_EQ(again.payload.started.uid, g.uid);
+	CHECK(!grain_answers(g.control, 1));
 	CHECK(grain_answers(c2, 1));
-	close(c1);
+	close(g.control);
 	close(c2);
-	CHECK_INT_EQ(instance_stop(&in, true), 0);
+	CHECK_INT_EQ(instance_stop(&g.in, true), 0);
 }
 
 TEST(deleting_storage_kills_the_grain)
 {
-	struct instance in;
+	struct one_grain g;
 	struct ipc_message reply;
-	char id[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1], path[PATH_MAX];
-	int control = -1;
-	pid_t init;
-	uid_t uid;
+	char path[PATH_MAX];
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(id);
-	CHECK_OK(storage_create(&in, id));
-	CHECK_OK(grain_start(&in, id, pkg, &reply, &control));
-	init = (pid_t)reply.payload.started.pid;
-	uid = reply.payload.started.uid;
-	CHECK_OK(grain_call(&in, IPC_GRAIN_STORAGE_DELETE, id, &reply));
-	CHECK(!process_exists(init));
-	CHECK_UINT_EQ(processes_of_uid(uid), 0);
-	(void)snprintf(path, sizeof(path), "%s/grains/%s", in.state, id);
+	if (!one_grain_start(&g))
+		return;
+	CHECK_OK(grain_call(&g.in, IPC_GRAIN_STORAGE_DELETE, g.id, &reply));
+	CHECK(!process_exists(g.init));
+	CHECK_UINT_EQ(processes_of_uid(g.uid), 0);
+	(void)snprintf(path, sizeof(path), "%s/grains/%s", g.in.state, g.id);
 	CHECK(!path_exists(path));
-	CHECK(!grain_running(&in, id));
-	close(control);
-	CHECK_INT_EQ(instance_stop(&in, true), 0);
+	CHECK(!grain_running(&g.in, g.id));
+	close(g.control);
+	CHECK_INT_EQ(instance_stop(&g.in, true), 0);
 }
 
 TEST(storage_without_a_uid_gets_one_at_start)
@@ -1019,30 +1086,22 @@ caller_run(void *userdata)
 
 TEST(the_client_carries_many_calls_at_once)
 {
-	struct instance in;
-	struct ipc_message ra, rb;
+	struct one_grain a, b;
+	struct ipc_message reply;
 	struct caller callers[8];
 	pthread_t threads[8];
-	char a[GRAIN_ID_LEN + 1], b[GRAIN_ID_LEN + 1], c[GRAIN_ID_LEN + 1];
-	char pkg[PACKAGE_ID_LEN + 1];
+	char c[GRAIN_ID_LEN + 1];
 	unsigned wrong = 0;
-	int ca = -1, cb = -1;
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(a);
-	grain_id_new(b);
-	grain_id_new(c);
-	CHECK_OK(storage_create(&in, a));
-	CHECK_OK(storage_create(&in, b));
-	CHECK_OK(grain_start(&in, a, pkg, &ra, &ca));
-	CHECK_OK(grain_start(&in, b, pkg, &rb, &cb));
+	if (!two_grains_start(&a, &b))
+		return;
+	struct instance in = a.in;
+	grain_id_new(c); /* not running */
 	for (size_t i = 0; i < ELEMENTSOF(callers); i++) {
 		callers[i] = (struct caller){ .in = &in,
-					      .ids = { a, b, c },
-					      .pids = { ra.payload.started.pid,
-							rb.payload.started.pid, 0 },
+					      .ids = { a.id, b.id, c },
+					      .pids = { (uint32_t)a.init, (uint32_t)b.init, 0 },
 					      .calls = 400 };
 		CHECK(pthread_create(&threads[i], NULL, caller_run, &callers[i]) == 0);
 	}
@@ -1052,14 +1111,14 @@ TEST(the_client_carries_many_calls_at_once)
 	}
 	CHECK_UINT_EQ(wrong, 0);
 	/* A type the launcher does not take is refused before it is sent. */
-	CHECK_ERR(launcher_call(in.client, IPC_OK, NULL, 0, -1, &ra), EINVAL);
-	close(ca);
-	close(cb);
+	CHECK_ERR(launcher_call(in.client, IPC_OK, NULL, 0, -1, &reply), EINVAL);
+	close(a.control);
+	close(b.control);
 
 	/* The launcher gone: calls fail with ECONNRESET instead of hanging. */
 	kill(in.pid, SIGKILL);
-	CHECK_ERR(launcher_call(in.client, IPC_PING, NULL, 0, -1, &ra), ECONNRESET);
-	CHECK_ERR(launcher_call(in.client, IPC_PING, NULL, 0, -1, &ra), ECONNRESET);
+	CHECK_ERR(launcher_call(in.client, IPC_PING, NULL, 0, -1, &reply), ECONNRESET);
+	CHECK_ERR(launcher_call(in.client, IPC_PING, NULL, 0, -1, &reply), ECONNRESET);
 	CHECK_INT_EQ(instance_stop(&in, false), 128 + SIGKILL);
 	/* What the killed one left is the next one's to clean (and it does, at its exit). */
 	struct instance_options again = { .keep_state = true };
@@ -1109,26 +1168,20 @@ plant_orphan(const struct grain_cgroups *parents)
 
 TEST(a_killed_launcher_leaves_nothing_after_a_restart)
 {
-	struct instance in;
-	struct ipc_message ra, rb, reply;
+	struct one_grain a, b;
+	struct ipc_message reply;
 	struct grain_cgroups cga, cgb, parents;
 	struct instance_options again = { .keep_state = true };
-	char a[GRAIN_ID_LEN + 1], b[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1];
-	int ca = -1, cb = -1, status = 0;
+	int ca = -1, status = 0;
 	pid_t orphan;
 
 	NEED_ROOT();
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(a);
-	grain_id_new(b);
-	CHECK_OK(storage_create(&in, a));
-	CHECK_OK(storage_create(&in, b));
-	CHECK_OK(grain_start(&in, a, pkg, &ra, &ca));
-	CHECK_OK(grain_start(&in, b, pkg, &rb, &cb));
-	CHECK(grain_answers(ca, 1));
-	if (!CHECK_OK(grain_cgroups_of((pid_t)ra.payload.started.pid, &cga)) ||
-	    !CHECK_OK(grain_cgroups_of((pid_t)rb.payload.started.pid, &cgb))) {
+	if (!two_grains_start(&a, &b))
+		return;
+	struct instance in = a.in;
+	CHECK(grain_answers(a.control, 1));
+	if (!CHECK_OK(grain_cgroups_of(a.init, &cga)) ||
+	    !CHECK_OK(grain_cgroups_of(b.init, &cgb))) {
 		instance_stop(&in, true);
 		return;
 	}
@@ -1141,8 +1194,10 @@ TEST(a_killed_launcher_leaves_nothing_after_a_restart)
 	CHECK(waitpid(in.pid, &status, 0) == in.pid);
 	in.client = launcher_client_free(in.client);
 	close(in.fd);
-	CHECK(WAIT_FOR(grain_gone((pid_t)ra.payload.started.pid, ra.payload.started.uid)));
-	CHECK(WAIT_FOR(grain_gone((pid_t)rb.payload.started.pid, rb.payload.started.uid)));
+	CHECK(WAIT_FOR(grain_gone(a.init, a.uid)));
+	CHECK(WAIT_FOR(grain_gone(b.init, b.uid)));
+	CHECK_UINT_EQ(processes_mounting(a.id), 0);
+	CHECK_UINT_EQ(processes_mounting(b.id), 0);
 	/* ...but their cgroups stay, and a process may hide in one (planted here). */
 	CHECK(!grain_cgroups_gone(&cga));
 	orphan = plant_orphan(&parents);
@@ -1167,34 +1222,33 @@ TEST(a_killed_launcher_leaves_nothing_after_a_restart)
 		CHECK(!path_exists(dir));
 	}
 	/* And the grains start again. */
-	CHECK_OK(grain_start(&in, a, pkg, &ra, &ca));
+	CHECK_OK(grain_start(&in, a.id, a.pkg, &reply, &ca));
 	CHECK(grain_answers(ca, 1));
 	close(ca);
-	close(cb);
+	close(a.control);
+	close(b.control);
 	CHECK_INT_EQ(instance_stop(&in, true), 0);
 }
 
 TEST(the_launcher_stops_its_grains_when_it_exits)
 {
-	struct instance in;
-	struct ipc_message ra, rb;
+	struct one_grain g;
+	struct ipc_message rb;
 	struct grain_cgroups cga;
-	char a[GRAIN_ID_LEN + 1], pkg[PACKAGE_ID_LEN + 1];
-	int ca = -1, status = 0;
+	int ca, status = 0;
 
 	NEED_ROOT();
 	/* front gone (its socket closed): exit 0, grains stopped. */
-	CHECK_OK(instance_start(&in, NULL));
-	CHECK_OK(package_make(&in, hello_command, pkg));
-	grain_id_new(a);
-	CHECK_OK(storage_create(&in, a));
-	CHECK_OK(grain_start(&in, a, pkg, &ra, &ca));
-	CHECK_OK(grain_cgroups_of((pid_t)ra.payload.started.pid, &cga));
+	if (!one_grain_start(&g))
+		return;
+	struct instance in = g.in;
+	const char *a = g.id, *pkg = g.pkg;
+	CHECK_OK(grain_cgroups_of(g.init, &cga));
 	CHECK_INT_EQ(instance_stop(&in, false), 0);
-	CHECK(!process_exists((pid_t)ra.payload.started.pid));
-	CHECK_UINT_EQ(processes_of_uid(ra.payload.started.uid), 0);
+	CHECK(!process_exists(g.init));
+	CHECK_UINT_EQ(processes_of_uid(g.uid), 0);
 	CHECK(grain_cgroups_gone(&cga));
-	close(ca);
+	close(g.control);
 
 	/* SIGTERM: the same. */
 	struct instance_options again = { .keep_state = true };
