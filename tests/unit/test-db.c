@@ -53,11 +53,11 @@ TEST(open_creates_migrates_and_reopens)
 	if (!db)
 		return;
 	CHECK_OK(db_schema_version(db, &v));
-	CHECK_INT_EQ(v, 1);
+	CHECK_INT_EQ(v, 2);
 	db = db_free(db);
 	CHECK_OK(db_open(path, 0, &db));
 	CHECK_OK(db_schema_version(db, &v));
-	CHECK_INT_EQ(v, 1);
+	CHECK_INT_EQ(v, 2);
 	db = db_free(db);
 	remove_db(path);
 }
@@ -309,7 +309,45 @@ TEST(apps_packages_grains)
 	CHECK_INT_EQ(seen, 1);
 	CHECK_OK(db_audit_add(db, 40, g.id, uid, "grain.renamed", "{\"title\":\"Renamed\"}"));
 	CHECK_ERR(db_audit_add(db, 40, g.id, uid, "x", "{bad"), EINVAL);
+
+	/* Grain sessions: found by the hash of their host until they expire, gone with the grain. */
+	struct db_grain_session gs = { .user_id = uid, .expires_at = 100 }, got_session;
+	int64_t cap_id;
+	uint8_t host[32], other[32], secret[32], again[32];
+
+	memset(host, 7, sizeof(host));
+	memset(other, 8, sizeof(other));
+	CHECK_OK(db_owner_capability(db, g.id, &cap_id, gs.permissions, sizeof(gs.permissions)));
+	CHECK_STR_EQ(gs.permissions, "[\"read\",\"write\"]");
+	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g.id);
+	gs.capability_id = cap_id;
+	CHECK_OK(db_grain_session_add(db, host, &gs, 50));
+	CHECK_ERR(db_grain_session_add(db, host, &gs, 50), EEXIST);
+	CHECK_OK(db_grain_session_get(db, host, 60, &got_session));
+	CHECK_STR_EQ(got_session.grain_id, g.id);
+	CHECK_STR_EQ(got_session.username, "dave");
+	CHECK_STR_EQ(got_session.package_id, p.id);
+	CHECK_INT_EQ(got_session.owner_id, uid);
+	CHECK_ERR(db_grain_session_get(db, other, 60, &got_session), ENOENT);
+	CHECK_ERR(db_grain_session_get(db, host, 100, &got_session), ENOENT); /* expired */
+	CHECK_OK(db_grain_session_touch(db, host, 200));
+	CHECK_OK(db_grain_session_get(db, host, 100, &got_session));
+	CHECK_OK(db_grain_session_purge(db, 150));
+	CHECK_OK(db_grain_session_get(db, host, 100, &got_session));
+	CHECK_OK(db_grain_session_purge(db, 200));
+	CHECK_ERR(db_grain_session_get(db, host, 100, &got_session), ENOENT);
+	CHECK_OK(db_grain_session_add(db, other, &gs, 50));
+	CHECK_OK(db_grain_touch(db, g.id, 77));
+	CHECK_OK(db_grain_get(db, g.id, &gg));
+	CHECK_INT_EQ(gg.last_used_at, 77);
+	/* A server secret is made once, then the same. */
+	CHECK_OK(db_secret(db, "test-key", secret, sizeof(secret)));
+	CHECK_OK(db_secret(db, "test-key", again, sizeof(again)));
+	CHECK(memcmp(secret, again, sizeof(secret)) == 0);
+	CHECK_ERR(db_secret(db, "test-key", again, 16), EBADMSG);
+
 	CHECK_OK(db_grain_delete(db, g.id));
+	CHECK_ERR(db_grain_session_get(db, other, 60, &got_session), ENOENT);
 	CHECK_ERR(db_grain_get(db, g.id, &gg), ENOENT);
 	CHECK_OK(db_grain_count(db, &n));
 	CHECK_INT_EQ(n, 0);
