@@ -338,10 +338,6 @@ out_sources:
 	if (chdir(spec->cwd ?: "/var") < 0)
 		return sandbox_error_set(e, negative_errno(), "Failed to enter '%s': %m",
 					 spec->cwd ?: "/var");
-	if (setrlimit(RLIMIT_NOFILE, &(struct rlimit){ nofile, nofile }) < 0 ||
-	    setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 }) < 0)
-		return sandbox_error_set(e, negative_errno(), "Failed to set resource limits: %m");
-
 	r = drop_capabilities(e);
 	if (r < 0)
 		return r;
@@ -352,6 +348,15 @@ out_sources:
 	r = setup_fds(c, error_fd, &init_fd, e);
 	if (r < 0)
 		return r;
+	/*
+	 * Only now: the caller (a launcher with a thousand grains) may hold fds
+	 * numbered above the grain's limit, which setup_fds() had to move
+	 * through. Lowering a limit needs no capability, and nothing below
+	 * opens an fd before the exec closes the extra ones.
+	 */
+	if (setrlimit(RLIMIT_NOFILE, &(struct rlimit){ nofile, nofile }) < 0 ||
+	    setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 }) < 0)
+		return sandbox_error_set(e, negative_errno(), "Failed to set resource limits: %m");
 	if (setsid() < 0)
 		return sandbox_error_set(e, negative_errno(), "Failed to start a session: %m");
 

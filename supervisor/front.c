@@ -43,6 +43,7 @@
 #include <sodium.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "common/log.h"
@@ -753,6 +754,14 @@ front_main(const struct front_config *config)
 	int r, sig;
 
 	log_setup("granaryd-front");
+
+	/* Each running grain holds fds here (its control socket, pooled connections). */
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 
 	/* Nothing below holds a path outside the state directory. */
 	if (chdir(config->state_dir) < 0)
