@@ -655,12 +655,9 @@ grain_json_live(struct front *f, const struct db_grain *g, bool detailed)
 				st.running ? json_integer(st.started_at) : json_null()) < 0)
 		return NULL;
 	if (detailed && st.running) {
-		struct ipc_grain ig;
 		struct ipc_message reply;
 
-		memcpy(ig.grain_id, g->id, GRAIN_ID_LEN);
-		if (launcher_call(f->launcher, IPC_GRAIN_STATUS, &ig, sizeof(ig), -1, &reply) >=
-			    0 &&
+		if (launcher_grain_call(f->launcher, IPC_GRAIN_STATUS, g->id, &reply) >= 0 &&
 		    reply.payload.stats.running &&
 		    (json_object_set_new(
 			     o, "memory",
@@ -732,13 +729,11 @@ static int
 front_storage(const char *grain_id, bool create, void *userdata)
 {
 	struct front *f = userdata;
-	struct ipc_grain storage;
 	struct ipc_message reply;
 
-	memcpy(storage.grain_id, grain_id, GRAIN_ID_LEN);
-	return launcher_call(f->launcher,
-			     create ? IPC_GRAIN_STORAGE_CREATE : IPC_GRAIN_STORAGE_DELETE, &storage,
-			     sizeof(storage), -1, &reply);
+	return launcher_grain_call(f->launcher,
+				   create ? IPC_GRAIN_STORAGE_CREATE : IPC_GRAIN_STORAGE_DELETE,
+				   grain_id, &reply);
 }
 
 /* Delete a grain for good: its storage first, then its row (a retry finishes either). */
@@ -917,6 +912,25 @@ handle_grain_delete(struct request *req)
 
 /* ---- running grains: open, start, stop, log ---- */
 
+/*
+ * The grain of the path, to run: its owner's (or, managing, an admin's too),
+ * out of the trash, set to run its app's current package. 1: answered.
+ */
+static int
+runnable_grain(struct request *req, bool managing, struct db_grain *g)
+{
+	int r = managing ? managed_grain(req, g) : owned_grain(req, g);
+
+	if (r != 0)
+		return r;
+	if (g->trashed_at) {
+		(void)respond_error(req, MHD_HTTP_CONFLICT, "grain_trashed",
+				    "The grain is in the trash; restore it first");
+		return 1;
+	}
+	return grain_current_package(req->front, g);
+}
+
 static int
 handle_grain_open(struct request *req)
 {
@@ -931,15 +945,9 @@ handle_grain_open(struct request *req)
 	 * root on the admin socket (granary grain open) may open anyone's grain,
 	 * as its owner: it can read the whole state directory anyway. Recorded.
 	 */
-	r = req->local ? managed_grain(req, &g) : owned_grain(req, &g);
+	r = runnable_grain(req, req->local, &g);
 	if (r != 0)
 		return r < 0 ? r : 0;
-	if (g.trashed_at)
-		return respond_error(req, MHD_HTTP_CONFLICT, "grain_trashed",
-				     "The grain is in the trash; restore it first");
-	r = grain_current_package(f, &g);
-	if (r < 0)
-		return r;
 	if (req->local) {
 		r = db_user_by_id(f->db, g.owner_id, &owner, NULL, 0);
 		if (r < 0)
@@ -965,16 +973,10 @@ handle_grain_start(struct request *req)
 	struct db_grain g;
 	uint64_t generation;
 	bool reused;
-	int fd, r = managed_grain(req, &g);
+	int fd, r = runnable_grain(req, true, &g);
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	if (g.trashed_at)
-		return respond_error(req, MHD_HTTP_CONFLICT, "grain_trashed",
-				     "The grain is in the trash; restore it first");
-	r = grain_current_package(f, &g);
-	if (r < 0)
-		return r;
 	run = grain_manager_get(f->grains, g.id, g.package_id);
 	if (!run)
 		return -ENOMEM;
@@ -1009,17 +1011,12 @@ handle_grain_stop(struct request *req)
 static int
 handle_grain_log(struct request *req)
 {
-	struct front *f = req->front;
 	const char *arg =
 		MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "bytes");
-	_cleanup_close_ int fd = -EBADF;
 	_cleanup_free_ char *text = NULL;
 	uint64_t want = LOG_DEFAULT_BYTES;
-	struct ipc_message reply;
-	struct ipc_grain ig;
 	struct db_grain g;
-	struct stat st;
-	ssize_t n;
+	size_t len;
 	int r = managed_grain(req, &g);
 
 	if (r != 0)
@@ -1027,24 +1024,10 @@ handle_grain_log(struct request *req)
 	if (arg && (parse_uint64(arg, &want) < 0 || want == 0 || want > LOG_MAX_BYTES))
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_bytes",
 				     "bytes must be a number from 1 to %d", LOG_MAX_BYTES);
-	memcpy(ig.grain_id, g.id, GRAIN_ID_LEN);
-	r = launcher_call(f->launcher, IPC_GRAIN_LOG_OPEN, &ig, sizeof(ig), -1, &reply);
-	if (r == -ENOENT)
-		return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", "", 0,
-			       RESPOND_STATIC);
+	r = launcher_grain_log_tail(req->front->launcher, g.id, (size_t)want, &text, &len);
 	if (r < 0)
 		return r;
-	fd = reply.fds[0];
-	if (fstat(fd, &st) < 0)
-		return negative_errno();
-	want = MIN(want, (uint64_t)st.st_size);
-	text = malloc(want + 1);
-	if (!text)
-		return -ENOMEM;
-	n = pread(fd, text, want, st.st_size - (off_t)want);
-	if (n < 0)
-		return negative_errno();
-	return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", TAKE_PTR(text), (size_t)n,
+	return respond(req, MHD_HTTP_OK, "text/plain; charset=utf-8", TAKE_PTR(text), len,
 		       RESPOND_TAKE);
 }
 

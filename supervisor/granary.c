@@ -893,50 +893,46 @@ status(int argc, char *argv[])
 	return 0;
 }
 
-/* "grain start ID" / "grain stop ID": only a running granaryd runs grains. */
-static int
-grain_start_stop(int argc, char *argv[], bool start)
-{
-	_cleanup_json_ json_t *grain = NULL;
-	_cleanup_free_ char *path = NULL;
-	struct command_options o = {};
-	int r;
+/* "grain open|start|stop GRAIN_ID": POST /api/grains/ID/VERB; only a running granaryd runs grains. */
+struct grain_verb {
+	const char *usage, *summary, *verb;
+	const char *key; /* the member of the answer to print, NULL: all of it */
+	void (*print)(json_t *answer);
+};
 
-	r = parse_command(argc, argv, start ? "grain start GRAIN_ID" : "grain stop GRAIN_ID",
-			  start ? "Start a grain now (it also starts on its first request)."
-				: "Stop a running grain (its app gets SIGTERM, then SIGKILL).",
-			  1, no_options, &o);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	r = state_open(false);
-	if (r < 0)
-		return r;
-	if (daemon_fd < 0)
-		return log_error_errno(ESRCH, "granaryd is not running: grains run only under it");
-	if (asprintf(&path, "/api/grains/%s/%s", argv[optind], start ? "start" : "stop") < 0)
-		return log_oom();
-	r = daemon_do("POST", path, NULL, -1, "grain", &grain);
-	if (r < 0)
-		return r;
-	if (arg_json)
-		return print_json(grain);
+static void
+print_session_url(json_t *session)
+{
+	printf("%s\n", str(session, "url"));
+}
+
+static void
+print_grain_state(json_t *grain)
+{
 	printf("%s %s\n", str(grain, "id"),
 	       json_is_true(json_object_get(grain, "running")) ? "running" : "stopped");
-	return 0;
 }
 
+static const struct grain_verb grain_verbs[] = {
+	{ "grain open GRAIN_ID",
+	  "Open a grain as its owner: prints the URL to visit (keep it secret: whoever has it "
+	  "acts as the owner).",
+	  "open", NULL, print_session_url },
+	{ "grain start GRAIN_ID", "Start a grain now (it also starts on its first request).",
+	  "start", "grain", print_grain_state },
+	{ "grain stop GRAIN_ID", "Stop a running grain (its app gets SIGTERM, then SIGKILL).",
+	  "stop", "grain", print_grain_state },
+};
+
 static int
-grain_open(int argc, char *argv[])
+grain_verb_command(int argc, char *argv[], const struct grain_verb *v)
 {
-	_cleanup_json_ json_t *session = NULL;
+	_cleanup_json_ json_t *answer = NULL;
 	_cleanup_free_ char *path = NULL;
 	struct command_options o = {};
 	int r;
 
-	r = parse_command(argc, argv, "grain open GRAIN_ID",
-			  "Open a grain as its owner: prints the URL to visit (keep it secret: "
-			  "whoever has it acts as the owner).",
-			  1, no_options, &o);
+	r = parse_command(argc, argv, v->usage, v->summary, 1, no_options, &o);
 	if (r != 0)
 		return r < 0 ? r : 0;
 	r = state_open(false);
@@ -944,33 +940,22 @@ grain_open(int argc, char *argv[])
 		return r;
 	if (daemon_fd < 0)
 		return log_error_errno(ESRCH, "granaryd is not running: grains run only under it");
-	if (asprintf(&path, "/api/grains/%s/open", argv[optind]) < 0)
+	if (asprintf(&path, "/api/grains/%s/%s", argv[optind], v->verb) < 0)
 		return log_oom();
-	r = daemon_do("POST", path, NULL, -1, NULL, &session);
+	r = daemon_do("POST", path, NULL, -1, v->key, &answer);
 	if (r < 0)
 		return r;
 	if (arg_json)
-		return print_json(session);
-	printf("%s\n", str(session, "url"));
+		return print_json(answer);
+	v->print(answer);
 	return 0;
-}
-
-static int
-grain_start(int argc, char *argv[])
-{
-	return grain_start_stop(argc, argv, true);
-}
-
-static int
-grain_stop(int argc, char *argv[])
-{
-	return grain_start_stop(argc, argv, false);
 }
 
 static const struct {
 	const char *command, *sub;
 	int (*run)(int argc, char *argv[]);
-	const struct listing *listing; /* instead of run */
+	const struct listing *listing;	     /* instead of run */
+	const struct grain_verb *grain_verb; /* instead of run */
 } commands[] = {
 	{ "user", "add", user_add },
 	{ "user", "list", NULL, &user_listing },
@@ -979,9 +964,9 @@ static const struct {
 	{ "app", "remove", app_remove_command },
 	{ "grain", "new", grain_new },
 	{ "grain", "list", NULL, &grain_listing },
-	{ "grain", "open", grain_open },
-	{ "grain", "start", grain_start },
-	{ "grain", "stop", grain_stop },
+	{ "grain", "open", NULL, NULL, &grain_verbs[0] },
+	{ "grain", "start", NULL, NULL, &grain_verbs[1] },
+	{ "grain", "stop", NULL, NULL, &grain_verbs[2] },
 	{ "status", NULL, status },
 };
 
@@ -1036,10 +1021,14 @@ main(int argc, char *argv[])
 			goto done;
 		}
 		if (strcmp(sub, commands[i].sub) == 0) {
+			int sub_argc = argc - optind - 1;
+			char **sub_argv = argv + optind + 1;
+
 			r = commands[i].listing
-				    ? list_command(argc - optind - 1, argv + optind + 1,
-						   commands[i].listing)
-				    : commands[i].run(argc - optind - 1, argv + optind + 1);
+				    ? list_command(sub_argc, sub_argv, commands[i].listing)
+			    : commands[i].grain_verb
+				    ? grain_verb_command(sub_argc, sub_argv, commands[i].grain_verb)
+				    : commands[i].run(sub_argc, sub_argv);
 			goto done;
 		}
 	}

@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -210,4 +211,48 @@ launcher_call(struct launcher_client *c, uint32_t type, const void *payload, siz
 	r = call.done ? call.result : c->dead;
 	pthread_mutex_unlock(&c->lock);
 	return r;
+}
+
+int
+launcher_grain_call(struct launcher_client *c, uint32_t type, const char *grain_id,
+		    struct ipc_message *ret_reply)
+{
+	struct ipc_grain g;
+
+	memcpy(g.grain_id, grain_id, GRAIN_ID_LEN);
+	return launcher_call(c, type, &g, sizeof(g), -1, ret_reply);
+}
+
+int
+launcher_grain_log_tail(struct launcher_client *c, const char *grain_id, size_t max, char **ret,
+			size_t *ret_len)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *text = NULL;
+	struct ipc_message reply;
+	struct stat st;
+	size_t want;
+	ssize_t n;
+	int r;
+
+	r = launcher_grain_call(c, IPC_GRAIN_LOG_OPEN, grain_id, &reply);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r >= 0) {
+		fd = reply.fds[0];
+		if (fstat(fd, &st) < 0)
+			return negative_errno();
+	} else
+		st.st_size = 0; /* no log yet */
+	want = MIN(max, (size_t)st.st_size);
+	text = malloc(want + 1);
+	if (!text)
+		return -ENOMEM;
+	n = want ? pread(fd, text, want, st.st_size - (off_t)want) : 0;
+	if (n < 0)
+		return negative_errno();
+	text[n] = '\0';
+	*ret_len = (size_t)n;
+	*ret = TAKE_PTR(text);
+	return 0;
 }

@@ -741,6 +741,15 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct launcher_client *, launcher_client_free)
  */
 int launcher_call(struct launcher_client *c, uint32_t type, const void *payload, size_t size,
 		  int pass_fd, struct ipc_message *ret_reply);
+/* launcher_call() of a message whose payload is one grain id (struct ipc_grain). */
+int launcher_grain_call(struct launcher_client *c, uint32_t type, const char *grain_id,
+			struct ipc_message *ret_reply);
+/*
+ * The last (at most) max bytes of the grain's log: *ret (the caller's to
+ * free, NUL-terminated) and *ret_len. An empty text when it has no log yet.
+ */
+int launcher_grain_log_tail(struct launcher_client *c, const char *grain_id, size_t max, char **ret,
+			    size_t *ret_len);
 
 /* lockdown.c */
 

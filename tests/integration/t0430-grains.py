@@ -394,3 +394,32 @@ def test_php_app_serves_through_the_proxy(start_granaryd):
     assert info["user"]["permissions"] == ["read", "write"]
     second = g.get("/?format=json").json()
     assert second["visits"] == info["visits"] + 1
+
+
+def test_cli_opens_starts_and_stops_grains(grain):
+    from conftest import program, run
+    granary = [program("granary"), "--state", grain.daemon.state]
+    r = run(granary + ["grain", "open", grain.id])
+    assert r.returncode == 0, r.stderr
+    url = r.stdout.strip()
+    host = url.split("/")[2]
+    assert host.startswith("ui-") and host != grain.host
+    r = requests.get(grain.daemon.url + "/", headers={"Host": host}, timeout=60)
+    assert r.status_code == 200 and r.text == "hello world\n"
+    r = run(granary + ["grain", "stop", grain.id])
+    assert r.returncode == 0 and r.stdout.strip() == f"{grain.id} stopped", r.stderr
+    assert grain.status()["running"] is False
+    r = run(granary + ["grain", "start", grain.id])
+    assert r.returncode == 0 and r.stdout.strip() == f"{grain.id} running", r.stderr
+    r = run(granary + ["grain", "list"])
+    assert "(running)" in r.stdout
+    r = run(granary + ["grain", "start", "0" * 32])
+    assert r.returncode != 0 and "No such grain" in r.stderr
+    # Opened by root, as the owner: recorded.
+    import sqlite3
+    db = sqlite3.connect(os.path.join(grain.daemon.state, "granary.sqlite3"))
+    try:
+        assert db.execute("SELECT count(*) FROM audit WHERE action = 'grain.opened_by_root'"
+                          ).fetchone()[0] == 1
+    finally:
+        db.close()
