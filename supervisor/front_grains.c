@@ -680,6 +680,7 @@ grain_manager_status(struct grain_manager *m, const char *id, struct grain_statu
 	run = run_find(m, id);
 	if (run) {
 		ret->running = run->state == GRAIN_RUNNING;
+		ret->generation = run->generation;
 		ret->starting = run->state == GRAIN_STARTING;
 		ret->connections = run->active;
 		ret->idle_connections = run->n_pool;

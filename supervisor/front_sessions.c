@@ -361,6 +361,7 @@ struct grain_exchange {
 	struct proxy_params params;
 	char origin[320];
 	char host[300];
+	bool acquired; /* a connection was handed out before (generation is its run's) */
 	bool seen;     /* the first call is over (no session) */
 	bool answered; /* an error page is queued (no session) */
 };
@@ -404,8 +405,27 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 	struct grain_exchange *x = userdata;
 	int r;
 
+	/*
+	 * The engine asks again when a connection failed before the answer (a
+	 * pooled one the app had closed). If the app died meanwhile, that is
+	 * no stale connection: starting it again would replay the request
+	 * that may have killed it.
+	 */
+	if (x->acquired) {
+		struct grain_status st;
+
+		grain_manager_status(x->f->grains, x->session->grain_id, &st);
+		if (!st.running || st.generation != x->generation) {
+			(void)snprintf(error, error_size,
+				       "It stopped while answering this request%s%s.",
+				       st.error[0] ? ": " : "", st.error);
+			return -ECONNRESET;
+		}
+	}
 	r = grain_acquire(x->f->grains, x->run, ret_fd, ret_reused, &x->generation, error,
 			  error_size);
+	if (r >= 0)
+		x->acquired = true;
 	if (r >= 0)
 		__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
 	if (r < 0 && x->session->owner) {

@@ -439,8 +439,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free)
 static int
 environment_build(const struct spk_manifest *m, char ***ret)
 {
-	static const char *const defaults[] = { "PATH=" SANDBOX_DEFAULT_PATH, "HOME=/var",
-						"LANG=C.UTF-8" };
+	static const char path[] = "PATH=" SANDBOX_DEFAULT_PATH;
+	static const char *const defaults[] = { path, "HOME=/var", "LANG=C.UTF-8" };
 	char **env;
 	size_t n = 0;
 

@@ -562,6 +562,7 @@ int grain_manager_stop(struct grain_manager *m, const char *id, bool kill);
 
 struct grain_status {
 	bool running, starting;
+	uint64_t generation; /* of the current run: a new start changes it */
 	unsigned connections, idle_connections;
 	int64_t started_at; /* Unix seconds, when running */
 	unsigned crashes;   /* in a row */
