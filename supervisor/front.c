@@ -728,9 +728,17 @@ front_free(struct front *f)
 	 * for everyone; quiescing first gives them back to us untouched, and
 	 * closing our copies leaves the parent's working.
 	 */
+	/*
+	 * Requests in flight may wait on their apps: stop the apps (and end
+	 * the WebSocket tunnels) first, so stopping libmicrohttpd, which waits
+	 * for every connection's thread, does not wait for the slowest app.
+	 */
+	proxy_tunnels_stop();
+	if (f->grains)
+		grain_manager_stop_all(f->grains);
 	daemon_stop(f->local);
 	daemon_stop(f->daemon);
-	/* No request runs now. Closing the control sockets stops every grain. */
+	/* No request runs now. */
 	f->grains = grain_manager_free(f->grains);
 	f->sessions = session_cache_free(f->sessions);
 	f->launcher = launcher_client_free(f->launcher);

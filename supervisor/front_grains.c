@@ -671,6 +671,18 @@ grain_manager_stop(struct grain_manager *m, const char *id, bool kill)
 }
 
 void
+grain_manager_stop_all(struct grain_manager *m)
+{
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < TABLE_SIZE; i++)
+		for (struct grain_run *run = m->table[i]; run; run = run->next) {
+			run->stopping = true;
+			run_end(m, run, false, "Granary is stopping");
+		}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void
 grain_manager_status(struct grain_manager *m, const char *id, struct grain_status *ret)
 {
 	struct grain_run *run;

@@ -560,6 +560,12 @@ void grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool 
  */
 int grain_manager_stop(struct grain_manager *m, const char *id, bool kill);
 
+/*
+ * Stop every grain (their apps get SIGTERM): connections out see the apps
+ * go and end, so requests in flight finish before front waits for them.
+ */
+void grain_manager_stop_all(struct grain_manager *m);
+
 struct grain_status {
 	bool running, starting;
 	uint64_t generation; /* of the current run: a new start changes it */

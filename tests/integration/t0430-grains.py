@@ -424,3 +424,24 @@ def test_cli_opens_starts_and_stops_grains(grain):
                           ).fetchone()[0] == 1
     finally:
         db.close()
+
+
+def test_granaryd_stops_promptly_with_a_slow_request_in_flight(grain):
+    import threading
+    assert grain.get("/").status_code == 200
+    outcome = []
+
+    def slow():
+        try:
+            outcome.append(grain.get("/slow?ms=100000", timeout=120).status_code)
+        except requests.RequestException as e:
+            outcome.append(type(e).__name__)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    # The app gets SIGTERM and its connection ends: no 100 s wait for its answer.
+    grain.daemon.stop(timeout=30)
+    t.join(30)
+    assert outcome, "the slow request never ended"
+    assert wait_for(lambda: not grain_pids(grain.id), timeout=15)
