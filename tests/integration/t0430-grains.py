@@ -445,3 +445,18 @@ def test_granaryd_stops_promptly_with_a_slow_request_in_flight(grain):
     t.join(30)
     assert outcome, "the slow request never ended"
     assert wait_for(lambda: not grain_pids(grain.id), timeout=15)
+
+
+def test_web_isolation_origins(grain):
+    """SECURITY-TESTS J: Origin null and cross-site fetches never reach the app,
+    and a grain page's origin cannot use the shell's API (same-site is not
+    same-origin)."""
+    for headers in ({"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": f"http://localhost:{grain.daemon.port}"}):
+        r = grain.request("POST", "/upload", data=b"x", headers=headers)
+        assert r.status_code == 403, (headers, r.text)
+    # The shell's API, called with the shell's cookie from a grain page's origin.
+    shell = grain.client
+    r = shell.post("/api/grains", json={"app": "x"},
+                   headers={"Origin": grain.url.rstrip("/")})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "bad_origin", r.text
