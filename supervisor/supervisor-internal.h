@@ -926,6 +926,15 @@ bool http_list_has_token(const char *list, const char *token);
  */
 int http_head_end(const char *buf, size_t len, size_t *scanned, size_t *ret_size);
 /*
+ * Split the size bytes of a complete head (http_head_end()) in place: *ret_first
+ * is its first line, each field line checked (a token name, ":" right after
+ * it, a value of safe bytes, OWS trimmed) and stored in headers (at most max;
+ * -E2BIG beyond), NUL-terminated inside buf. -EBADMSG for a bare CR or LF,
+ * obs-fold or a bad field.
+ */
+int http_head_split(char *buf, size_t size, char **ret_first, struct http_header *headers,
+		    size_t max, size_t *ret_n);
+/*
  * Parse the size bytes of a complete head (http_head_end()) in place: lines
  * are NUL-terminated inside buf and ret->headers point there. -EBADMSG if
  * anything is not strict HTTP/1.x (the file's head says what), -E2BIG for
@@ -963,6 +972,42 @@ int http_cookie_filter(const char *in, const char *const *strip, char *out, size
 bool http_set_cookie_named(const char *value, const char *const *names);
 /* Remove every Domain attribute of a Set-Cookie value in place; returns its new length. */
 size_t http_set_cookie_strip_domain(char *value);
+
+/* http-request.c: a client's request head, read strictly (the event loop's grain traffic) */
+
+#define HTTP_REQUEST_HEAD_MAX (32 * 1024) /* largest request head the event loop reads */
+#define HTTP_CONNECTION_MAX   8		  /* Connection fields of a request we follow */
+
+struct http_request_head {
+	char *method;		 /* a token, inside the parsed buffer */
+	char *target;		 /* "/..." or "*", exactly as sent */
+	unsigned version_minor;	 /* HTTP/1.0 or HTTP/1.1 */
+	size_t size;		 /* bytes of the head, empty line included */
+	const char *host;	 /* the Host field, or NULL (HTTP/1.0 only) */
+	uint64_t content_length; /* when has_content_length */
+	bool has_content_length;
+	bool chunked;	      /* Transfer-Encoding: chunked */
+	bool expect_continue; /* Expect: 100-continue */
+	bool connection_close, connection_keep_alive, connection_upgrade;
+	const char *connection[HTTP_CONNECTION_MAX]; /* the Connection fields' values */
+	size_t n_connection;
+	const char *upgrade; /* the Upgrade field, or NULL */
+	size_t n_headers;
+	struct http_header headers[HTTP_HEADERS_MAX];
+};
+
+/* Bytes of empty lines (CRLF) at buf, which a server skips before a request line. */
+size_t http_request_skip_empty_lines(const char *buf, size_t len);
+/*
+ * Parse the size bytes of a complete request head (http_head_end() found its
+ * end) in place: lines are NUL-terminated inside buf and ret's strings point
+ * there. -EBADMSG if anything is not strict HTTP/1.x (the file's head says
+ * what), -E2BIG for more than HTTP_HEADERS_MAX fields or HTTP_CONNECTION_MAX
+ * Connection fields. ret is written only on success.
+ */
+int http_request_head_parse(char *buf, size_t size, struct http_request_head *ret);
+/* Whether the client may send another request on this connection after this one. */
+bool http_request_keeps_alive(const struct http_request_head *h);
 
 /* front_proxy.c: one request forwarded to a grain's app, streaming both ways */
 
