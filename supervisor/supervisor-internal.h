@@ -1098,6 +1098,65 @@ void proxy_completed(struct proxy_request *state, enum MHD_RequestTerminationCod
  */
 void proxy_tunnels_stop(void);
 
+/* ---- rules of both engines (front_proxy.c here, front_loop.c), on plain bytes ---- */
+
+/* A head being written into a fixed buffer; overflow: it did not fit (nothing more is written). */
+struct proxy_writer {
+	char *buf;
+	size_t len, size;
+	bool overflow;
+};
+void proxy_put(struct proxy_writer *w, const char *s, size_t n);
+void proxy_put_str(struct proxy_writer *w, const char *s);
+void proxy_put_field(struct proxy_writer *w, const char *name, const char *value);
+/* A request field of the client, as the app gets it (Cookie without params->strip_cookies). */
+void proxy_put_request_field(struct proxy_writer *w, const struct proxy_params *params,
+			     const char *name, size_t name_len, const char *value,
+			     size_t value_len);
+/* X-Granary-* and X-Forwarded-* of params (check proxy_params_safe() first). */
+void proxy_put_granary_fields(struct proxy_writer *w, const struct proxy_params *params);
+/* Whether every string of params can go into a head as it is. */
+bool proxy_params_safe(const struct proxy_params *params);
+/* CSP frame-ancestors, nosniff and (unless the answer has one) Referrer-Policy. */
+void proxy_put_security_fields(struct proxy_writer *w, const struct proxy_params *params,
+			       bool referrer_policy_set);
+/*
+ * Whether a request field never reaches the app: hop-by-hop ones, those the
+ * client named in its Connection fields (connection, n_connection of them),
+ * the framing, Expect, anything of Granary's or with "_" in its name.
+ */
+bool proxy_request_field_dropped(const char *name, size_t len, const char *const *connection,
+				 size_t n_connection);
+/*
+ * Whether field i of the app's answer h is passed on to the client; rewrites
+ * a Set-Cookie value in place (Domain= removed) and sets *referrer_policy when
+ * the app chose its own.
+ */
+bool proxy_response_field_kept(struct http_response_head *h, size_t i,
+			       const struct proxy_params *params, bool *referrer_policy);
+/* GET, HEAD, OPTIONS. */
+bool proxy_method_is_safe(const char *method);
+/* Methods a proxy may send again when a pooled connection failed (RFC 9110 9.2.2, WebDAV). */
+bool proxy_method_is_repeatable(const char *method);
+/*
+ * The title of a 403 for a request params do not let through (read-only,
+ * foreign Origin or Sec-Fetch-Site), *ret_detail its sentence; NULL: it may pass.
+ */
+const char *proxy_refusal(const struct proxy_params *params, const char *method, bool websocket,
+			  const char *origin, const char *fetch_site, const char **ret_detail);
+/*
+ * Whether a request whose fd failed with error (-errno, or 0: closed before
+ * any byte of the answer, when on_read) may be sent again on another fd.
+ */
+bool proxy_retry_allowed(bool reused, bool got_bytes, uint64_t body_sent, bool repeatable,
+			 int error, bool on_read);
+/*
+ * The HTML of an error page of the proxy into page: title (NULL: the detail
+ * is the title), then detail, whose part after a blank line is a log excerpt
+ * (in <pre>). Counts it as refused (4xx) or failed (5xx).
+ */
+int proxy_error_page(struct buf *page, unsigned status, const char *title, const char *detail);
+
 /* Counters since the process started (for metrics). */
 struct proxy_stats {
 	uint64_t requests;	  /* requests proxy_handle() saw */
@@ -1112,5 +1171,9 @@ struct proxy_stats {
 	uint64_t tunnels_total;	  /* WebSocket tunnels opened */
 };
 void proxy_stats_get(struct proxy_stats *ret);
+/* The counters themselves (relaxed atomics: PROXY_STAT_ADD). */
+extern struct proxy_stats proxy_stats_counters;
+#define PROXY_STAT_ADD(field, n)                                                                   \
+	((void)__atomic_fetch_add(&proxy_stats_counters.field, (n), __ATOMIC_RELAXED))
 
 #endif
