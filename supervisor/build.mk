@@ -9,6 +9,7 @@ SUPERVISOR_SOURCES := \
 	supervisor/front.c \
 	supervisor/front_api.c \
 	supervisor/front_grains.c \
+	supervisor/front_loop.c \
 	supervisor/front_proxy.c \
 	supervisor/front_sessions.c \
 	supervisor/http-request.c \

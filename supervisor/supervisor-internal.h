@@ -1033,6 +1033,12 @@ struct proxy_upstream_ops {
 	int (*acquire)(void *userdata, int *ret_fd, bool *ret_reused, char *error,
 		       size_t error_size);
 	/*
+	 * Like acquire() but never blocks (the event loop calls it on its own
+	 * thread): 0 with an fd, or -EWOULDBLOCK, and the loop calls acquire()
+	 * from a thread of its own. NULL: always -EWOULDBLOCK.
+	 */
+	int (*acquire_nowait)(void *userdata, int *ret_fd, bool *ret_reused);
+	/*
 	 * Give an fd back: reusable (the answer was read completely and the app
 	 * keeps the connection alive: pool it) or not (close it).
 	 */
@@ -1156,6 +1162,61 @@ bool proxy_retry_allowed(bool reused, bool got_bytes, uint64_t body_sent, bool r
  * (in <pre>). Counts it as refused (4xx) or failed (5xx).
  */
 int proxy_error_page(struct buf *page, unsigned status, const char *title, const char *detail);
+
+/* ---- front_loop.c: the event loop that serves grain traffic itself, on plain HTTP ---- */
+
+struct loop;
+
+/* What a request goes to (ops->route()). */
+struct loop_route {
+	/* To an app: the rules and its fd (params->ops); lives until route_done(). */
+	const struct proxy_params *params;
+	/* Or, when params is NULL, a page of ours: */
+	unsigned status;
+	const char *content_type; /* static; NULL: HTML */
+	char *body;		  /* malloc()ed, owned by the loop from then on; may be NULL */
+	size_t body_len;
+	bool close; /* the connection ends after this page */
+	void *userdata;
+};
+
+struct loop_ops {
+	/*
+	 * A connection's first request head: serve it here (true), or hand the
+	 * untouched connection to handoff(). NULL: serve every connection.
+	 */
+	bool (*serves)(void *userdata, const struct http_request_head *head);
+	/* A connection the loop does not serve: fd is the callee's now (close it on failure). */
+	void (*handoff)(void *userdata, int fd, const struct sockaddr *address, socklen_t len);
+	/*
+	 * What a request goes to, into *ret (written only on success). Called
+	 * on the loop's thread with may_block false: -EWOULDBLOCK makes the loop
+	 * call it again from a thread of its own with may_block true. head and
+	 * its strings live during the call only: copy what params point at.
+	 */
+	int (*route)(void *userdata, const struct http_request_head *head, bool may_block,
+		     struct loop_route *ret);
+	/* The request is over: what route() set up for it may go (route->userdata). */
+	void (*route_done)(void *userdata, struct loop_route *route);
+};
+
+struct loop_config {
+	int listen_fd;		    /* borrowed: made non-blocking */
+	unsigned client_timeout_ms; /* an idle client connection is closed; 0: 60 s */
+	unsigned max_clients;	    /* connections at once; 0: 1024 */
+	const struct loop_ops *ops;
+	void *userdata; /* for ops */
+};
+
+/* Start the loop's thread: it accepts on config->listen_fd from now on. */
+int loop_start(const struct loop_config *config, struct loop **ret);
+/*
+ * Stop accepting, end every connection (tunnels too: their app fds go back
+ * through release()), wait for the loop's jobs (a grain start in progress
+ * ends first), free l. Accepts NULL; returns NULL.
+ */
+struct loop *loop_stop(struct loop *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct loop *, loop_stop);
 
 /* Counters since the process started (for metrics). */
 struct proxy_stats {
