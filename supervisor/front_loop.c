@@ -133,6 +133,12 @@ enum {
 	STEP_GONE,  /* the client is freed */
 };
 
+/* What the events said of an fd we read from (edge-triggered). */
+struct readiness {
+	bool readable; /* an event since the last read that came back short: try */
+	bool eof;      /* EPOLLRDHUP seen: the end may be there behind the data */
+};
+
 /* Bytes to send, possibly in pieces; iov[i..n) is what is left. */
 struct pending {
 	struct iovec iov[4];
@@ -156,7 +162,8 @@ struct exchange {
 
 	/* The app's fd. */
 	int fd; /* owned until released, or -EBADF */
-	bool reused, got_bytes, app_event, app_hup, nonblocking;
+	bool reused, got_bytes, app_hup, nonblocking;
+	struct readiness app_ready;
 	unsigned attempts, stale;
 	struct pending to_app;
 	size_t req_len;
@@ -195,6 +202,7 @@ struct client {
 	struct job *job; /* running for us: we are freed when it returns */
 	bool dead;	 /* closed while a job ran */
 	bool closing;	 /* no further request on this connection */
+	struct readiness ready;
 	bool client_eof, client_hup, app_eof, app_shut, client_shut; /* tunnels, linger */
 	bool progress;						     /* bytes moved in this run */
 	uint64_t discard;	      /* CLIENT_DISCARD: body bytes still to drop; LINGER: budget */
@@ -434,16 +442,33 @@ pending_send(int fd, struct pending *p, size_t *ret_sent)
 	return 0;
 }
 
+/*
+ * Read what is there. Edge-triggered: once a read came back short (or said
+ * EAGAIN), the next event says when to try again, and until then no syscall
+ * is spent on it; unless the peer's FIN was announced (EPOLLRDHUP), which
+ * may sit behind the data without a new event (nginx's pending_eof). 0: the
+ * other side closed.
+ */
 static ssize_t
-recv_some(int fd, void *buf, size_t size)
+recv_some(int fd, struct readiness *ready, void *buf, size_t size)
 {
+	if (!ready->readable)
+		return -EAGAIN;
 	for (;;) {
 		ssize_t n = recv(fd, buf, size, MSG_DONTWAIT);
 
-		if (n >= 0)
+		if (n >= 0) {
+			if ((size_t)n < size && !ready->eof)
+				ready->readable = false;
 			return n;
-		if (errno != EINTR)
-			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			ready->readable = false;
+			return -EAGAIN;
+		}
+		return -errno;
 	}
 }
 
@@ -1001,7 +1026,8 @@ exchange_got_fd(struct client *c, int fd, bool reused)
 	x->fd = fd;
 	x->reused = reused;
 	x->attempts++;
-	x->got_bytes = x->app_event = x->app_hup = x->nonblocking = false;
+	x->got_bytes = x->app_hup = x->nonblocking = false;
+	x->app_ready = (struct readiness){ 0 };
 	x->start = x->end = x->scanned = x->head_sent = 0;
 	if (reused)
 		PROXY_STAT_ADD(upstream_reused, 1);
@@ -1127,23 +1153,26 @@ pipe_ensure(struct exchange *x)
  * *ret_dst_blocked: dst took nothing (full).
  */
 static int
-splice_some(struct exchange *x, int src, int dst, uint64_t *left, bool *ret_dst_blocked)
+splice_some(struct exchange *x, int src, struct readiness *ready, int dst, uint64_t *left,
+	    bool *ret_dst_blocked)
 {
 	size_t room = LOOP_PIPE_SIZE;
 	bool moved = false;
 	ssize_t n;
 
 	*ret_dst_blocked = false;
-	if (*left > x->piped) {
+	if (*left > x->piped && ready->readable && x->piped < room) {
 		n = splice(src, NULL, x->pipe[1], NULL,
-			   (size_t)MIN(*left - x->piped, (uint64_t)room),
+			   (size_t)MIN(*left - x->piped, (uint64_t)(room - x->piped)),
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n == 0)
 			return -EPIPE;
 		if (n > 0) {
 			x->piped += (size_t)n;
 			moved = true;
-		} else if (errno != EAGAIN && errno != EINTR)
+		} else if (errno == EAGAIN)
+			ready->readable = false;
+		else if (errno != EINTR)
 			return -EPIPE;
 	}
 	if (x->piped > 0) {
@@ -1169,10 +1198,7 @@ app_spoke(struct client *c)
 	struct exchange *x = c->x;
 	ssize_t n;
 
-	if (!x->app_event)
-		return false;
-	x->app_event = false;
-	n = recv_some(x->fd, x->buf, sizeof(x->buf));
+	n = recv_some(x->fd, &x->app_ready, x->buf, sizeof(x->buf));
 	if (n == -EAGAIN)
 		return false;
 	if (n > 0) {
@@ -1228,7 +1254,7 @@ step_body(struct client *c)
 				return answer_local(c, MHD_HTTP_BAD_GATEWAY,
 						    "The app did not answer properly",
 						    "The connection to it failed.");
-			r = splice_some(x, c->fd, x->fd, &x->body_left, &app_full);
+			r = splice_some(x, c->fd, &c->ready, x->fd, &x->body_left, &app_full);
 			if (r == -EPIPE)
 				return client_close(c); /* the client went away mid-body */
 			if (r < 0)
@@ -1275,7 +1301,7 @@ step_body(struct client *c)
 		/* A chunk-size line or trailer too long for the decoder to take. */
 		return answer_local(c, MHD_HTTP_BAD_REQUEST, "Bad request",
 				    "The request's chunked body is malformed.");
-	n = recv_some(c->fd, c->in + c->in_end, sizeof(c->in) - c->in_end);
+	n = recv_some(c->fd, &c->ready, c->in + c->in_end, sizeof(c->in) - c->in_end);
 	if (n == -EAGAIN)
 		return wait_for(c, TIMER_CLIENT);
 	if (n <= 0)
@@ -1471,7 +1497,7 @@ step_app_head(struct client *c)
 			return answer_local(c, MHD_HTTP_BAD_GATEWAY,
 					    "The app did not answer properly",
 					    "Its answer's header was too large.");
-		n = recv_some(x->fd, x->buf + x->end, sizeof(x->buf) - x->end);
+		n = recv_some(x->fd, &x->app_ready, x->buf + x->end, sizeof(x->buf) - x->end);
 		if (n == -EAGAIN)
 			return wait_for(c, TIMER_APP_HEAD);
 		if (n <= 0 && x->end == 0)
@@ -1507,7 +1533,7 @@ answer_more(struct client *c)
 
 	if (x->framing == HTTP_FRAMING_LENGTH)
 		want = (size_t)MIN((uint64_t)want, x->remaining);
-	n = recv_some(x->fd, x->buf, want);
+	n = recv_some(x->fd, &x->app_ready, x->buf, want);
 	if (n == -EAGAIN)
 		return wait_for(c, TIMER_APP_IDLE);
 	if (n < 0 || (n == 0 && x->framing != HTTP_FRAMING_CLOSE))
@@ -1587,7 +1613,7 @@ step_answer(struct client *c)
 		r = pipe_ensure(x);
 		if (r < 0)
 			return answer_truncated(c, r);
-		r = splice_some(x, x->fd, c->fd, &left, &client_full);
+		r = splice_some(x, x->fd, &x->app_ready, c->fd, &left, &client_full);
 		if (r == -EPIPE)
 			return answer_truncated(c, r);
 		if (r < 0)
@@ -1631,15 +1657,21 @@ step_peek(struct client *c)
 	bool ours;
 	int r;
 
-	n = recv(c->fd, c->in, sizeof(c->in), MSG_PEEK | MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (!c->ready.readable)
 		return wait_for(c, TIMER_CLIENT);
+	n = recv(c->fd, c->in, sizeof(c->in), MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->ready.readable = false;
+		return wait_for(c, TIMER_CLIENT);
+	}
 	if (n <= 0)
 		return client_close(c);
 	skip = http_request_skip_empty_lines(c->in, (size_t)n);
 	r = http_head_end(c->in + skip, (size_t)n - skip, NULL, &size);
-	if (r == -EAGAIN && (size_t)n < sizeof(c->in))
-		return wait_for(c, TIMER_CLIENT); /* the rest of the head makes a new edge */
+	if (r == -EAGAIN && (size_t)n < sizeof(c->in)) {
+		c->ready.readable = false; /* the rest of the head makes a new edge */
+		return wait_for(c, TIMER_CLIENT);
+	}
 	if (r < 0)
 		return handoff(c); /* libmicrohttpd says what is wrong with it */
 	h = malloc(sizeof(*h));
@@ -1695,7 +1727,7 @@ step_head(struct client *c)
 			c->in_start = 0;
 		}
 	}
-	n = recv_some(c->fd, c->in + c->in_end, sizeof(c->in) - c->in_end);
+	n = recv_some(c->fd, &c->ready, c->in + c->in_end, sizeof(c->in) - c->in_end);
 	if (n == -EAGAIN)
 		return wait_for(c, TIMER_CLIENT);
 	if (n <= 0)
@@ -1718,7 +1750,7 @@ step_discard(struct client *c)
 		return STEP_AGAIN;
 	}
 	c->in_start = c->in_end = 0;
-	n = recv_some(c->fd, c->in, (size_t)MIN(c->discard, (uint64_t)sizeof(c->in)));
+	n = recv_some(c->fd, &c->ready, c->in, (size_t)MIN(c->discard, (uint64_t)sizeof(c->in)));
 	if (n == -EAGAIN)
 		return wait_for(c, TIMER_CLIENT);
 	if (n <= 0)
@@ -1731,7 +1763,7 @@ step_discard(struct client *c)
 static int
 step_linger(struct client *c)
 {
-	ssize_t n = recv_some(c->fd, c->in, sizeof(c->in));
+	ssize_t n = recv_some(c->fd, &c->ready, c->in, sizeof(c->in));
 
 	if (n == -EAGAIN)
 		return wait_for(c, TIMER_LINGER);
@@ -1781,8 +1813,8 @@ tunnel_begin(struct client *c)
 
 /* One direction: from src into buf [*start, *end), and from there to dst. <0: a side failed. */
 static int
-tunnel_pump(struct client *c, int src, int dst, char *buf, size_t size, size_t *start, size_t *end,
-	    bool *eof, bool *shut)
+tunnel_pump(struct client *c, int src, struct readiness *ready, int dst, char *buf, size_t size,
+	    size_t *start, size_t *end, bool *eof, bool *shut)
 {
 	ssize_t n;
 
@@ -1797,7 +1829,7 @@ tunnel_pump(struct client *c, int src, int dst, char *buf, size_t size, size_t *
 	if (*start == *end)
 		*start = *end = 0;
 	if (!*eof && *end < size) {
-		n = recv_some(src, buf + *end, size - *end);
+		n = recv_some(src, ready, buf + *end, size - *end);
 		if (n > 0) {
 			*end += (size_t)n;
 			c->progress = true;
@@ -1831,12 +1863,12 @@ step_tunnel(struct client *c)
 			return client_close(c);
 	}
 	c->progress = false;
-	r = tunnel_pump(c, c->fd, x->fd, c->in, sizeof(c->in), &c->in_start, &c->in_end,
+	r = tunnel_pump(c, c->fd, &c->ready, x->fd, c->in, sizeof(c->in), &c->in_start, &c->in_end,
 			&c->client_eof, &c->app_shut);
 	if (r >= 0) {
 		moved |= r;
-		r = tunnel_pump(c, x->fd, c->fd, x->buf, sizeof(x->buf), &x->start, &x->end,
-				&c->app_eof, &c->client_shut);
+		r = tunnel_pump(c, x->fd, &x->app_ready, c->fd, x->buf, sizeof(x->buf), &x->start,
+				&x->end, &c->app_eof, &c->client_shut);
 		moved |= r;
 	}
 	/* A side that hung up completely, once what it sent is delivered, takes nothing more. */
@@ -1932,6 +1964,7 @@ accept_clients(struct loop *l)
 		c->fd = fd;
 		c->timer = TIMER_NONE;
 		c->state = l->ops->serves ? CLIENT_PEEK : CLIENT_HEAD;
+		c->ready.readable = true;
 		memcpy(&c->addr, &addr, addr_len);
 		c->addr_len = addr_len;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -2003,6 +2036,15 @@ timers_run(struct loop *l)
 }
 
 static void
+readiness_update(struct readiness *ready, uint32_t events)
+{
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		ready->readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		ready->eof = true;
+}
+
+static void
 dispatch(struct loop *l, const struct epoll_event *ev)
 {
 	int fd = (int)ev->data.u64;
@@ -2017,16 +2059,19 @@ dispatch(struct loop *l, const struct epoll_event *ev)
 		return;
 	}
 	c = (size_t)fd < l->by_fd_size ? l->by_fd[fd] : NULL;
-	if (!c || c->job)
-		return; /* an fd that is not ours (any more), or a job runs for it */
+	if (!c)
+		return; /* an fd that is not ours (any more) */
 	if (c->x && fd == c->x->fd) {
-		if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-			c->x->app_event = true;
+		readiness_update(&c->x->app_ready, ev->events);
 		if (ev->events & EPOLLHUP)
 			c->x->app_hup = true;
-	} else if (ev->events & EPOLLHUP)
-		c->client_hup = true;
-	client_run(c);
+	} else if (fd == c->fd) {
+		readiness_update(&c->ready, ev->events);
+		if (ev->events & EPOLLHUP)
+			c->client_hup = true;
+	}
+	if (!c->job)
+		client_run(c); /* else: the job's return runs it */
 }
 
 static bool
