@@ -19,7 +19,9 @@
  * next request, but not before a backoff that doubles with each crash in a
  * row (1 s … CRASH_BACKOFF_MAX), so a crash loop costs little.
  *
- * Connections: an fd handed out is "active" until released. The pool keeps
+ * Connections: an fd handed out is "active" until released. The event loop
+ * takes pooled ones without waiting (grain_acquire_nowait()); anything that
+ * waits (a start, a CONNECT) it does from a thread of its own. The pool keeps
  * released fds of the current run (generation) for the next request; an fd
  * of an older run is closed. Active connections and waiters count as use:
  * a grain with an open WebSocket never idles out.
@@ -619,6 +621,24 @@ grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool 
 	*ret_generation = run->generation;
 	r = 0;
 out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int
+grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd,
+		     uint64_t *ret_generation)
+{
+	int r = -EWOULDBLOCK;
+
+	pthread_mutex_lock(&m->lock);
+	if (run->state == GRAIN_RUNNING && run->n_pool > 0) {
+		*ret_fd = run->pool[--run->n_pool];
+		*ret_generation = run->generation;
+		run->active++;
+		run->last_used = monotonic_ms();
+		r = 0;
+	}
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }

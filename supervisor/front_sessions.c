@@ -216,8 +216,13 @@ session_host_label(struct front *f, const char *host)
 	return host;
 }
 
-struct grain_session *
-session_resolve(struct front *f, const char *label)
+/*
+ * The session of label: *ret a reference, or NULL when there is none. Without
+ * may_block, -EWOULDBLOCK when the database must be asked (a miss, or an
+ * expiry to write).
+ */
+static int
+resolve(struct front *f, const char *label, bool may_block, struct grain_session **ret)
 {
 	struct session_cache *c = f->sessions;
 	struct grain_session *s;
@@ -241,22 +246,25 @@ session_resolve(struct front *f, const char *label)
 			}
 		s = NULL;
 	}
-	if (s) {
+	if (!s || (!may_block && now - s->written_expiry_at >= SESSION_TOUCH_EVERY)) {
+		pthread_mutex_unlock(&c->lock);
+		if (!may_block)
+			return -EWOULDBLOCK;
+	} else {
 		s->refs++;
 		s->expires_at = now + SESSION_IDLE;
 		if (now - s->written_expiry_at >= SESSION_TOUCH_EVERY) {
 			s->written_expiry_at = now;
 			touch = true;
 		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	if (s) {
+		pthread_mutex_unlock(&c->lock);
 		if (touch) {
 			pthread_mutex_lock(&f->lock);
 			(void)db_grain_session_touch(f->db, hash, now + SESSION_IDLE);
 			pthread_mutex_unlock(&f->lock);
 		}
-		return s;
+		*ret = s;
+		return 0;
 	}
 
 	/* A miss: the database knows, or nobody does. */
@@ -268,11 +276,14 @@ session_resolve(struct front *f, const char *label)
 	if (r < 0) {
 		if (r != -ENOENT)
 			log_warning_errno(r, "Failed to look up a grain session: %m");
-		return NULL;
+		*ret = NULL;
+		return 0;
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
+	if (!s) {
+		*ret = NULL;
+		return 0;
+	}
 	memcpy(s->host_hash, hash, sizeof(hash));
 	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", row.grain_id);
 	(void)snprintf(s->package_id, sizeof(s->package_id), "%s", row.package_id);
@@ -296,6 +307,16 @@ session_resolve(struct front *f, const char *label)
 	c->buckets[bucket_of(hash)] = s;
 	c->n++;
 	pthread_mutex_unlock(&c->lock);
+	*ret = s;
+	return 0;
+}
+
+struct grain_session *
+session_resolve(struct front *f, const char *label)
+{
+	struct grain_session *s = NULL;
+
+	(void)resolve(f, label, true, &s);
 	return s;
 }
 
@@ -422,6 +443,20 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 	return r;
 }
 
+static int
+exchange_acquire_nowait(void *userdata, int *ret_fd, bool *ret_reused)
+{
+	struct grain_exchange *x = userdata;
+	int r;
+
+	r = grain_acquire_nowait(x->f->grains, x->run, ret_fd, &x->generation);
+	if (r < 0)
+		return r;
+	__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
+	*ret_reused = true;
+	return 0;
+}
+
 static void
 exchange_release(void *userdata, int fd, bool reusable)
 {
@@ -433,21 +468,25 @@ exchange_release(void *userdata, int fd, bool reusable)
 
 static const struct proxy_upstream_ops exchange_ops = {
 	.acquire = exchange_acquire,
+	.acquire_nowait = exchange_acquire_nowait,
 	.release = exchange_release,
 };
 
 static const char *const shell_cookies[] = { SESSION_COOKIE, SESSION_COOKIE_TLS, NULL };
 
-struct grain_exchange *
-grain_exchange_new(struct front *f, const char *label, const char *host)
+/* An exchange for session s (its reference is the exchange's now, even on failure). */
+static struct grain_exchange *
+exchange_new(struct front *f, struct grain_session *s, const char *host)
 {
 	struct grain_exchange *x = calloc(1, sizeof(*x));
 
-	if (!x)
+	if (!x) {
+		session_unref(f, s);
 		return NULL;
+	}
 	x->refs = 1;
 	x->f = f;
-	x->session = session_resolve(f, label);
+	x->session = s;
 	if (!x->session || x->session->trashed)
 		return x; /* answered by grain_exchange_handle() */
 	x->run = grain_manager_get(f->grains, x->session->grain_id, x->session->package_id);
@@ -474,21 +513,31 @@ grain_exchange_new(struct front *f, const char *label, const char *host)
 	return x;
 }
 
+struct grain_exchange *
+grain_exchange_new(struct front *f, const char *label, const char *host)
+{
+	return exchange_new(f, session_resolve(f, label), host);
+}
+
 /* Pages for the cases where no app is asked at all. */
+static const char page_expired[] =
+	"<!doctype html><meta charset=utf-8><title>Session ended</title>"
+	"<h1>This grain session has ended</h1>"
+	"<p>It expired, or it never existed. Open the grain again from Granary.</p>\n";
+static const char page_trashed[] =
+	"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
+	"<h1>This grain was deleted</h1>"
+	"<p>Its owner moved it to the trash. Ask them to restore it if you still need it.</p>\n";
+static const char page_misdirected[] =
+	"<!doctype html><meta charset=utf-8><title>Misdirected request</title>"
+	"<h1>Misdirected request</h1>"
+	"<p>This connection serves grain sessions only. Open a new one for this host.</p>\n";
+
 static enum MHD_Result
 exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		const char *upload_data, size_t *upload_data_size)
 {
-	static const char expired[] =
-		"<!doctype html><meta charset=utf-8><title>Session ended</title>"
-		"<h1>This grain session has ended</h1>"
-		"<p>It expired, or it never existed. Open the grain again from Granary.</p>\n";
-	static const char trashed[] =
-		"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
-		"<h1>This grain was deleted</h1>"
-		"<p>Its owner moved it to the trash. Ask them to restore it if you still need "
-		"it.</p>\n";
-	const char *page = x->session ? trashed : expired;
+	const char *page = x->session ? page_trashed : page_expired;
 	struct MHD_Response *response;
 	enum MHD_Result ret;
 
@@ -539,4 +588,58 @@ grain_exchange_free(struct grain_exchange *x, enum MHD_RequestTerminationCode to
 		proxy_completed(x->proxy, toe);
 	exchange_unref(x);
 	return NULL;
+}
+
+/* A page for the event loop (the body is the loop's to free then). */
+static int
+route_page(unsigned status, const char *page, bool close, struct loop_route *ret)
+{
+	char *body = strdup(page);
+
+	if (!body)
+		return -ENOMEM;
+	*ret = (struct loop_route){
+		.status = status,
+		.content_type = "text/html; charset=utf-8",
+		.body = body,
+		.body_len = strlen(body),
+		.close = close,
+	};
+	return 0;
+}
+
+int
+grain_route(struct front *f, const struct http_request_head *head, bool may_block,
+	    struct loop_route *ret)
+{
+	const char *label = session_host_label(f, head->host);
+	struct grain_session *s = NULL;
+	struct grain_exchange *x;
+	int r;
+
+	if (!label)
+		/* The shell on a connection we serve: its next connection goes to libmicrohttpd. */
+		return route_page(MHD_HTTP_MISDIRECTED_REQUEST, page_misdirected, true, ret);
+	r = resolve(f, label, may_block, &s);
+	if (r < 0)
+		return r;
+	if (!s || s->trashed) {
+		r = route_page(s ? MHD_HTTP_GONE : MHD_HTTP_NOT_FOUND,
+			       s ? page_trashed : page_expired, false, ret);
+		session_unref(f, s);
+		return r;
+	}
+	x = exchange_new(f, s, head->host);
+	if (!x)
+		return -ENOMEM;
+	__atomic_add_fetch(&f->metrics.proxied, 1, __ATOMIC_RELAXED);
+	*ret = (struct loop_route){ .params = &x->params, .userdata = x };
+	return 0;
+}
+
+void
+grain_route_done(struct front *f, struct loop_route *route)
+{
+	(void)f;
+	grain_exchange_free(route->userdata, MHD_REQUEST_TERMINATED_COMPLETED_OK);
 }

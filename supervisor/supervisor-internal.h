@@ -398,11 +398,13 @@ void login_throttle_reset(void);
 struct session_cache;
 
 struct front {
-	struct MHD_Daemon *daemon;	  /* owned */
-	struct MHD_Daemon *local;	  /* owned: the same API on the admin socket, for root */
-	pthread_mutex_t lock;		  /* taken by every libmicrohttpd callback */
-	uid_t admin_uid;		  /* besides root, who may use the admin socket */
-	int launcher_fd;		  /* borrowed */
+	struct MHD_Daemon *daemon; /* owned */
+	struct MHD_Daemon *local;  /* owned: the same API on the admin socket, for root */
+	struct loop *loop;	   /* owned: serves plain HTTP (front_loop.c); NULL with TLS */
+	int listen_fd;		   /* owned: the loop's listening socket, or -EBADF */
+	pthread_mutex_t lock;	   /* taken by every libmicrohttpd callback */
+	uid_t admin_uid;	   /* besides root, who may use the admin socket */
+	int launcher_fd;	   /* borrowed */
 	struct launcher_client *launcher; /* owned */
 	struct grain_manager *grains;	  /* owned */
 	struct session_cache *sessions;	  /* owned */
@@ -550,6 +552,13 @@ struct grain_run *grain_run_unref(struct grain_manager *m, struct grain_run *run
  */
 int grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool *ret_reused,
 		  uint64_t *ret_generation, char *error, size_t error_size);
+/*
+ * A pooled connection of a running grain, without waiting: 0, or -EWOULDBLOCK
+ * when grain_acquire() would have to (start the grain, ask for a connection).
+ * Released like grain_acquire()'s.
+ */
+int grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd,
+			 uint64_t *ret_generation);
 /* Give back a connection of grain_acquire(): pooled when reusable, else closed. */
 void grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
 		   uint64_t generation);
@@ -599,6 +608,17 @@ enum MHD_Result grain_exchange_handle(struct grain_exchange *x, struct MHD_Conne
 				      const char *upload_data, size_t *upload_data_size);
 struct grain_exchange *grain_exchange_free(struct grain_exchange *x,
 					   enum MHD_RequestTerminationCode toe);
+struct loop_route;
+struct http_request_head;
+/*
+ * The event loop's route of a request (loop_ops.route, f its userdata): an
+ * exchange with the grain of the session its Host names, or a page (421 for
+ * a host that is not a session's, 404 expired, 410 trashed). Without
+ * may_block, -EWOULDBLOCK when the database must be asked.
+ */
+int grain_route(struct front *f, const struct http_request_head *head, bool may_block,
+		struct loop_route *ret);
+void grain_route_done(struct front *f, struct loop_route *route);
 
 /* ipc.c: front ↔ launcher messages (docs/IPC.md) */
 
