@@ -1,10 +1,12 @@
-"""The proxy engine (supervisor/front_proxy.c) over real sockets, both ways.
+"""The two proxy engines over real sockets, both ways: every test runs on the
+event loop (supervisor/front_loop.c: front's engine for plain HTTP) and on
+the libmicrohttpd engine (supervisor/front_proxy.c: front's engine over TLS).
 
-build/tests/proxy-harness runs the engine the way front does (libmicrohttpd,
-a thread per connection, upgrades allowed) with a keep-alive pool of its
-own, in front of App: a raw HTTP/1.1 server in this process whose answers
-each test scripts by path, and which records what it was sent and how many
-connections it got. Clients speak raw HTTP where the bytes matter
+build/tests/proxy-harness runs an engine the way front does (--engine loop:
+our own epoll loop; --engine mhd: libmicrohttpd, a thread per connection,
+upgrades allowed) with a keep-alive pool of its own, in front of App: a raw
+HTTP/1.1 server in this process whose answers each test scripts by path,
+and which records what it was sent and how many connections it got. Clients speak raw HTTP where the bytes matter
 (framing, truncation, keep-alive), http.client elsewhere. No test asserts a
 duration; memory is checked as growth of the harness's peak RSS.
 """
@@ -460,12 +462,12 @@ def app():
     a.close()
 
 
-@pytest.fixture
-def start(app, tmp_path):
+@pytest.fixture(params=["loop", "mhd"])
+def start(app, tmp_path, request):
     started = []
 
     def start_harness(*args):
-        h = Harness(app, args, tmp_path)
+        h = Harness(app, ("--engine", request.param, *args), tmp_path)
         started.append(h)
         return h
 
