@@ -73,6 +73,11 @@ struct connect_wait {
 	struct connect_wait *next;
 };
 
+struct pooled {
+	int fd;
+	bool watched; /* PROXY_FD_WATCHED */
+};
+
 struct grain_run {
 	char id[GRAIN_ID_LEN + 1];
 	char package_id[PACKAGE_ID_LEN + 1];
@@ -80,8 +85,8 @@ struct grain_run {
 	int control_fd;	     /* owned while RUNNING */
 	uint64_t generation; /* bumped at every start */
 	uint32_t next_connect_id;
-	struct connect_wait *waits; /* CONNECTs sent, not yet answered */
-	int pool[POOL_MAX];	    /* owned: idle connections of this generation */
+	struct connect_wait *waits;   /* CONNECTs sent, not yet answered */
+	struct pooled pool[POOL_MAX]; /* owned: idle connections of this generation */
 	unsigned n_pool;
 	unsigned active;    /* connections handed out and not released */
 	unsigned refs;	    /* grain_manager_get() references */
@@ -144,7 +149,7 @@ static void
 pool_drain(struct grain_run *run)
 {
 	while (run->n_pool > 0)
-		(void)safe_close(run->pool[--run->n_pool]);
+		(void)safe_close(run->pool[--run->n_pool].fd);
 }
 
 /* Ask the thread to have the launcher kill the grain (it may not listen to its control socket). */
@@ -238,7 +243,7 @@ control_readable(struct grain_manager *m, struct grain_run *run)
 			if (!w || w->done) {
 				/* Its waiter gave up: keep the connection for the next one. */
 				if (msg.fd >= 0 && run->n_pool < POOL_MAX)
-					run->pool[run->n_pool++] = msg.fd;
+					run->pool[run->n_pool++] = (struct pooled){ msg.fd };
 				else
 					(void)safe_close(msg.fd);
 				break;
@@ -572,7 +577,7 @@ grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool 
 
 		/* RUNNING: a pooled connection, or a new one from grain-init. */
 		if (run->n_pool > 0) {
-			*ret_fd = run->pool[--run->n_pool];
+			*ret_fd = run->pool[--run->n_pool].fd;
 			*ret_reused = true;
 			break;
 		}
@@ -626,14 +631,16 @@ out:
 }
 
 int
-grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd,
+grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool *ret_watched,
 		     uint64_t *ret_generation)
 {
 	int r = -EWOULDBLOCK;
 
 	pthread_mutex_lock(&m->lock);
 	if (run->state == GRAIN_RUNNING && run->n_pool > 0) {
-		*ret_fd = run->pool[--run->n_pool];
+		run->n_pool--;
+		*ret_fd = run->pool[run->n_pool].fd;
+		*ret_watched = run->pool[run->n_pool].watched;
 		*ret_generation = run->generation;
 		run->active++;
 		run->last_used = monotonic_ms();
@@ -647,13 +654,20 @@ void
 grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
 	      uint64_t generation)
 {
+	grain_release_watched(m, run, fd, reusable, false, generation);
+}
+
+void
+grain_release_watched(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
+		      bool watched, uint64_t generation)
+{
 	pthread_mutex_lock(&m->lock);
 	assert(run->active > 0);
 	run->active--;
 	run->last_used = monotonic_ms();
 	if (reusable && run->state == GRAIN_RUNNING && generation == run->generation &&
 	    run->n_pool < POOL_MAX) {
-		run->pool[run->n_pool++] = fd;
+		run->pool[run->n_pool++] = (struct pooled){ fd, watched };
 		fd = -EBADF;
 	}
 	pthread_mutex_unlock(&m->lock);

@@ -97,8 +97,9 @@
 #define LOOP_FREE_MAX	       32 /* exchanges kept for the next requests */
 #define LOOP_JOBS_MAX	       256
 #define LOOP_JOB_STACK	       (256 * 1024)
-#define LOOP_ATTEMPTS	       4  /* fds one request may try (stale ones aside) */
-#define LOOP_STALE_MAX	       64 /* pooled fds found closed, for one request */
+#define LOOP_ATTEMPTS	       4    /* fds one request may try (stale ones aside) */
+#define LOOP_STALE_MAX	       64   /* pooled fds found closed, for one request */
+#define LOOP_POOL_TRUSTED_MS   1000 /* a pooled fd back since this long is not polled */
 #define LOOP_HEAD_TIMEOUT_MS   (120 * 1000)
 #define LOOP_IDLE_TIMEOUT_MS   (300 * 1000)
 #define LOOP_CLIENT_TIMEOUT_MS (60 * 1000)
@@ -230,6 +231,13 @@ struct job {
 	char error[LOOP_ERROR_MAX];
 };
 
+/* What the loop knows of an fd number. */
+struct fd_slot {
+	struct client *client; /* the client using it (its own fd, or an app's), or NULL */
+	int64_t released_at;   /* an app fd of ours: when it went back to the pool (ms) */
+	bool idle_event;       /* an event came while no client used it: the app closed it */
+};
+
 struct loop {
 	int epoll_fd; /* owned */
 	int wake_fd;  /* owned: eventfd, jobs done or stop */
@@ -241,8 +249,8 @@ struct loop {
 	unsigned client_timeout_ms, max_clients, n_clients;
 	struct client *clients;
 	struct client *timers[_TIMER_MAX], *timers_tail[_TIMER_MAX];
-	struct client **by_fd; /* owned: the client using each fd (its own, or an app's) */
-	size_t by_fd_size;
+	struct fd_slot *fds; /* owned: by fd number */
+	size_t n_fds;
 	struct exchange *free_exchanges;
 	unsigned n_free;
 	int64_t now; /* ms, CLOCK_MONOTONIC, at the last wake-up */
@@ -272,36 +280,48 @@ clock_ms(void)
 
 /* ---- fds and timers ----------------------------------------------------------- */
 
+static struct fd_slot *
+slot_of(struct loop *l, int fd)
+{
+	return fd >= 0 && (size_t)fd < l->n_fds ? &l->fds[fd] : NULL;
+}
+
+/*
+ * Events of fd go to c from now on. registered: fd is in the set already
+ * (a pooled app fd we watched before: PROXY_FD_WATCHED); else it is added
+ * (EEXIST is fine: a pooled fd we watched without knowing it).
+ */
 static int
-watch(struct loop *l, int fd, struct client *c)
+watch(struct loop *l, int fd, struct client *c, bool registered)
 {
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 		.data.u64 = (uint64_t)fd,
 	};
 
-	if ((size_t)fd >= l->by_fd_size) {
-		size_t size = MAX((size_t)fd + 1, l->by_fd_size * 2);
-		struct client **p = reallocarray(l->by_fd, size, sizeof(*p));
+	if ((size_t)fd >= l->n_fds) {
+		size_t n = MAX((size_t)fd + 1, l->n_fds * 2);
+		struct fd_slot *p = reallocarray(l->fds, n, sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
-		memset(p + l->by_fd_size, 0, (size - l->by_fd_size) * sizeof(*p));
-		l->by_fd = p;
-		l->by_fd_size = size;
+		memset(p + l->n_fds, 0, (n - l->n_fds) * sizeof(*p));
+		l->fds = p;
+		l->n_fds = n;
 	}
-	/* App fds stay in the set while they are open (a pooled one was ours before: EEXIST). */
-	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+	if (!registered && epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
 		return -errno;
-	l->by_fd[fd] = c;
+	l->fds[fd] = (struct fd_slot){ .client = c };
 	return 0;
 }
 
 static void
 unwatch(struct loop *l, int fd)
 {
-	if (fd >= 0 && (size_t)fd < l->by_fd_size)
-		l->by_fd[fd] = NULL;
+	struct fd_slot *s = slot_of(l, fd);
+
+	if (s)
+		*s = (struct fd_slot){ .released_at = l->now };
 }
 
 static unsigned
@@ -519,8 +539,14 @@ upstream_release(struct client *c, bool reusable)
 
 	if (!x || x->fd < 0)
 		return;
+	/* An app that hung up right behind its answer does not keep the connection. */
+	if (reusable && x->app_ready.eof) {
+		reusable = false;
+		PROXY_STAT_ADD(upstream_stale, 1);
+	}
 	unwatch(c->loop, x->fd);
-	x->route.params->ops->release(x->route.params->userdata, x->fd, reusable);
+	x->route.params->ops->release(x->route.params->userdata, x->fd,
+				      PROXY_FD_WATCHED | (reusable ? PROXY_FD_REUSABLE : 0));
 	x->fd = -EBADF;
 }
 
@@ -772,8 +798,7 @@ job_start(struct client *c, enum job_kind kind)
 }
 
 static int after_route(struct client *c);
-static int exchange_got_fd(struct client *c, int fd, bool reused);
-static bool upstream_stale(int fd);
+static int exchange_take_fd(struct client *c, int fd, unsigned flags);
 
 /* A job came back (loop thread). */
 static void
@@ -789,7 +814,7 @@ job_done(struct job *j)
 			x->route = j->route;
 			x->routed = true;
 		} else if (j->kind == JOB_ACQUIRE && j->r >= 0)
-			x->route.params->ops->release(x->route.params->userdata, j->fd, false);
+			x->route.params->ops->release(x->route.params->userdata, j->fd, 0);
 		client_free(c);
 		free(j);
 		return;
@@ -802,13 +827,8 @@ job_done(struct job *j)
 		} else
 			r = answer_local(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "Internal error",
 					 "The request could not be routed.");
-	} else if (j->r >= 0 && j->reused && upstream_stale(j->fd)) {
-		x->route.params->ops->release(x->route.params->userdata, j->fd, false);
-		x->stale++;
-		PROXY_STAT_ADD(upstream_stale, 1);
-		r = exchange_connect(c);
 	} else if (j->r >= 0)
-		r = exchange_got_fd(c, j->fd, j->reused);
+		r = exchange_take_fd(c, j->fd, j->reused ? PROXY_FD_REUSED : 0);
 	else
 		/* The grain manager's sentences ("It could not start: ...") are the page. */
 		r = answer_local(c, MHD_HTTP_SERVICE_UNAVAILABLE, "The app is not available",
@@ -973,12 +993,25 @@ request_begin(struct client *c, size_t size)
 	return after_route(c);
 }
 
-/* A pooled fd the app closed (or wrote to) while it was idle is no use. */
+/*
+ * A pooled fd the app closed (or wrote to) while it was idle is no use. One
+ * we watched all along says so by an event (idle_event); one that came back
+ * a moment ago cannot have been closed for idleness, and one that was closed
+ * for another reason has said so in its last answer (Connection: close).
+ * Others are asked (poll()).
+ */
 static bool
-upstream_stale(int fd)
+upstream_stale(struct loop *l, int fd, unsigned flags)
 {
+	struct fd_slot *s = flags & PROXY_FD_WATCHED ? slot_of(l, fd) : NULL;
 	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
 
+	if (!(flags & PROXY_FD_REUSED))
+		return false;
+	if (s && s->idle_event)
+		return true;
+	if (s && l->now - s->released_at < LOOP_POOL_TRUSTED_MS)
+		return false;
 	return poll(&p, 1, 0) != 0;
 }
 
@@ -989,40 +1022,36 @@ exchange_connect(struct client *c)
 	struct exchange *x = c->x;
 	const struct proxy_upstream_ops *ops = x->route.params->ops;
 
-	for (;;) {
-		int fd = -EBADF, r;
-		bool reused = false;
+	int fd = -EBADF, r;
+	unsigned flags = 0;
 
-		if (x->attempts >= LOOP_ATTEMPTS || x->stale >= LOOP_STALE_MAX)
-			return answer_local(c, MHD_HTTP_BAD_GATEWAY,
-					    "The app did not answer properly",
-					    "Its connections kept failing.");
-		r = ops->acquire_nowait
-			    ? ops->acquire_nowait(x->route.params->userdata, &fd, &reused)
-			    : -EWOULDBLOCK;
-		if (r == -EWOULDBLOCK)
-			return job_start(c, JOB_ACQUIRE);
-		if (r < 0)
-			return answer_local(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-					    "The app is not available", "");
-		if (reused && upstream_stale(fd)) {
-			/* Closed (or written to) by the app while it was idle. */
-			ops->release(x->route.params->userdata, fd, false);
-			x->stale++;
-			PROXY_STAT_ADD(upstream_stale, 1);
-			continue;
-		}
-		return exchange_got_fd(c, fd, reused);
-	}
+	if (x->attempts >= LOOP_ATTEMPTS || x->stale >= LOOP_STALE_MAX)
+		return answer_local(c, MHD_HTTP_BAD_GATEWAY, "The app did not answer properly",
+				    "Its connections kept failing.");
+	r = ops->acquire_nowait ? ops->acquire_nowait(x->route.params->userdata, &fd, &flags)
+				: -EWOULDBLOCK;
+	if (r == -EWOULDBLOCK)
+		return job_start(c, JOB_ACQUIRE);
+	if (r < 0)
+		return answer_local(c, MHD_HTTP_SERVICE_UNAVAILABLE, "The app is not available",
+				    "");
+	return exchange_take_fd(c, fd, flags);
 }
 
 /* fd leads to the app: send the head (and the body bytes we have). */
 static int
-exchange_got_fd(struct client *c, int fd, bool reused)
+exchange_take_fd(struct client *c, int fd, unsigned flags)
 {
 	struct exchange *x = c->x;
+	bool reused = flags & PROXY_FD_REUSED;
 	int r;
 
+	if (upstream_stale(c->loop, fd, flags)) {
+		x->route.params->ops->release(x->route.params->userdata, fd, 0);
+		x->stale++;
+		PROXY_STAT_ADD(upstream_stale, 1);
+		return exchange_connect(c);
+	}
 	x->fd = fd;
 	x->reused = reused;
 	x->attempts++;
@@ -1039,10 +1068,10 @@ exchange_got_fd(struct client *c, int fd, bool reused)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		PROXY_STAT_ADD(upstream_fresh, 1);
 	}
-	r = watch(c->loop, fd, c);
+	r = watch(c->loop, fd, c, flags & PROXY_FD_WATCHED);
 	if (r < 0) {
 		x->fd = -EBADF;
-		x->route.params->ops->release(x->route.params->userdata, fd, false);
+		x->route.params->ops->release(x->route.params->userdata, fd, 0);
 		return answer_local(c, MHD_HTTP_BAD_GATEWAY, "The app did not answer properly",
 				    "The connection to it failed.");
 	}
@@ -1968,7 +1997,7 @@ accept_clients(struct loop *l)
 		memcpy(&c->addr, &addr, addr_len);
 		c->addr_len = addr_len;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (watch(l, fd, c) < 0) {
+		if (watch(l, fd, c, false) < 0) {
 			(void)close(fd);
 			free(c);
 			return;
@@ -2048,6 +2077,7 @@ static void
 dispatch(struct loop *l, const struct epoll_event *ev)
 {
 	int fd = (int)ev->data.u64;
+	struct fd_slot *slot;
 	struct client *c;
 
 	if (fd == l->wake_fd) {
@@ -2058,9 +2088,14 @@ dispatch(struct loop *l, const struct epoll_event *ev)
 		accept_clients(l);
 		return;
 	}
-	c = (size_t)fd < l->by_fd_size ? l->by_fd[fd] : NULL;
-	if (!c)
-		return; /* an fd that is not ours (any more) */
+	slot = slot_of(l, fd);
+	c = slot ? slot->client : NULL;
+	if (!c) {
+		/* A pooled app fd of ours (or one another engine uses now): closed, most likely. */
+		if (slot)
+			slot->idle_event = true;
+		return;
+	}
 	if (c->x && fd == c->x->fd) {
 		readiness_update(&c->x->app_ready, ev->events);
 		if (ev->events & EPOLLHUP)
@@ -2176,7 +2211,7 @@ loop_stop(struct loop *l)
 		l->free_exchanges = x->next_free;
 		free(x);
 	}
-	free(l->by_fd);
+	free(l->fds);
 	(void)safe_close(l->epoll_fd);
 	(void)safe_close(l->wake_fd);
 	pthread_mutex_destroy(&l->lock);

@@ -170,7 +170,7 @@ upstream_release(struct proxy_request *st, bool reusable)
 {
 	if (st->fd < 0)
 		return;
-	st->ops->release(st->userdata, st->fd, reusable);
+	st->ops->release(st->userdata, st->fd, reusable ? PROXY_FD_REUSABLE : 0);
 	st->fd = -EBADF;
 }
 
@@ -254,7 +254,7 @@ upstream_acquire(struct proxy_request *st)
 			return r;
 		}
 		if (reused && upstream_stale(fd)) {
-			st->ops->release(st->userdata, fd, false);
+			st->ops->release(st->userdata, fd, 0);
 			st->stale++;
 			STAT_INC(upstream_stale);
 			continue;
@@ -1440,7 +1440,7 @@ tunnel_run(void *arg)
 	pthread_mutex_unlock(&tunnels_lock);
 
 	(void)MHD_upgrade_action(t->urh, MHD_UPGRADE_ACTION_CLOSE);
-	t->ops->release(t->userdata, t->app_fd, false);
+	t->ops->release(t->userdata, t->app_fd, 0);
 	STAT_ADD(tunnels, (uint64_t)-1);
 
 	pthread_mutex_lock(&tunnels_lock);

@@ -444,25 +444,27 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 }
 
 static int
-exchange_acquire_nowait(void *userdata, int *ret_fd, bool *ret_reused)
+exchange_acquire_nowait(void *userdata, int *ret_fd, unsigned *ret_flags)
 {
 	struct grain_exchange *x = userdata;
+	bool watched = false;
 	int r;
 
-	r = grain_acquire_nowait(x->f->grains, x->run, ret_fd, &x->generation);
+	r = grain_acquire_nowait(x->f->grains, x->run, ret_fd, &watched, &x->generation);
 	if (r < 0)
 		return r;
 	__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
-	*ret_reused = true;
+	*ret_flags = PROXY_FD_REUSED | (watched ? PROXY_FD_WATCHED : 0);
 	return 0;
 }
 
 static void
-exchange_release(void *userdata, int fd, bool reusable)
+exchange_release(void *userdata, int fd, unsigned flags)
 {
 	struct grain_exchange *x = userdata;
 
-	grain_release(x->f->grains, x->run, fd, reusable, x->generation);
+	grain_release_watched(x->f->grains, x->run, fd, flags & PROXY_FD_REUSABLE,
+			      flags & PROXY_FD_WATCHED, x->generation);
 	exchange_unref(x);
 }
 

@@ -558,10 +558,13 @@ int grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, b
  * Released like grain_acquire()'s.
  */
 int grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd,
-			 uint64_t *ret_generation);
+			 bool *ret_watched, uint64_t *ret_generation);
 /* Give back a connection of grain_acquire(): pooled when reusable, else closed. */
 void grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
 		   uint64_t generation);
+/* The same, with what grain_acquire_nowait() says next (PROXY_FD_WATCHED: watched). */
+void grain_release_watched(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
+			   bool watched, uint64_t generation);
 /*
  * Stop the grain: its control socket closed (grain-init stops the app), and
  * with kill the launcher makes sure it is dead before this returns. 1 when it
@@ -1042,6 +1045,18 @@ bool http_request_keeps_alive(const struct http_request_head *h);
  * (revocation, grain stop), shutdown(fd, SHUT_RDWR) an fd that is out: the
  * engine sees it fail, answers or closes, and releases it.
  */
+/* What an fd to an app is, through acquire() and release(). */
+enum proxy_fd_flags {
+	PROXY_FD_REUSED = 1 << 0,   /* acquire: it comes from the pool */
+	PROXY_FD_REUSABLE = 1 << 1, /* release: the answer was read to its end, pool it */
+	/*
+	 * Both ways: the event loop registered it in its epoll set before it was
+	 * pooled, and the registration lives as long as the fd: a pool carries
+	 * this flag with the fd (and drops it when anyone else used the fd).
+	 */
+	PROXY_FD_WATCHED = 1 << 2,
+};
+
 struct proxy_upstream_ops {
 	/*
 	 * An fd connected to the app (a stream socket, best left in blocking
@@ -1057,12 +1072,13 @@ struct proxy_upstream_ops {
 	 * thread): 0 with an fd, or -EWOULDBLOCK, and the loop calls acquire()
 	 * from a thread of its own. NULL: always -EWOULDBLOCK.
 	 */
-	int (*acquire_nowait)(void *userdata, int *ret_fd, bool *ret_reused);
+	int (*acquire_nowait)(void *userdata, int *ret_fd, unsigned *ret_flags);
 	/*
-	 * Give an fd back: reusable (the answer was read completely and the app
-	 * keeps the connection alive: pool it) or not (close it).
+	 * Give an fd back: PROXY_FD_REUSABLE (the answer was read completely and
+	 * the app keeps the connection alive: pool it) or not (close it);
+	 * PROXY_FD_WATCHED for the next acquire_nowait().
 	 */
-	void (*release)(void *userdata, int fd, bool reusable);
+	void (*release)(void *userdata, int fd, unsigned flags);
 };
 
 struct proxy_params {
@@ -1243,13 +1259,14 @@ struct proxy_stats {
 	uint64_t requests;	  /* requests proxy_handle() saw */
 	uint64_t upstream_fresh;  /* fresh fds from acquire() */
 	uint64_t upstream_reused; /* pooled fds used */
-	uint64_t upstream_stale;  /* pooled fds found closed by the app before use */
-	uint64_t retries;	  /* requests sent again after a pooled fd failed */
-	uint64_t refused;	  /* 4xx answered by the proxy (read-only, Origin, bad request) */
-	uint64_t failed;	  /* 5xx answered by the proxy (502, 503, 504) */
-	uint64_t truncated;	  /* answers cut short because the app failed mid-body */
-	uint64_t tunnels;	  /* WebSocket tunnels open now */
-	uint64_t tunnels_total;	  /* WebSocket tunnels opened */
+	uint64_t
+		upstream_stale; /* pooled fds found closed by the app (before use, or as they went back) */
+	uint64_t retries;	/* requests sent again after a pooled fd failed */
+	uint64_t refused;	/* 4xx answered by the proxy (read-only, Origin, bad request) */
+	uint64_t failed;	/* 5xx answered by the proxy (502, 503, 504) */
+	uint64_t truncated;	/* answers cut short because the app failed mid-body */
+	uint64_t tunnels;	/* WebSocket tunnels open now */
+	uint64_t tunnels_total; /* WebSocket tunnels opened */
 };
 void proxy_stats_get(struct proxy_stats *ret);
 /* The counters themselves (relaxed atomics: PROXY_STAT_ADD). */

@@ -62,7 +62,10 @@ static struct proxy_params arg_params = {
 
 /* The pool: idle connections to the app, most recently used on top. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static int pool[POOL_MAX];
+static struct {
+	int fd;
+	unsigned flags; /* PROXY_FD_WATCHED */
+} pool[POOL_MAX];
 static unsigned pool_size;
 
 static int
@@ -95,7 +98,7 @@ pool_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, size_t 
 	}
 	pthread_mutex_lock(&pool_lock);
 	if (pool_size > 0) {
-		*ret_fd = pool[--pool_size];
+		*ret_fd = pool[--pool_size].fd;
 		*ret_reused = true;
 		pthread_mutex_unlock(&pool_lock);
 		return 0;
@@ -111,7 +114,7 @@ pool_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, size_t 
 }
 
 static int
-pool_acquire_nowait(void *userdata, int *ret_fd, bool *ret_reused)
+pool_acquire_nowait(void *userdata, int *ret_fd, unsigned *ret_flags)
 {
 	int r = -EWOULDBLOCK;
 
@@ -120,8 +123,9 @@ pool_acquire_nowait(void *userdata, int *ret_fd, bool *ret_reused)
 		return r; /* acquire() says why */
 	pthread_mutex_lock(&pool_lock);
 	if (pool_size > 0) {
-		*ret_fd = pool[--pool_size];
-		*ret_reused = true;
+		pool_size--;
+		*ret_fd = pool[pool_size].fd;
+		*ret_flags = PROXY_FD_REUSED | pool[pool_size].flags;
 		r = 0;
 	}
 	pthread_mutex_unlock(&pool_lock);
@@ -129,13 +133,14 @@ pool_acquire_nowait(void *userdata, int *ret_fd, bool *ret_reused)
 }
 
 static void
-pool_release(void *userdata, int fd, bool reusable)
+pool_release(void *userdata, int fd, unsigned flags)
 {
 	(void)userdata;
-	if (reusable) {
+	if (flags & PROXY_FD_REUSABLE) {
 		pthread_mutex_lock(&pool_lock);
 		if (pool_size < arg_pool) {
-			pool[pool_size++] = fd;
+			pool[pool_size].fd = fd;
+			pool[pool_size++].flags = flags & PROXY_FD_WATCHED;
 			fd = -EBADF;
 		}
 		pthread_mutex_unlock(&pool_lock);
@@ -559,6 +564,6 @@ main(int argc, char *argv[])
 		MHD_stop_daemon(daemon);
 	}
 	while (pool_size > 0)
-		(void)close(pool[--pool_size]);
+		(void)close(pool[--pool_size].fd);
 	return EXIT_SUCCESS;
 }
