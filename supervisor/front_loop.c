@@ -235,7 +235,7 @@ struct job {
 struct fd_slot {
 	struct client *client; /* the client using it (its own fd, or an app's), or NULL */
 	int64_t released_at;   /* an app fd of ours: when it went back to the pool (ms) */
-	bool idle_event;       /* an event came while no client used it: the app closed it */
+	bool idle_event;       /* a hang-up came while no client used it: the app closed it */
 };
 
 struct loop {
@@ -995,7 +995,7 @@ request_begin(struct client *c, size_t size)
 
 /*
  * A pooled fd the app closed (or wrote to) while it was idle is no use. One
- * we watched all along says so by an event (idle_event); one that came back
+ * we watched all along says so by a hang-up event (idle_event); one that came back
  * a moment ago cannot have been closed for idleness, and one that was closed
  * for another reason has said so in its last answer (Connection: close).
  * Others are asked (poll()).
@@ -2091,8 +2091,9 @@ dispatch(struct loop *l, const struct epoll_event *ev)
 	slot = slot_of(l, fd);
 	c = slot ? slot->client : NULL;
 	if (!c) {
-		/* A pooled app fd of ours (or one another engine uses now): closed, most likely. */
-		if (slot)
+		/* A pooled app fd of ours (or one another engine uses now) the app closed.
+		 * (EPOLLIN alone is most often the late edge of an answer read already.) */
+		if (slot && (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 			slot->idle_event = true;
 		return;
 	}
