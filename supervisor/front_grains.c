@@ -450,7 +450,8 @@ grain_manager_get(struct grain_manager *m, const char *id, const char *package_i
 		m->n_runs++;
 	}
 	/* The next start runs the app's current package (an update since is picked up then). */
-	(void)snprintf(run->package_id, sizeof(run->package_id), "%s", package_id);
+	if (strcmp(run->package_id, package_id) != 0)
+		(void)snprintf(run->package_id, sizeof(run->package_id), "%s", package_id);
 	run->refs++;
 out:
 	pthread_mutex_unlock(&m->lock);

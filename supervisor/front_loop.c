@@ -89,7 +89,9 @@
 #define LOOP_ACCEPT_BATCH      16
 #define LOOP_REQUEST_MAX       (HTTP_REQUEST_HEAD_MAX + 2048) /* our head for the app */
 #define LOOP_OUT_MAX	       (HTTP_HEAD_MAX + 4096)	      /* our head for the client */
-#define LOOP_SPLICE_MIN	       (256 * 1024) /* known-length bodies above this are spliced */
+#define LOOP_SPLICE_MIN	       (16 * 1024) /* known-length bodies left above this are spliced */
+#define LOOP_HEAD_READ	       (16 * 1024) /* bytes read at once while waiting for an answer head */
+#define LOOP_PIPES_KEPT	       16
 #define LOOP_PIPE_SIZE	       (1024 * 1024)
 #define LOOP_DRAIN_MAX	       (64 * 1024) /* a refused body up to this is read, keeping the connection */
 #define LOOP_LINGER_MS	       2000
@@ -163,7 +165,7 @@ struct exchange {
 
 	/* The app's fd. */
 	int fd; /* owned until released, or -EBADF */
-	bool reused, got_bytes, app_hup, nonblocking;
+	bool reused, got_bytes, app_hup;
 	struct readiness app_ready;
 	unsigned attempts, stale;
 	struct pending to_app;
@@ -253,6 +255,8 @@ struct loop {
 	size_t n_fds;
 	struct exchange *free_exchanges;
 	unsigned n_free;
+	int pipes[LOOP_PIPES_KEPT][2]; /* owned: empty pipes for the next splices */
+	unsigned n_pipes;
 	int64_t now; /* ms, CLOCK_MONOTONIC, at the last wake-up */
 	time_t date_at;
 	char date[40]; /* "Date: ..." of date_at */
@@ -563,6 +567,10 @@ exchange_free(struct client *c)
 		l->ops->route_done(l->userdata, &x->route);
 	free(x->route.body);
 	free(x->page);
+	if (x->pipe[0] >= 0 && x->piped == 0 && l->n_pipes < LOOP_PIPES_KEPT) {
+		memcpy(l->pipes[l->n_pipes++], x->pipe, sizeof(x->pipe));
+		x->pipe[0] = x->pipe[1] = -EBADF;
+	}
 	(void)safe_close(x->pipe[0]);
 	(void)safe_close(x->pipe[1]);
 	c->x = NULL;
@@ -1055,7 +1063,7 @@ exchange_take_fd(struct client *c, int fd, unsigned flags)
 	x->fd = fd;
 	x->reused = reused;
 	x->attempts++;
-	x->got_bytes = x->app_hup = x->nonblocking = false;
+	x->got_bytes = x->app_hup = false;
 	x->app_ready = (struct readiness){ 0 };
 	x->start = x->end = x->scanned = x->head_sent = 0;
 	if (reused)
@@ -1067,6 +1075,14 @@ exchange_take_fd(struct client *c, int fd, unsigned flags)
 		 * Nagle would hold them for the previous one's ACK. */
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		PROXY_STAT_ADD(upstream_fresh, 1);
+	}
+	if (!(flags & PROXY_FD_WATCHED)) {
+		/* Once per fd: splice() waits on a socket unless the socket itself is
+		 * non-blocking (PROXY_FD_WATCHED ones are, since we watched them). */
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fl >= 0)
+			(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	}
 	r = watch(c->loop, fd, c, flags & PROXY_FD_WATCHED);
 	if (r < 0) {
@@ -1155,23 +1171,18 @@ early_answer(struct client *c)
 
 /* The exchange's pipe for splice(), and the app's fd non-blocking. */
 static int
-pipe_ensure(struct exchange *x)
+pipe_ensure(struct loop *l, struct exchange *x)
 {
-	int flags;
-
 	if (x->pipe[0] < 0) {
+		x->piped = 0;
+		if (l->n_pipes > 0) {
+			memcpy(x->pipe, l->pipes[--l->n_pipes], sizeof(x->pipe));
+			return 0;
+		}
 		if (pipe2(x->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
 			return -errno;
 		/* Fewer, larger splices; the default (64 KiB) does if the limit is lower. */
 		(void)fcntl(x->pipe[1], F_SETPIPE_SZ, LOOP_PIPE_SIZE);
-		x->piped = 0;
-	}
-	if (!x->nonblocking && x->fd >= 0) {
-		/* splice() waits on a socket unless the socket itself is non-blocking. */
-		flags = fcntl(x->fd, F_GETFL);
-		if (flags < 0 || fcntl(x->fd, F_SETFL, flags | O_NONBLOCK) < 0)
-			return -errno;
-		x->nonblocking = true;
 	}
 	return 0;
 }
@@ -1278,7 +1289,7 @@ step_body(struct client *c)
 		if (x->body_left >= LOOP_SPLICE_MIN || x->piped > 0) {
 			bool app_full;
 
-			r = pipe_ensure(x);
+			r = pipe_ensure(c->loop, x);
 			if (r < 0)
 				return answer_local(c, MHD_HTTP_BAD_GATEWAY,
 						    "The app did not answer properly",
@@ -1430,6 +1441,18 @@ answer_begin(struct client *c)
 	case HTTP_FRAMING_LENGTH:
 		(void)snprintf(line, sizeof(line), "%" PRIu64, h->content_length);
 		proxy_put_field(&w, "Content-Length", line);
+		if (h->content_length > buffered &&
+		    h->content_length - buffered <= (uint64_t)(sizeof(x->buf) - x->end) &&
+		    h->content_length - buffered < LOOP_SPLICE_MIN) {
+			/* The little that is left, with the rest: one send. */
+			ssize_t n = recv_some(x->fd, &x->app_ready, x->buf + x->end,
+					      (size_t)(h->content_length - buffered));
+
+			if (n > 0) {
+				x->end += (size_t)n;
+				buffered += (size_t)n;
+			}
+		}
 		if (h->content_length <= buffered) {
 			body = (size_t)h->content_length;
 			answer_read(c, buffered > body);
@@ -1526,7 +1549,9 @@ step_app_head(struct client *c)
 			return answer_local(c, MHD_HTTP_BAD_GATEWAY,
 					    "The app did not answer properly",
 					    "Its answer's header was too large.");
-		n = recv_some(x->fd, &x->app_ready, x->buf + x->end, sizeof(x->buf) - x->end);
+		/* A piece at a time: a large body's rest is spliced, not copied. */
+		n = recv_some(x->fd, &x->app_ready, x->buf + x->end,
+			      MIN(sizeof(x->buf) - x->end, (size_t)LOOP_HEAD_READ));
 		if (n == -EAGAIN)
 			return wait_for(c, TIMER_APP_HEAD);
 		if (n <= 0 && x->end == 0)
@@ -1639,7 +1664,7 @@ step_answer(struct client *c)
 	    (x->remaining >= LOOP_SPLICE_MIN || x->piped > 0)) {
 		uint64_t left = x->remaining + x->piped;
 
-		r = pipe_ensure(x);
+		r = pipe_ensure(c->loop, x);
 		if (r < 0)
 			return answer_truncated(c, r);
 		r = splice_some(x, x->fd, &x->app_ready, c->fd, &left, &client_full);
@@ -2205,6 +2230,11 @@ loop_stop(struct loop *l)
 		__atomic_store_n(&l->stop, true, __ATOMIC_RELEASE);
 		(void)eventfd_write(l->wake_fd, 1);
 		(void)pthread_join(l->thread, NULL);
+	}
+	while (l->n_pipes > 0) {
+		l->n_pipes--;
+		(void)close(l->pipes[l->n_pipes][0]);
+		(void)close(l->pipes[l->n_pipes][1]);
 	}
 	while (l->free_exchanges) {
 		struct exchange *x = l->free_exchanges;
