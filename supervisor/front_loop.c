@@ -496,6 +496,32 @@ recv_some(int fd, struct readiness *ready, void *buf, size_t size)
 	}
 }
 
+/* n in decimal into buf (24 bytes), NUL-terminated: snprintf() costs more per answer. */
+static const char *
+decimal(char buf[24], uint64_t n)
+{
+	char *p = buf + 23;
+
+	*p = '\0';
+	do
+		*--p = (char)('0' + n % 10);
+	while ((n /= 10) > 0);
+	return p;
+}
+
+/* "HTTP/1.1 200 OK\r\n" for status. */
+static void
+put_status_line(struct proxy_writer *w, unsigned status)
+{
+	char code[24];
+
+	proxy_put(w, "HTTP/1.1 ", 9);
+	proxy_put_str(w, decimal(code, status));
+	proxy_put(w, " ", 1);
+	proxy_put_str(w, MHD_get_reason_phrase_for(status));
+	proxy_put(w, "\r\n", 2);
+}
+
 /* The Date field, as every answer of an origin server carries it (RFC 9110 6.6.1). */
 static const char *
 date_field(struct loop *l)
@@ -709,13 +735,10 @@ answer_local(struct client *c, unsigned status, const char *title, const char *d
 		body_len = strlen(x->page);
 	}
 	c->closing = c->closing || !http_request_keeps_alive(&x->req);
-	(void)snprintf(length, sizeof(length), "%zu", body_len);
-	(void)snprintf(x->buf, sizeof(x->buf), "HTTP/1.1 %u %s\r\n", status,
-		       MHD_get_reason_phrase_for(status));
-	proxy_put_str(&w, x->buf);
+	put_status_line(&w, status);
 	proxy_put_str(&w, date_field(c->loop));
 	proxy_put_field(&w, "Content-Type", type);
-	proxy_put_field(&w, "Content-Length", length);
+	proxy_put_field(&w, "Content-Length", decimal(length, body_len));
 	proxy_put_field(&w, "Cache-Control", "no-store");
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
 		proxy_put_field(&w, "Retry-After", "2");
@@ -913,8 +936,7 @@ request_build(struct client *c)
 	if (x->chunked_upload)
 		proxy_put_field(&w, "Transfer-Encoding", "chunked");
 	else if (h->has_content_length) {
-		(void)snprintf(n, sizeof(n), "%" PRIu64, h->content_length);
-		proxy_put_field(&w, "Content-Length", n);
+		proxy_put_field(&w, "Content-Length", decimal(n, h->content_length));
 	}
 	proxy_put_granary_fields(&w, params);
 	proxy_put(&w, "\r\n", 2);
@@ -944,8 +966,12 @@ after_route(struct client *c)
 	if (!params)
 		return answer_local(c, x->route.status, NULL, NULL);
 	PROXY_STAT_ADD(requests, 1);
-	title = proxy_refusal(params, x->req.method, x->websocket, request_field(&x->req, "Origin"),
-			      request_field(&x->req, "Sec-Fetch-Site"), &detail);
+	if (proxy_method_is_safe(x->req.method) && !x->websocket)
+		title = proxy_refusal(params, x->req.method, false, NULL, NULL, &detail);
+	else
+		title = proxy_refusal(params, x->req.method, x->websocket,
+				      request_field(&x->req, "Origin"),
+				      request_field(&x->req, "Sec-Fetch-Site"), &detail);
 	if (title)
 		return answer_local(c, MHD_HTTP_FORBIDDEN, title, detail);
 	if (!proxy_params_safe(params))
@@ -1416,9 +1442,7 @@ answer_begin(struct client *c)
 	/* After an upgrade offer or a body the app did not read to its end, the
 	 * connection is in a state nobody should inherit. */
 	x->app_keep_alive = http_response_keeps_alive(h) && !x->websocket && !x->early_answer;
-	(void)snprintf(line, sizeof(line), "HTTP/1.1 %u %s\r\n", h->status,
-		       MHD_get_reason_phrase_for(h->status));
-	proxy_put_str(&w, line);
+	put_status_line(&w, h->status);
 	for (size_t i = 0; i < h->n_headers; i++) {
 		if (!proxy_response_field_kept(h, i, params, &referrer_policy))
 			continue;
@@ -1433,14 +1457,12 @@ answer_begin(struct client *c)
 		/* HEAD, 304: the size the app announced, with no body. */
 		if ((x->head_request || h->status == MHD_HTTP_NOT_MODIFIED) &&
 		    h->has_content_length) {
-			(void)snprintf(line, sizeof(line), "%" PRIu64, h->content_length);
-			proxy_put_field(&w, "Content-Length", line);
+			proxy_put_field(&w, "Content-Length", decimal(line, h->content_length));
 		}
 		answer_read(c, buffered > 0);
 		break;
 	case HTTP_FRAMING_LENGTH:
-		(void)snprintf(line, sizeof(line), "%" PRIu64, h->content_length);
-		proxy_put_field(&w, "Content-Length", line);
+		proxy_put_field(&w, "Content-Length", decimal(line, h->content_length));
 		if (h->content_length > buffered &&
 		    h->content_length - buffered <= (uint64_t)(sizeof(x->buf) - x->end) &&
 		    h->content_length - buffered < LOOP_SPLICE_MIN) {
@@ -1474,8 +1496,7 @@ answer_begin(struct client *c)
 		body = x->end - x->start;
 		if (done) {
 			/* A whole small answer: sent with a Content-Length instead. */
-			(void)snprintf(line, sizeof(line), "%zu", body);
-			proxy_put_field(&w, "Content-Length", line);
+			proxy_put_field(&w, "Content-Length", decimal(line, body));
 			answer_read(c, x->raw_start < x->raw_end);
 			break;
 		}

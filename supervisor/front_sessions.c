@@ -476,6 +476,20 @@ static const struct proxy_upstream_ops exchange_ops = {
 
 static const char *const shell_cookies[] = { SESSION_COOKIE, SESSION_COOKIE_TLS, NULL };
 
+/* x->host and x->origin ("http://" host) without snprintf(), which costs more per request. */
+static void
+exchange_set_host(struct grain_exchange *x, bool tls, const char *host)
+{
+	const char *scheme = tls ? "https://" : "http://";
+	size_t len = strnlen(host, sizeof(x->host) - 1), scheme_len = strlen(scheme);
+
+	memcpy(x->host, host, len);
+	x->host[len] = '\0';
+	memcpy(x->origin, scheme, scheme_len);
+	memcpy(x->origin + scheme_len, host, len); /* origin has room for both */
+	x->origin[scheme_len + len] = '\0';
+}
+
 /* An exchange for session s (its reference is the exchange's now, even on failure). */
 static struct grain_exchange *
 exchange_new(struct front *f, struct grain_session *s, const char *host)
@@ -496,8 +510,7 @@ exchange_new(struct front *f, struct grain_session *s, const char *host)
 		grain_exchange_free(x, MHD_REQUEST_TERMINATED_WITH_ERROR);
 		return NULL;
 	}
-	(void)snprintf(x->host, sizeof(x->host), "%s", host);
-	(void)snprintf(x->origin, sizeof(x->origin), "%s://%s", f->tls ? "https" : "http", host);
+	exchange_set_host(x, f->tls, host);
 	x->params = (struct proxy_params){
 		.ops = &exchange_ops,
 		.userdata = x,

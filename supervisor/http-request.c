@@ -71,6 +71,17 @@ parse_request_line(char *line, size_t len, struct http_request_head *h)
 static int
 head_field(struct http_request_head *h, char *name, char *value)
 {
+	/* Most fields are none of these: one look at the first letter says so. */
+	switch (name[0] | 0x20) {
+	case 'c':
+	case 'e':
+	case 'h':
+	case 't':
+	case 'u':
+		break;
+	default:
+		return 0;
+	}
 	if (strcasecmp(name, "Host") == 0) {
 		if (h->host)
 			return -EBADMSG;
