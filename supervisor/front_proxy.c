@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * front_proxy.c: one HTTP/1.1 exchange forwarded to a grain's app over a
- * connected fd, streaming both ways; WebSocket upgrades spliced.
+ * connected fd, streaming both ways; WebSocket upgrades spliced. This is the
+ * engine for grain traffic that libmicrohttpd serves: over TLS, and on a
+ * plain connection whose first request was the shell's. Plain grain traffic
+ * is served by front_loop.c, with the same rules (the functions that work on
+ * plain bytes, shared: proxy_put_request_field(), proxy_refusal() ...).
  *
  * Runs inside libmicrohttpd callbacks in MHD_USE_THREAD_PER_CONNECTION mode:
  * each client connection has its own thread, so the engine does plain
