@@ -1386,25 +1386,8 @@ step_body(struct client *c)
 static int
 chunked_in_place(struct exchange *x, bool *ret_done)
 {
-	size_t w = x->end, r = x->raw_start;
-
-	while (r < x->raw_end && !http_chunked_done(&x->chunked)) {
-		const char *data;
-		size_t len;
-		ssize_t n = http_chunked_decode(&x->chunked, x->buf + r, x->raw_end - r, SIZE_MAX,
-						&data, &len);
-
-		if (n < 0)
-			return (int)n;
-		if (len > 0)
-			memmove(x->buf + w, data, len);
-		w += len;
-		r += (size_t)n;
-	}
-	x->raw_start = r;
-	x->end = w;
-	*ret_done = http_chunked_done(&x->chunked);
-	return 0;
+	return proxy_chunked_in_place(&x->chunked, x->buf, &x->raw_start, x->raw_end, &x->end,
+				      ret_done);
 }
 
 /* The answer is read to its end: the fd goes back, to the pool if nothing is left over. */

@@ -1117,30 +1117,43 @@ static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *
 			    const char *extra_in, size_t extra_in_size, MHD_socket sock,
 			    struct MHD_UpgradeResponseHandle *urh);
 
-/* Decode a chunked body in place as far as buf goes; true when it ended there. */
-static int
-chunked_in_place(struct proxy_request *st, bool *ret_done)
+int
+proxy_chunked_in_place(struct http_chunked *c, char *buf, size_t *raw, size_t raw_end,
+		       size_t *data_end, bool *ret_done)
 {
-	size_t w = st->data_start, r = st->data_start;
+	size_t w = *data_end, r = *raw;
 
-	while (r < st->data_end && !http_chunked_done(&st->chunked)) {
+	while (r < raw_end && !http_chunked_done(c)) {
 		const char *data;
 		size_t len;
-		ssize_t n = http_chunked_decode(&st->chunked, st->buf + r, st->data_end - r,
-						SIZE_MAX, &data, &len);
+		ssize_t n = http_chunked_decode(c, buf + r, raw_end - r, SIZE_MAX, &data, &len);
 
 		if (n < 0)
 			return (int)n;
 		if (len > 0)
-			memmove(st->buf + w, data, len);
+			memmove(buf + w, data, len);
 		w += len;
 		r += (size_t)n;
 	}
-	st->raw_start = r;
-	st->raw_end = st->data_end;
-	st->data_end = w;
-	*ret_done = http_chunked_done(&st->chunked);
+	*raw = r;
+	*data_end = w;
+	*ret_done = http_chunked_done(c);
 	return 0;
+}
+
+/* Decode a chunked body in place as far as buf goes; true when it ended there. */
+static int
+chunked_in_place(struct proxy_request *st, bool *ret_done)
+{
+	size_t raw = st->data_start;
+	int r;
+
+	st->raw_end = st->data_end;
+	st->data_end = st->data_start;
+	r = proxy_chunked_in_place(&st->chunked, st->buf, &raw, st->raw_end, &st->data_end,
+				   ret_done);
+	st->raw_start = raw;
+	return r;
 }
 
 /* Queue the app's answer (its head parsed into st->head, body bytes after it in buf). */

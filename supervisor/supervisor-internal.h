@@ -1193,6 +1193,13 @@ const char *proxy_refusal(const struct proxy_params *params, const char *method,
 bool proxy_retry_allowed(bool reused, bool got_bytes, uint64_t body_sent, bool repeatable,
 			 int error, bool on_read);
 /*
+ * Decode a chunked body in place: the raw bytes at buf[*raw, raw_end) as far
+ * as they go, their data written from buf[*data_end] on (never past what was
+ * read); *raw and *data_end advanced. -EBADMSG: malformed.
+ */
+int proxy_chunked_in_place(struct http_chunked *c, char *buf, size_t *raw, size_t raw_end,
+			   size_t *data_end, bool *ret_done);
+/*
  * The HTML of an error page of the proxy into page: title (NULL: the detail
  * is the title), then detail, whose part after a blank line is a log excerpt
  * (in <pre>). Counts it as refused (4xx) or failed (5xx).
