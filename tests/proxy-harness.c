@@ -12,8 +12,12 @@
  *
  * Prints "listening on 127.0.0.1:PORT" on stdout once it serves; SIGTERM or
  * SIGINT stops it (tunnels first) with status 0. A request with
- * "Host: harness.stats" is answered by the harness itself: the engine's
- * counters and the pool's size, as JSON.
+ * "Host: harness.stats" is answered by the harness itself: the engines'
+ * counters, the pool's size and which engine answered, as JSON. With the
+ * event loop, a connection whose first request says "Host: harness.mhd" is
+ * handed to a libmicrohttpd daemon with the other engine, as front hands the
+ * shell's connections over; on a connection the loop serves, such a request
+ * gets 421.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +44,7 @@
 #define POOL_MAX   256
 #define STRIP_MAX  8
 #define STATS_HOST "harness.stats"
+#define MHD_HOST   "harness.mhd"
 
 static uint16_t arg_upstream;
 static uint16_t arg_port;
@@ -174,7 +179,7 @@ uri_logged(void *cls, const char *uri, struct MHD_Connection *connection)
 
 /* The engine's counters and the pool's size, as JSON, into body. */
 static int
-stats_json(char *body, size_t size)
+stats_json(char *body, size_t size, const char *engine)
 {
 	struct proxy_stats s;
 	unsigned idle;
@@ -183,15 +188,15 @@ stats_json(char *body, size_t size)
 	pthread_mutex_lock(&pool_lock);
 	idle = pool_size;
 	pthread_mutex_unlock(&pool_lock);
-	return snprintf(body, size,
-			"{\"requests\": %" PRIu64 ", \"upstream_fresh\": %" PRIu64
-			", \"upstream_reused\": %" PRIu64 ", \"upstream_stale\": %" PRIu64
-			", \"retries\": %" PRIu64 ", \"refused\": %" PRIu64 ", \"failed\": %" PRIu64
-			", \"truncated\": %" PRIu64 ", \"tunnels\": %" PRIu64
-			", \"tunnels_total\": %" PRIu64 ", \"pool_idle\": %u}\n",
-			s.requests, s.upstream_fresh, s.upstream_reused, s.upstream_stale,
-			s.retries, s.refused, s.failed, s.truncated, s.tunnels, s.tunnels_total,
-			idle);
+	return snprintf(
+		body, size,
+		"{\"requests\": %" PRIu64 ", \"upstream_fresh\": %" PRIu64
+		", \"upstream_reused\": %" PRIu64 ", \"upstream_stale\": %" PRIu64
+		", \"retries\": %" PRIu64 ", \"refused\": %" PRIu64 ", \"failed\": %" PRIu64
+		", \"truncated\": %" PRIu64 ", \"tunnels\": %" PRIu64
+		", \"tunnels_total\": %" PRIu64 ", \"pool_idle\": %u, \"engine\": \"%s\"}\n",
+		s.requests, s.upstream_fresh, s.upstream_reused, s.upstream_stale, s.retries,
+		s.refused, s.failed, s.truncated, s.tunnels, s.tunnels_total, idle, engine);
 }
 
 static enum MHD_Result
@@ -200,7 +205,7 @@ answer_stats(struct MHD_Connection *connection)
 	struct MHD_Response *response;
 	char body[1024];
 	enum MHD_Result result;
-	int len = stats_json(body, sizeof(body));
+	int len = stats_json(body, sizeof(body), "mhd");
 
 	response = MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
 	if (!response)
@@ -266,6 +271,21 @@ loop_route(void *userdata, const struct http_request_head *head, bool may_block,
 
 	(void)userdata;
 	(void)may_block;
+	if (head->host && strcmp(head->host, MHD_HOST) == 0) {
+		/* Not on a connection the loop serves (front: the shell's host). */
+		char *body = strdup("misdirected\n");
+
+		if (!body)
+			return -ENOMEM;
+		*ret = (struct loop_route){
+			.status = MHD_HTTP_MISDIRECTED_REQUEST,
+			.content_type = "text/plain",
+			.body = body,
+			.body_len = strlen(body),
+			.close = true,
+		};
+		return 0;
+	}
 	if (head->host && strcmp(head->host, STATS_HOST) == 0) {
 		char *body = malloc(1024);
 
@@ -275,7 +295,7 @@ loop_route(void *userdata, const struct http_request_head *head, bool may_block,
 			.status = 200,
 			.content_type = "application/json",
 			.body = body,
-			.body_len = (size_t)stats_json(body, 1024),
+			.body_len = (size_t)stats_json(body, 1024, "loop"),
 		};
 		return 0;
 	}
@@ -297,7 +317,25 @@ loop_route_done(void *userdata, struct loop_route *route)
 	free(route->userdata);
 }
 
+static struct MHD_Daemon *mhd; /* the other engine, for connections handed off */
+
+static bool
+loop_serves(void *userdata, const struct http_request_head *head)
+{
+	(void)userdata;
+	return !head->host || strcmp(head->host, MHD_HOST) != 0;
+}
+
+static void
+loop_handoff(void *userdata, int fd, const struct sockaddr *address, socklen_t len)
+{
+	(void)userdata;
+	(void)MHD_add_connection(mhd, fd, address, len); /* closes fd on failure */
+}
+
 static const struct loop_ops loop_ops = {
+	.serves = loop_serves,
+	.handoff = loop_handoff,
 	.route = loop_route,
 	.route_done = loop_route_done,
 };
@@ -515,12 +553,34 @@ main(int argc, char *argv[])
 	sigaddset(&mask, SIGINT);
 	(void)pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
-	if (!arg_mhd) {
+	/* clang-format off */
+	/* The libmicrohttpd engine: listening with --engine mhd; else the loop's handoffs. */
+	daemon = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+		(getenv("HARNESS_SELECT") ? 0 : MHD_USE_POLL) | MHD_ALLOW_UPGRADE |
+		MHD_USE_ERROR_LOG | (arg_mhd ? 0 : MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC),
+		0, NULL, NULL, handle, NULL,
+		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+		MHD_OPTION_SOCK_ADDR, arg_mhd ? (struct sockaddr *)&sa : NULL,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_logged, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		MHD_OPTION_CONNECTION_TIMEOUT, arg_connection_timeout,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+		MHD_OPTION_THREAD_STACK_SIZE, arg_stack_size,
+		MHD_OPTION_END);
+	/* clang-format on */
+	if (!daemon)
+		return log_error_errno(EIO, "Failed to start the HTTP server"), EXIT_FAILURE;
+	if (arg_mhd) {
+		info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+		port = info ? (unsigned)info->port : 0u;
+	} else {
 		struct loop_config config = {
 			.client_timeout_ms = arg_connection_timeout * 1000,
 			.ops = &loop_ops,
 		};
 
+		mhd = daemon;
 		r = listen_loopback(&listen_fd, &port);
 		if (r < 0)
 			return log_error_errno(r, "Failed to listen: %m"), EXIT_FAILURE;
@@ -529,27 +589,6 @@ main(int argc, char *argv[])
 		if (r < 0)
 			return log_error_errno(r, "Failed to start the event loop: %m"),
 			       EXIT_FAILURE;
-	} else {
-		/* clang-format off */
-		daemon = MHD_start_daemon(
-			MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			(getenv("HARNESS_SELECT") ? 0 : MHD_USE_POLL) | MHD_ALLOW_UPGRADE |
-			MHD_USE_ERROR_LOG,
-			0, NULL, NULL, handle, NULL,
-			MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-			MHD_OPTION_URI_LOG_CALLBACK, uri_logged, NULL,
-			MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-			MHD_OPTION_CONNECTION_TIMEOUT, arg_connection_timeout,
-			MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-			MHD_OPTION_THREAD_STACK_SIZE, arg_stack_size,
-			MHD_OPTION_END);
-		/* clang-format on */
-		if (!daemon)
-			return log_error_errno(EIO, "Failed to start the HTTP server"),
-			       EXIT_FAILURE;
-		info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-		port = info ? (unsigned)info->port : 0u;
 	}
 	printf("listening on 127.0.0.1:%u\n", port);
 	(void)fflush(stdout);
@@ -559,10 +598,8 @@ main(int argc, char *argv[])
 	while (sig < 0 && errno == EINTR);
 
 	loop = loop_stop(loop);
-	if (daemon) {
-		proxy_tunnels_stop();
-		MHD_stop_daemon(daemon);
-	}
+	proxy_tunnels_stop();
+	MHD_stop_daemon(daemon);
 	while (pool_size > 0)
 		(void)close(pool[--pool_size].fd);
 	return EXIT_SUCCESS;

@@ -730,6 +730,46 @@ def test_client_keep_alive(app, proxy):
     c.close()
 
 
+# ---- which engine serves a connection (the event loop's handoff) ----------------------
+
+
+@pytest.fixture
+def loop_harness(app, tmp_path):
+    h = Harness(app, ("--engine", "loop"), tmp_path)
+    yield h
+    h.stop()
+
+
+def stats_on(c):
+    c.send(request("GET", "/", host="harness.stats"))
+    status, _, body = c.response()
+    assert status == 200
+    return json.loads(body)
+
+
+def test_first_request_decides_who_serves_the_connection(app, loop_harness):
+    # A connection that starts with another host goes, untouched, to libmicrohttpd
+    # (front: the shell's), and stays there, requests for the app included.
+    c = Raw(loop_harness)
+    c.send(request("GET", "/cl?size=3", host="harness.mhd"))
+    assert c.response()[0::2] == (200, b"xxx")
+    c.send(request("GET", "/cl?size=2"))
+    assert c.response()[0::2] == (200, b"xx")
+    assert stats_on(c)["engine"] == "mhd"
+    c.close()
+    # One that starts with a request for the app is the loop's; another host on it
+    # gets 421 and the connection ends.
+    c = Raw(loop_harness)
+    c.send(request("GET", "/cl?size=2"))
+    assert c.response()[0::2] == (200, b"xx")
+    assert stats_on(c)["engine"] == "loop"
+    c.send(request("GET", "/cl", host="harness.mhd"))
+    status, headers, _ = c.response()
+    assert status == 421 and header(headers, "Connection") == "close"
+    assert c.closed()
+    c.close()
+
+
 # ---- the pool -------------------------------------------------------------------------
 
 
