@@ -9,8 +9,10 @@ SUPERVISOR_SOURCES := \
 	supervisor/front.c \
 	supervisor/front_api.c \
 	supervisor/front_grains.c \
+	supervisor/front_loop.c \
 	supervisor/front_proxy.c \
 	supervisor/front_sessions.c \
+	supervisor/http-request.c \
 	supervisor/http-response.c \
 	supervisor/install.c \
 	supervisor/ipc.c \
@@ -32,8 +34,8 @@ granary-installer_OBJS := $(BUILD)/obj/supervisor/installer.o
 $(BUILD)/obj/supervisor/install.o $(BUILD)/obj/supervisor/granaryd.o: \
 	CFLAGS += -DGRANARY_LIBEXECDIR='"$(LIBEXECDIR)"'
 
-UNIT_TESTS += test-config test-db test-ipc test-http-response test-launcher
-FUZZ_TARGETS += config ipc http-response
+UNIT_TESTS += test-config test-db test-ipc test-http-request test-http-response test-launcher
+FUZZ_TARGETS += config ipc http-request http-response
 
 # tests/proxy-harness: the proxy engine behind a bare libmicrohttpd daemon
 # (t0420, and measuring it against nginx).

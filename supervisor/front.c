@@ -2,12 +2,17 @@
 /*
  * front.c: the HTTP face of granaryd, on libmicrohttpd.
  *
- * Two libmicrohttpd daemons: the network listener (a thread per connection)
- * and the admin socket (one polling thread). Requests on a grain session host
- * (ui-<hex>.<wildcard>) go to the proxy (front_sessions.c, front_proxy.c)
- * without front's lock; every other callback takes f->lock, so the front's
- * state (the database connection, counters) is touched by one thread at a
- * time. A shell or API request goes through:
+ * On plain HTTP, our event loop (front_loop.c) owns the listening socket: it
+ * serves connections whose first request is for a grain session host
+ * (ui-<hex>.<wildcard>) itself, and hands every other one, untouched, to a
+ * libmicrohttpd daemon with a thread per connection (MHD_add_connection()).
+ * With TLS, that daemon listens itself and grain hosts go to the proxy engine
+ * that runs inside it (front_proxy.c). A second daemon serves the admin
+ * socket (one polling thread). Requests on a grain session host go to the
+ * proxy (front_sessions.c) without front's lock; every other callback takes
+ * f->lock, so the front's state (the database connection, counters) is
+ * touched by one thread at a time: slow work there (argon2, an install)
+ * never holds up the event loop. A shell or API request goes through:
  *
  *   1st call   request_new(): Host check, route lookup, body policy. Nothing
  *              is queued here: Debian's libmicrohttpd 0.9.75 answers
@@ -54,11 +59,13 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response)
 
-#define BODY_LIMIT	  (64 * 1024)
-#define DISCARD_LIMIT	  (1024 * 1024)
-#define TRIM_AFTER	  (256 * 1024)
+#define BODY_LIMIT	   (64 * 1024)
+#define CONNECTION_TIMEOUT 60	/* seconds a client connection may stay idle */
+#define CONNECTION_LIMIT   1024 /* client connections at once (per server: loop, libmicrohttpd) */
+#define DISCARD_LIMIT	   (1024 * 1024)
+#define TRIM_AFTER	   (256 * 1024)
 /* Per connection thread; handlers keep big things on the heap. */
-#define THREAD_STACK_SIZE (256 * 1024)
+#define THREAD_STACK_SIZE  (256 * 1024)
 
 int64_t
 now_seconds(void)
@@ -556,6 +563,44 @@ request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
 	free(call);
 }
 
+/* ---- the event loop's side (front_loop.c) ---- */
+
+static bool
+loop_serves(void *userdata, const struct http_request_head *head)
+{
+	return session_host_label(userdata, head->host) != NULL;
+}
+
+static void
+loop_handoff(void *userdata, int fd, const struct sockaddr *address, socklen_t len)
+{
+	struct front *f = userdata;
+
+	/* libmicrohttpd closes fd when it cannot take it. */
+	if (MHD_add_connection(f->daemon, fd, address, len) != MHD_YES)
+		log_debug_errno(errno, "libmicrohttpd did not take a connection: %m");
+}
+
+static int
+loop_route(void *userdata, const struct http_request_head *head, bool may_block,
+	   struct loop_route *ret)
+{
+	return grain_route(userdata, head, may_block, ret);
+}
+
+static void
+loop_route_done(void *userdata, struct loop_route *route)
+{
+	grain_route_done(userdata, route);
+}
+
+static const struct loop_ops front_loop_ops = {
+	.serves = loop_serves,
+	.handoff = loop_handoff,
+	.route = loop_route,
+	.route_done = loop_route_done,
+};
+
 static int
 setup_hint(struct front *f)
 {
@@ -589,6 +634,7 @@ front_start(const struct front_config *config, struct front **ret)
 		return -ENOMEM;
 	f->launcher_fd = config->launcher_fd;
 	f->packages_fd = -EBADF;
+	f->listen_fd = -EBADF;
 	pthread_mutex_init(&f->lock, NULL);
 	r = launcher_client_new(config->launcher_fd, &f->launcher);
 	if (r < 0)
@@ -662,24 +708,33 @@ front_start(const struct front_config *config, struct front **ret)
 		{ MHD_OPTION_HTTPS_MEM_KEY, 0, config->tls_key },
 		{ MHD_OPTION_END, 0, NULL },
 	};
+	/*
+	 * With TLS, libmicrohttpd listens; else our loop does, and hands it the
+	 * connections it does not serve.
+	 */
+	struct MHD_OptionItem listen_options[] = {
+		{ MHD_OPTION_LISTEN_SOCKET, config->listen_fd, NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	/* clang-format off */
 	/*
-	 * A thread per connection: a proxied request may block on its grain
-	 * (starting it, a slow app, a WebSocket) and must hold up nobody else.
-	 * Shell and API requests still take f->lock one at a time.
+	 * A thread per connection: a shell request may take long (argon2, an
+	 * install) and so may a proxied one over TLS (starting its grain, a slow
+	 * app, a WebSocket); each must hold up nobody else. Shell and API
+	 * requests still take f->lock one at a time.
 	 */
 	f->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 		MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
-		(config->tls_cert ? MHD_USE_TLS : 0),
+		(config->tls_cert ? MHD_USE_TLS : MHD_USE_NO_LISTEN_SOCKET),
 		0, NULL, NULL, handle_request, f,
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_logged, f,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, f,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_SIZE,
-		MHD_OPTION_LISTEN_SOCKET, config->listen_fd,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+		MHD_OPTION_ARRAY, config->tls_cert ? listen_options : &listen_options[1],
 		MHD_OPTION_ARRAY, config->tls_cert ? tls_options : &tls_options[2],
 		MHD_OPTION_END);
 	/* clang-format on */
@@ -699,6 +754,21 @@ front_start(const struct front_config *config, struct front **ret)
 			(unsigned)16, MHD_OPTION_END);
 		if (!f->local)
 			return log_error_errno(EIO, "Failed to serve the admin socket");
+	}
+	/* Last: from here on, connections come in. */
+	if (!config->tls_cert) {
+		struct loop_config loop = {
+			.listen_fd = config->listen_fd,
+			.client_timeout_ms = CONNECTION_TIMEOUT * 1000,
+			.max_clients = CONNECTION_LIMIT,
+			.ops = &front_loop_ops,
+			.userdata = f,
+		};
+
+		r = loop_start(&loop, &f->loop);
+		if (r < 0)
+			return log_error_errno(r, "Failed to start the event loop: %m");
+		f->listen_fd = config->listen_fd; /* ours from now on */
 	}
 	*ret = TAKE_PTR(f);
 	return 0;
@@ -723,19 +793,21 @@ front_free(struct front *f)
 	if (!f)
 		return NULL;
 	/*
+	 * Requests in flight may wait on their apps: stop the apps (and end
+	 * the WebSocket tunnels) first, so neither the loop's jobs nor
+	 * libmicrohttpd's connection threads wait for the slowest app.
+	 */
+	proxy_tunnels_stop();
+	if (f->grains)
+		grain_manager_stop_all(f->grains);
+	/*
 	 * The listening sockets are shared with the parent, which hands them to
 	 * the next front after a restart. MHD_stop_daemon() would shut them down
 	 * for everyone; quiescing first gives them back to us untouched, and
 	 * closing our copies leaves the parent's working.
 	 */
-	/*
-	 * Requests in flight may wait on their apps: stop the apps (and end
-	 * the WebSocket tunnels) first, so stopping libmicrohttpd, which waits
-	 * for every connection's thread, does not wait for the slowest app.
-	 */
-	proxy_tunnels_stop();
-	if (f->grains)
-		grain_manager_stop_all(f->grains);
+	f->loop = loop_stop(f->loop);
+	f->listen_fd = safe_close(f->listen_fd);
 	daemon_stop(f->local);
 	daemon_stop(f->daemon);
 	/* No request runs now. */

@@ -19,7 +19,9 @@
  * next request, but not before a backoff that doubles with each crash in a
  * row (1 s … CRASH_BACKOFF_MAX), so a crash loop costs little.
  *
- * Connections: an fd handed out is "active" until released. The pool keeps
+ * Connections: an fd handed out is "active" until released. The event loop
+ * takes pooled ones without waiting (grain_acquire_nowait()); anything that
+ * waits (a start, a CONNECT) it does from a thread of its own. The pool keeps
  * released fds of the current run (generation) for the next request; an fd
  * of an older run is closed. Active connections and waiters count as use:
  * a grain with an open WebSocket never idles out.
@@ -71,6 +73,11 @@ struct connect_wait {
 	struct connect_wait *next;
 };
 
+struct pooled {
+	int fd;
+	bool watched; /* PROXY_FD_WATCHED */
+};
+
 struct grain_run {
 	char id[GRAIN_ID_LEN + 1];
 	char package_id[PACKAGE_ID_LEN + 1];
@@ -78,8 +85,8 @@ struct grain_run {
 	int control_fd;	     /* owned while RUNNING */
 	uint64_t generation; /* bumped at every start */
 	uint32_t next_connect_id;
-	struct connect_wait *waits; /* CONNECTs sent, not yet answered */
-	int pool[POOL_MAX];	    /* owned: idle connections of this generation */
+	struct connect_wait *waits;   /* CONNECTs sent, not yet answered */
+	struct pooled pool[POOL_MAX]; /* owned: idle connections of this generation */
 	unsigned n_pool;
 	unsigned active;    /* connections handed out and not released */
 	unsigned refs;	    /* grain_manager_get() references */
@@ -142,7 +149,7 @@ static void
 pool_drain(struct grain_run *run)
 {
 	while (run->n_pool > 0)
-		(void)safe_close(run->pool[--run->n_pool]);
+		(void)safe_close(run->pool[--run->n_pool].fd);
 }
 
 /* Ask the thread to have the launcher kill the grain (it may not listen to its control socket). */
@@ -236,7 +243,7 @@ control_readable(struct grain_manager *m, struct grain_run *run)
 			if (!w || w->done) {
 				/* Its waiter gave up: keep the connection for the next one. */
 				if (msg.fd >= 0 && run->n_pool < POOL_MAX)
-					run->pool[run->n_pool++] = msg.fd;
+					run->pool[run->n_pool++] = (struct pooled){ msg.fd };
 				else
 					(void)safe_close(msg.fd);
 				break;
@@ -443,7 +450,8 @@ grain_manager_get(struct grain_manager *m, const char *id, const char *package_i
 		m->n_runs++;
 	}
 	/* The next start runs the app's current package (an update since is picked up then). */
-	(void)snprintf(run->package_id, sizeof(run->package_id), "%s", package_id);
+	if (strcmp(run->package_id, package_id) != 0)
+		(void)snprintf(run->package_id, sizeof(run->package_id), "%s", package_id);
 	run->refs++;
 out:
 	pthread_mutex_unlock(&m->lock);
@@ -570,7 +578,7 @@ grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool 
 
 		/* RUNNING: a pooled connection, or a new one from grain-init. */
 		if (run->n_pool > 0) {
-			*ret_fd = run->pool[--run->n_pool];
+			*ret_fd = run->pool[--run->n_pool].fd;
 			*ret_reused = true;
 			break;
 		}
@@ -623,9 +631,36 @@ out:
 	return r;
 }
 
+int
+grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool *ret_watched,
+		     uint64_t *ret_generation)
+{
+	int r = -EWOULDBLOCK;
+
+	pthread_mutex_lock(&m->lock);
+	if (run->state == GRAIN_RUNNING && run->n_pool > 0) {
+		run->n_pool--;
+		*ret_fd = run->pool[run->n_pool].fd;
+		*ret_watched = run->pool[run->n_pool].watched;
+		*ret_generation = run->generation;
+		run->active++;
+		run->last_used = monotonic_ms();
+		r = 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
 void
 grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
 	      uint64_t generation)
+{
+	grain_release_watched(m, run, fd, reusable, false, generation);
+}
+
+void
+grain_release_watched(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
+		      bool watched, uint64_t generation)
 {
 	pthread_mutex_lock(&m->lock);
 	assert(run->active > 0);
@@ -633,7 +668,7 @@ grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusa
 	run->last_used = monotonic_ms();
 	if (reusable && run->state == GRAIN_RUNNING && generation == run->generation &&
 	    run->n_pool < POOL_MAX) {
-		run->pool[run->n_pool++] = fd;
+		run->pool[run->n_pool++] = (struct pooled){ fd, watched };
 		fd = -EBADF;
 	}
 	pthread_mutex_unlock(&m->lock);

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * front_proxy.c: one HTTP/1.1 exchange forwarded to a grain's app over a
- * connected fd, streaming both ways; WebSocket upgrades spliced.
+ * connected fd, streaming both ways; WebSocket upgrades spliced. This is the
+ * engine for grain traffic that libmicrohttpd serves: over TLS, and on a
+ * plain connection whose first request was the shell's. Plain grain traffic
+ * is served by front_loop.c, with the same rules (the functions that work on
+ * plain bytes, shared: proxy_put_request_field(), proxy_refusal() ...).
  *
  * Runs inside libmicrohttpd callbacks in MHD_USE_THREAD_PER_CONNECTION mode:
  * each client connection has its own thread, so the engine does plain
@@ -129,24 +133,27 @@ struct proxy_request {
 	char buf[PROXY_BUFFER_SIZE];
 };
 
-static struct proxy_stats stats;
+struct proxy_stats proxy_stats_counters;
 
-#define STAT_ADD(field, n) ((void)__atomic_fetch_add(&stats.field, (n), __ATOMIC_RELAXED))
+#define STAT_ADD(field, n) PROXY_STAT_ADD(field, n)
 #define STAT_INC(field)	   STAT_ADD(field, 1)
 
 void
 proxy_stats_get(struct proxy_stats *ret)
 {
-	ret->requests = __atomic_load_n(&stats.requests, __ATOMIC_RELAXED);
-	ret->upstream_fresh = __atomic_load_n(&stats.upstream_fresh, __ATOMIC_RELAXED);
-	ret->upstream_reused = __atomic_load_n(&stats.upstream_reused, __ATOMIC_RELAXED);
-	ret->upstream_stale = __atomic_load_n(&stats.upstream_stale, __ATOMIC_RELAXED);
-	ret->retries = __atomic_load_n(&stats.retries, __ATOMIC_RELAXED);
-	ret->refused = __atomic_load_n(&stats.refused, __ATOMIC_RELAXED);
-	ret->failed = __atomic_load_n(&stats.failed, __ATOMIC_RELAXED);
-	ret->truncated = __atomic_load_n(&stats.truncated, __ATOMIC_RELAXED);
-	ret->tunnels = __atomic_load_n(&stats.tunnels, __ATOMIC_RELAXED);
-	ret->tunnels_total = __atomic_load_n(&stats.tunnels_total, __ATOMIC_RELAXED);
+	ret->requests = __atomic_load_n(&proxy_stats_counters.requests, __ATOMIC_RELAXED);
+	ret->upstream_fresh =
+		__atomic_load_n(&proxy_stats_counters.upstream_fresh, __ATOMIC_RELAXED);
+	ret->upstream_reused =
+		__atomic_load_n(&proxy_stats_counters.upstream_reused, __ATOMIC_RELAXED);
+	ret->upstream_stale =
+		__atomic_load_n(&proxy_stats_counters.upstream_stale, __ATOMIC_RELAXED);
+	ret->retries = __atomic_load_n(&proxy_stats_counters.retries, __ATOMIC_RELAXED);
+	ret->refused = __atomic_load_n(&proxy_stats_counters.refused, __ATOMIC_RELAXED);
+	ret->failed = __atomic_load_n(&proxy_stats_counters.failed, __ATOMIC_RELAXED);
+	ret->truncated = __atomic_load_n(&proxy_stats_counters.truncated, __ATOMIC_RELAXED);
+	ret->tunnels = __atomic_load_n(&proxy_stats_counters.tunnels, __ATOMIC_RELAXED);
+	ret->tunnels_total = __atomic_load_n(&proxy_stats_counters.tunnels_total, __ATOMIC_RELAXED);
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response)
@@ -167,7 +174,7 @@ upstream_release(struct proxy_request *st, bool reusable)
 {
 	if (st->fd < 0)
 		return;
-	st->ops->release(st->userdata, st->fd, reusable);
+	st->ops->release(st->userdata, st->fd, reusable ? PROXY_FD_REUSABLE : 0);
 	st->fd = -EBADF;
 }
 
@@ -251,7 +258,7 @@ upstream_acquire(struct proxy_request *st)
 			return r;
 		}
 		if (reused && upstream_stale(fd)) {
-			st->ops->release(st->userdata, fd, false);
+			st->ops->release(st->userdata, fd, 0);
 			st->stale++;
 			STAT_INC(upstream_stale);
 			continue;
@@ -365,6 +372,18 @@ static const char *const repeatable_methods[] = {
 	"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PROPFIND", "REPORT", NULL,
 };
 
+bool
+proxy_method_is_safe(const char *method)
+{
+	return method_is(method, safe_methods);
+}
+
+bool
+proxy_method_is_repeatable(const char *method)
+{
+	return method_is(method, repeatable_methods);
+}
+
 static bool
 prefix_is(const char *s, size_t len, const char *prefix)
 {
@@ -403,8 +422,9 @@ static const char *const request_dropped[] = {
 	NULL,
 };
 
-static bool
-request_field_dropped(const struct proxy_request *st, const char *name, size_t len)
+bool
+proxy_request_field_dropped(const char *name, size_t len, const char *const *connection,
+			    size_t n_connection)
 {
 	char lower[256];
 
@@ -418,14 +438,14 @@ request_field_dropped(const struct proxy_request *st, const char *name, size_t l
 	 * default too). */
 	if (memchr(name, '_', len))
 		return true;
-	if (st->n_connection_fields == 0 || name_is(name, len, "Host") || len >= sizeof(lower))
+	if (n_connection == 0 || name_is(name, len, "Host") || len >= sizeof(lower))
 		return false;
 	/* Fields the client named in Connection are hop-by-hop too (never Host: the app
 	 * must know which host it serves). */
 	memcpy(lower, name, len);
 	lower[len] = '\0';
-	for (unsigned i = 0; i < st->n_connection_fields; i++)
-		if (http_list_has_token(st->connection_fields[i], lower))
+	for (size_t i = 0; i < n_connection; i++)
+		if (http_list_has_token(connection[i], lower))
 			return true;
 	return false;
 }
@@ -477,15 +497,33 @@ scan_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
 }
 
 static bool
-origin_refused(const struct proxy_params *params, const struct scan *s)
+origin_refused(const struct proxy_params *params, const char *origin, const char *fetch_site)
 {
 	if (!params->origin)
 		return false;
 	/* Another grain is same-site with this one: only same-origin counts. */
-	if (s->fetch_site && strcasecmp(s->fetch_site, "same-origin") != 0 &&
-	    strcasecmp(s->fetch_site, "none") != 0)
+	if (fetch_site && strcasecmp(fetch_site, "same-origin") != 0 &&
+	    strcasecmp(fetch_site, "none") != 0)
 		return true;
-	return s->origin && strcasecmp(s->origin, params->origin) != 0;
+	return origin && strcasecmp(origin, params->origin) != 0;
+}
+
+const char *
+proxy_refusal(const struct proxy_params *params, const char *method, bool websocket,
+	      const char *origin, const char *fetch_site, const char **ret_detail)
+{
+	bool safe = proxy_method_is_safe(method);
+
+	if (params->read_only && !safe) {
+		*ret_detail = "Only GET, HEAD and OPTIONS requests reach the app.";
+		return "This is shared read-only";
+	}
+	/* CSRF, and WebSocket hijacking: a GET that opens a channel both ways. */
+	if ((!safe || websocket) && origin_refused(params, origin, fetch_site)) {
+		*ret_detail = "Requests that change something must come from the app's own pages.";
+		return "Cross-origin request refused";
+	}
+	return NULL;
 }
 
 /* The first call: what the request is and whether it may reach the app at all. */
@@ -494,10 +532,10 @@ request_check(struct proxy_request *st, const struct proxy_params *params, const
 	      const char *method)
 {
 	struct scan s = { .st = st };
-	bool safe = method_is(method, safe_methods);
+	const char *title, *detail;
 
 	st->head_request = strcmp(method, "HEAD") == 0;
-	st->repeatable = method_is(method, repeatable_methods);
+	st->repeatable = proxy_method_is_repeatable(method);
 	(void)MHD_get_connection_values_n(st->connection, MHD_HEADER_KIND, scan_field, &s);
 
 	if (!http_is_token(method, strlen(method)) || !raw_uri ||
@@ -532,26 +570,13 @@ request_check(struct proxy_request *st, const struct proxy_params *params, const
 				upgrade || http_list_has_token(st->connection_fields[i], "upgrade");
 		st->websocket = upgrade;
 	}
-	if (params->read_only && !safe)
-		return set_error(st, MHD_HTTP_FORBIDDEN, "This is shared read-only",
-				 "Only GET, HEAD and OPTIONS requests reach the app.");
-	/* CSRF, and WebSocket hijacking: a GET that opens a channel both ways. */
-	if ((!safe || st->websocket) && origin_refused(params, &s))
-		return set_error(st, MHD_HTTP_FORBIDDEN, "Cross-origin request refused",
-				 "Requests that change something must come from the app's own "
-				 "pages.");
+	title = proxy_refusal(params, method, st->websocket, s.origin, s.fetch_site, &detail);
+	if (title)
+		set_error(st, MHD_HTTP_FORBIDDEN, title, detail);
 }
 
-struct head_writer {
-	const struct proxy_request *st;
-	const struct proxy_params *params;
-	char *buf;
-	size_t len, size;
-	bool overflow;
-};
-
-static void
-put(struct head_writer *w, const char *s, size_t n)
+void
+proxy_put(struct proxy_writer *w, const char *s, size_t n)
 {
 	if (w->overflow || n > w->size - w->len) {
 		w->overflow = true;
@@ -561,73 +586,67 @@ put(struct head_writer *w, const char *s, size_t n)
 	w->len += n;
 }
 
-static void
-put_str(struct head_writer *w, const char *s)
+void
+proxy_put_str(struct proxy_writer *w, const char *s)
 {
-	put(w, s, strlen(s));
+	proxy_put(w, s, strlen(s));
 }
 
-static void
-put_field(struct head_writer *w, const char *name, const char *value)
+void
+proxy_put_field(struct proxy_writer *w, const char *name, const char *value)
 {
-	put_str(w, name);
-	put(w, ": ", 2);
-	put_str(w, value);
-	put(w, "\r\n", 2);
+	proxy_put_str(w, name);
+	proxy_put(w, ": ", 2);
+	proxy_put_str(w, value);
+	proxy_put(w, "\r\n", 2);
 }
 
 /* A name for a person may hold anything: %XX for every byte outside printable ASCII, and '%'. */
 static void
-put_field_encoded(struct head_writer *w, const char *name, const char *value)
+put_field_encoded(struct proxy_writer *w, const char *name, const char *value)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
-	put_str(w, name);
-	put(w, ": ", 2);
+	proxy_put_str(w, name);
+	proxy_put(w, ": ", 2);
 	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
 		if (*p >= 0x20 && *p < 0x7f && *p != '%')
-			put(w, (const char *)p, 1);
+			proxy_put(w, (const char *)p, 1);
 		else {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
 
-			put(w, e, 3);
+			proxy_put(w, e, 3);
 		}
 	}
-	put(w, "\r\n", 2);
+	proxy_put(w, "\r\n", 2);
 }
 
-static enum MHD_Result
-head_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
-	   size_t value_size)
+void
+proxy_put_request_field(struct proxy_writer *w, const struct proxy_params *params, const char *name,
+			size_t name_len, const char *value, size_t value_len)
 {
-	struct head_writer *w = cls;
-
-	(void)kind;
-	if (request_field_dropped(w->st, key, key_size))
-		return MHD_YES;
-	if (name_is(key, key_size, "Cookie") && w->params->strip_cookies) {
-		size_t at = w->len + key_size + 2, len = 0;
+	if (name_is(name, name_len, "Cookie") && params->strip_cookies) {
+		size_t at = w->len + name_len + 2, len = 0;
 
 		/* Filtered straight into place after "Cookie: ". */
-		if (at + 3 > w->size ||
-		    http_cookie_filter(value, w->params->strip_cookies, w->buf + at,
-				       w->size - at - 2, &len) < 0) {
+		if (w->overflow || at + 3 > w->size ||
+		    http_cookie_filter(value, params->strip_cookies, w->buf + at, w->size - at - 2,
+				       &len) < 0) {
 			w->overflow = true;
-			return MHD_NO;
+			return;
 		}
 		if (len == 0)
-			return MHD_YES; /* nothing left: no Cookie field at all */
-		memcpy(w->buf + w->len, key, key_size);
-		memcpy(w->buf + w->len + key_size, ": ", 2);
+			return; /* nothing left: no Cookie field at all */
+		memcpy(w->buf + w->len, name, name_len);
+		memcpy(w->buf + w->len + name_len, ": ", 2);
 		w->len = at + len;
-		put(w, "\r\n", 2);
-		return MHD_YES;
+		proxy_put(w, "\r\n", 2);
+		return;
 	}
-	put(w, key, key_size);
-	put(w, ": ", 2);
-	put(w, value, value_size);
-	put(w, "\r\n", 2);
-	return w->overflow ? MHD_NO : MHD_YES;
+	proxy_put(w, name, name_len);
+	proxy_put(w, ": ", 2);
+	proxy_put(w, value, value_len);
+	proxy_put(w, "\r\n", 2);
 }
 
 static bool
@@ -636,60 +655,92 @@ param_is_safe(const char *s)
 	return !s || http_value_is_safe(s, strlen(s));
 }
 
+bool
+proxy_params_safe(const struct proxy_params *params)
+{
+	return param_is_safe(params->user_id) && param_is_safe(params->permissions) &&
+	       param_is_safe(params->session_id) && param_is_safe(params->forwarded_proto) &&
+	       param_is_safe(params->forwarded_host);
+}
+
+void
+proxy_put_granary_fields(struct proxy_writer *w, const struct proxy_params *params)
+{
+	if (params->user_id)
+		proxy_put_field(w, "X-Granary-User-Id", params->user_id);
+	if (params->username)
+		put_field_encoded(w, "X-Granary-Username", params->username);
+	proxy_put_field(w, "X-Granary-Permissions", strempty(params->permissions));
+	if (params->session_id)
+		proxy_put_field(w, "X-Granary-Session-Id", params->session_id);
+	if (params->forwarded_proto)
+		proxy_put_field(w, "X-Forwarded-Proto", params->forwarded_proto);
+	if (params->forwarded_host)
+		proxy_put_field(w, "X-Forwarded-Host", params->forwarded_host);
+}
+
+struct head_writer {
+	struct proxy_writer w;
+	const struct proxy_request *st;
+	const struct proxy_params *params;
+};
+
+static enum MHD_Result
+head_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+	   size_t value_size)
+{
+	struct head_writer *h = cls;
+
+	(void)kind;
+	if (proxy_request_field_dropped(key, key_size, h->st->connection_fields,
+					h->st->n_connection_fields))
+		return MHD_YES;
+	proxy_put_request_field(&h->w, h->params, key, key_size, value, value_size);
+	return h->w.overflow ? MHD_NO : MHD_YES;
+}
+
 /* The request head for the app, in st->buf. */
 static int
 head_build(struct proxy_request *st, const struct proxy_params *params, const char *raw_uri,
 	   const char *method, size_t *ret_len)
 {
-	struct head_writer w = {
+	struct head_writer h = {
+		.w = { .buf = st->buf, .size = sizeof(st->buf) },
 		.st = st,
 		.params = params,
-		.buf = st->buf,
-		.size = sizeof(st->buf),
 	};
+	struct proxy_writer *w = &h.w;
 
-	if (!param_is_safe(params->user_id) || !param_is_safe(params->permissions) ||
-	    !param_is_safe(params->session_id) || !param_is_safe(params->forwarded_proto) ||
-	    !param_is_safe(params->forwarded_host)) {
+	if (!proxy_params_safe(params)) {
 		set_error(st, MHD_HTTP_INTERNAL_SERVER_ERROR, "Internal error",
 			  "The request cannot be passed on.");
 		return -EINVAL;
 	}
-	put_str(&w, method);
-	put(&w, " ", 1);
-	put_str(&w, raw_uri);
-	put(&w, " HTTP/1.1\r\n", 11);
-	(void)MHD_get_connection_values_n(st->connection, MHD_HEADER_KIND, head_field, &w);
+	proxy_put_str(w, method);
+	proxy_put(w, " ", 1);
+	proxy_put_str(w, raw_uri);
+	proxy_put(w, " HTTP/1.1\r\n", 11);
+	(void)MHD_get_connection_values_n(st->connection, MHD_HEADER_KIND, head_field, &h);
 	if (st->websocket) {
-		put_field(&w, "Connection", "Upgrade");
-		put_field(&w, "Upgrade", st->upgrade);
+		proxy_put_field(w, "Connection", "Upgrade");
+		proxy_put_field(w, "Upgrade", st->upgrade);
 	}
 	if (st->chunked_upload)
-		put_field(&w, "Transfer-Encoding", "chunked");
+		proxy_put_field(w, "Transfer-Encoding", "chunked");
 	else if (st->has_length) {
 		char n[24];
 
 		(void)snprintf(n, sizeof(n), "%" PRIu64, st->length);
-		put_field(&w, "Content-Length", n);
+		proxy_put_field(w, "Content-Length", n);
 	}
-	if (params->user_id)
-		put_field(&w, "X-Granary-User-Id", params->user_id);
-	if (params->username)
-		put_field_encoded(&w, "X-Granary-Username", params->username);
-	put_field(&w, "X-Granary-Permissions", strempty(params->permissions));
-	if (params->session_id)
-		put_field(&w, "X-Granary-Session-Id", params->session_id);
-	if (params->forwarded_proto)
-		put_field(&w, "X-Forwarded-Proto", params->forwarded_proto);
-	if (params->forwarded_host)
-		put_field(&w, "X-Forwarded-Host", params->forwarded_host);
-	put(&w, "\r\n", 2);
-	if (w.overflow) {
+	proxy_put_granary_fields(w, params);
+	proxy_put(w, "\r\n", 2);
+	if (w->overflow) {
 		set_error(st, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
 			  "Request header fields too large", NULL);
 		return -E2BIG;
 	}
-	*ret_len = w.len;
+	*ret_len = w->len;
 	return 0;
 }
 
@@ -700,15 +751,23 @@ chunk_line(char buf[20], size_t n)
 	return (size_t)snprintf(buf, 20, "%zx\r\n", n);
 }
 
-static bool
-retry_allowed(const struct proxy_request *st, int error, bool on_read)
+bool
+proxy_retry_allowed(bool reused, bool got_bytes, uint64_t body_sent, bool repeatable, int error,
+		    bool on_read)
 {
-	if (!st->reused || st->got_bytes || st->body_sent > 0)
+	if (!reused || got_bytes || body_sent > 0)
 		return false;
 	/* A reset proves the app did not read the request; a plain close does not. */
 	if (error != -EPIPE && error != -ECONNRESET && !(on_read && error == 0))
 		return false;
-	return !on_read || error == -ECONNRESET || st->repeatable;
+	return !on_read || error == -ECONNRESET || repeatable;
+}
+
+static bool
+retry_allowed(const struct proxy_request *st, int error, bool on_read)
+{
+	return proxy_retry_allowed(st->reused, st->got_bytes, st->body_sent, st->repeatable, error,
+				   on_read);
 }
 
 /*
@@ -802,6 +861,20 @@ add_header(struct MHD_Response *response, const char *name, const char *value)
 	return MHD_add_response_header(response, name, value) == MHD_YES;
 }
 
+void
+proxy_put_security_fields(struct proxy_writer *w, const struct proxy_params *params,
+			  bool referrer_policy_set)
+{
+	if (params->frame_ancestors) {
+		proxy_put_str(w, "Content-Security-Policy: frame-ancestors ");
+		proxy_put_str(w, params->frame_ancestors);
+		proxy_put(w, "\r\n", 2);
+	}
+	proxy_put_str(w, "X-Content-Type-Options: nosniff\r\n");
+	if (!referrer_policy_set)
+		proxy_put_str(w, "Referrer-Policy: same-origin\r\n");
+}
+
 /* What every answer on a grain's host carries, the app's or ours. */
 static bool
 add_security_headers(struct MHD_Response *response, const struct proxy_params *params,
@@ -818,46 +891,58 @@ add_security_headers(struct MHD_Response *response, const struct proxy_params *p
 	       (referrer_policy_set || add_header(response, "Referrer-Policy", "same-origin"));
 }
 
+int
+proxy_error_page(struct buf *page, unsigned status, const char *title, const char *detail)
+{
+	const char *excerpt;
+	size_t detail_len;
+	int r;
+
+	if (!title) {
+		title = strempty(detail);
+		detail = "";
+	}
+	detail = strempty(detail);
+	excerpt = strstr(detail, "\n\n");
+	detail_len = excerpt ? (size_t)(excerpt - detail) : strlen(detail);
+	if (status >= 500)
+		STAT_INC(failed);
+	else
+		STAT_INC(refused);
+	/* A sentence or two, then (for a grain's owner) the end of its log, verbatim. */
+	r = buf_append_str(page, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+	if (r >= 0)
+		r = html_escape(page, title, strlen(title));
+	if (r >= 0)
+		r = buf_append_str(page, "</title></head>\n<body><h1>");
+	if (r >= 0)
+		r = html_escape(page, title, strlen(title));
+	if (r >= 0)
+		r = buf_append_str(page, "</h1>\n<p>");
+	if (r >= 0)
+		r = html_escape(page, detail, detail_len);
+	if (r >= 0)
+		r = buf_append_str(page, "</p>\n");
+	if (r >= 0 && excerpt) {
+		r = buf_append_str(page, "<pre>");
+		if (r >= 0)
+			r = html_escape(page, excerpt + 2, strlen(excerpt + 2));
+		if (r >= 0)
+			r = buf_append_str(page, "</pre>\n");
+	}
+	if (r >= 0)
+		r = buf_append_str(page, "</body></html>\n");
+	return r;
+}
+
 static enum MHD_Result
 answer_error(struct proxy_request *st, const struct proxy_params *params)
 {
 	_cleanup_(MHD_destroy_responsep) struct MHD_Response *response = NULL;
 	_cleanup_(buf_release) struct buf page = BUF_INIT;
-	const char *title = st->error_title ?: strempty(st->error_detail);
-	const char *detail = st->error_title ? strempty(st->error_detail) : "";
-	const char *excerpt = strstr(detail, "\n\n");
-	size_t detail_len = excerpt ? (size_t)(excerpt - detail) : strlen(detail);
-	int r;
 
 	upstream_release(st, false);
-	if (st->error_status >= 500)
-		STAT_INC(failed);
-	else
-		STAT_INC(refused);
-	/* A sentence or two, then (for a grain's owner) the end of its log, verbatim. */
-	r = buf_append_str(&page, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-	if (r >= 0)
-		r = html_escape(&page, title, strlen(title));
-	if (r >= 0)
-		r = buf_append_str(&page, "</title></head>\n<body><h1>");
-	if (r >= 0)
-		r = html_escape(&page, title, strlen(title));
-	if (r >= 0)
-		r = buf_append_str(&page, "</h1>\n<p>");
-	if (r >= 0)
-		r = html_escape(&page, detail, detail_len);
-	if (r >= 0)
-		r = buf_append_str(&page, "</p>\n");
-	if (r >= 0 && excerpt) {
-		r = buf_append_str(&page, "<pre>");
-		if (r >= 0)
-			r = html_escape(&page, excerpt + 2, strlen(excerpt + 2));
-		if (r >= 0)
-			r = buf_append_str(&page, "</pre>\n");
-	}
-	if (r >= 0)
-		r = buf_append_str(&page, "</body></html>\n");
-	if (r < 0)
+	if (proxy_error_page(&page, st->error_status, st->error_title, st->error_detail) < 0)
 		return MHD_NO;
 	response = MHD_create_response_from_buffer(page.len, page.data, MHD_RESPMEM_MUST_COPY);
 	if (!response || !add_header(response, "Content-Type", "text/html; charset=utf-8") ||
@@ -988,6 +1073,29 @@ static const char *const response_dropped[] = {
 	NULL,
 };
 
+bool
+proxy_response_field_kept(struct http_response_head *h, size_t i, const struct proxy_params *params,
+			  bool *referrer_policy)
+{
+	char *name = h->headers[i].name, *value = h->headers[i].value;
+
+	for (size_t j = 0; response_dropped[j]; j++)
+		if (strcasecmp(name, response_dropped[j]) == 0)
+			return false;
+	if (http_response_names_in_connection(h, name))
+		return false;
+	if (strcasecmp(name, "Set-Cookie") == 0) {
+		/* The shell's cookies are Granary's, also on this host; and a
+		 * cookie with Domain= would reach the other grains. */
+		if (http_set_cookie_named(value, params->strip_cookies))
+			return false;
+		(void)http_set_cookie_strip_domain(value);
+	} else if (strcasecmp(name, "Referrer-Policy") == 0)
+		*referrer_policy = true;
+	/* MHD 0.9.75 refuses empty values: such a field says nothing anyway. */
+	return value[0] != '\0';
+}
+
 static bool
 copy_headers(struct proxy_request *st, const struct proxy_params *params,
 	     struct MHD_Response *response, bool *ret_referrer_policy)
@@ -996,26 +1104,10 @@ copy_headers(struct proxy_request *st, const struct proxy_params *params,
 	bool referrer_policy = false;
 
 	for (size_t i = 0; i < h->n_headers; i++) {
-		char *name = h->headers[i].name, *value = h->headers[i].value;
-		bool dropped = false;
-
-		for (size_t j = 0; response_dropped[j] && !dropped; j++)
-			dropped = strcasecmp(name, response_dropped[j]) == 0;
-		if (dropped || http_response_names_in_connection(h, name))
+		if (!proxy_response_field_kept(h, i, params, &referrer_policy))
 			continue;
-		if (strcasecmp(name, "Set-Cookie") == 0) {
-			/* The shell's cookies are Granary's, also on this host; and a
-			 * cookie with Domain= would reach the other grains. */
-			if (http_set_cookie_named(value, params->strip_cookies))
-				continue;
-			(void)http_set_cookie_strip_domain(value);
-		} else if (strcasecmp(name, "Referrer-Policy") == 0)
-			referrer_policy = true;
-		/* MHD 0.9.75 refuses empty values: such a field says nothing anyway. */
-		if (!value[0])
-			continue;
-		if (!add_header(response, name, value))
-			log_debug("Dropped the app's header field '%s'", name);
+		if (!add_header(response, h->headers[i].name, h->headers[i].value))
+			log_debug("Dropped the app's header field '%s'", h->headers[i].name);
 	}
 	*ret_referrer_policy = referrer_policy;
 	return true;
@@ -1025,30 +1117,43 @@ static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *
 			    const char *extra_in, size_t extra_in_size, MHD_socket sock,
 			    struct MHD_UpgradeResponseHandle *urh);
 
-/* Decode a chunked body in place as far as buf goes; true when it ended there. */
-static int
-chunked_in_place(struct proxy_request *st, bool *ret_done)
+int
+proxy_chunked_in_place(struct http_chunked *c, char *buf, size_t *raw, size_t raw_end,
+		       size_t *data_end, bool *ret_done)
 {
-	size_t w = st->data_start, r = st->data_start;
+	size_t w = *data_end, r = *raw;
 
-	while (r < st->data_end && !http_chunked_done(&st->chunked)) {
+	while (r < raw_end && !http_chunked_done(c)) {
 		const char *data;
 		size_t len;
-		ssize_t n = http_chunked_decode(&st->chunked, st->buf + r, st->data_end - r,
-						SIZE_MAX, &data, &len);
+		ssize_t n = http_chunked_decode(c, buf + r, raw_end - r, SIZE_MAX, &data, &len);
 
 		if (n < 0)
 			return (int)n;
 		if (len > 0)
-			memmove(st->buf + w, data, len);
+			memmove(buf + w, data, len);
 		w += len;
 		r += (size_t)n;
 	}
-	st->raw_start = r;
-	st->raw_end = st->data_end;
-	st->data_end = w;
-	*ret_done = http_chunked_done(&st->chunked);
+	*raw = r;
+	*data_end = w;
+	*ret_done = http_chunked_done(c);
 	return 0;
+}
+
+/* Decode a chunked body in place as far as buf goes; true when it ended there. */
+static int
+chunked_in_place(struct proxy_request *st, bool *ret_done)
+{
+	size_t raw = st->data_start;
+	int r;
+
+	st->raw_end = st->data_end;
+	st->data_end = st->data_start;
+	r = proxy_chunked_in_place(&st->chunked, st->buf, &raw, st->raw_end, &st->data_end,
+				   ret_done);
+	st->raw_start = raw;
+	return r;
 }
 
 /* Queue the app's answer (its head parsed into st->head, body bytes after it in buf). */
@@ -1352,7 +1457,7 @@ tunnel_run(void *arg)
 	pthread_mutex_unlock(&tunnels_lock);
 
 	(void)MHD_upgrade_action(t->urh, MHD_UPGRADE_ACTION_CLOSE);
-	t->ops->release(t->userdata, t->app_fd, false);
+	t->ops->release(t->userdata, t->app_fd, 0);
 	STAT_ADD(tunnels, (uint64_t)-1);
 
 	pthread_mutex_lock(&tunnels_lock);

@@ -167,11 +167,11 @@ head_field(struct http_response_head *h, char *name, char *value)
 }
 
 int
-http_response_head_parse(char *buf, size_t size, struct http_response_head *ret)
+http_head_split(char *buf, size_t size, char **ret_first, struct http_header *headers, size_t max,
+		size_t *ret_n)
 {
-	struct http_response_head h = { .size = size };
 	char *p = buf, *end = buf + size;
-	int r;
+	size_t n = 0;
 
 	/* The head ends with an empty line: http_head_end() found it. */
 	if (size < 4 || memcmp(end - 4, "\r\n\r\n", 4) != 0)
@@ -188,9 +188,7 @@ http_response_head_parse(char *buf, size_t size, struct http_response_head *ret)
 		if (memchr(p, '\n', (size_t)(eol - p)))
 			return -EBADMSG;
 		if (first) {
-			r = parse_status_line(p, (size_t)(eol - p), &h);
-			if (r < 0)
-				return r;
+			*ret_first = p;
 			p = eol + 2;
 			continue;
 		}
@@ -209,16 +207,33 @@ http_response_head_parse(char *buf, size_t size, struct http_response_head *ret)
 		if (!http_value_is_safe(value, (size_t)(value_end - value)))
 			return -EBADMSG;
 		*value_end = '\0';
-		if (h.n_headers >= HTTP_HEADERS_MAX)
+		if (n >= max)
 			return -E2BIG;
-		h.headers[h.n_headers++] = (struct http_header){ .name = name, .value = value };
-		r = head_field(&h, name, value);
-		if (r < 0)
-			return r;
+		headers[n++] = (struct http_header){ .name = name, .value = value };
 		p = eol + 2;
 	}
-	if (h.status == 0)
-		return -EBADMSG;
+	*ret_n = n;
+	return 0;
+}
+
+int
+http_response_head_parse(char *buf, size_t size, struct http_response_head *ret)
+{
+	struct http_response_head h = { .size = size };
+	char *first;
+	int r;
+
+	r = http_head_split(buf, size, &first, h.headers, HTTP_HEADERS_MAX, &h.n_headers);
+	if (r < 0)
+		return r;
+	r = parse_status_line(first, strlen(first), &h);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < h.n_headers; i++) {
+		r = head_field(&h, h.headers[i].name, h.headers[i].value);
+		if (r < 0)
+			return r;
+	}
 	/* RFC 9112 6.3: both is an error; chunked is HTTP/1.1's. */
 	if (h.chunked && (h.has_content_length || h.version_minor == 0))
 		return -EBADMSG;

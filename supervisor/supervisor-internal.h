@@ -398,11 +398,13 @@ void login_throttle_reset(void);
 struct session_cache;
 
 struct front {
-	struct MHD_Daemon *daemon;	  /* owned */
-	struct MHD_Daemon *local;	  /* owned: the same API on the admin socket, for root */
-	pthread_mutex_t lock;		  /* taken by every libmicrohttpd callback */
-	uid_t admin_uid;		  /* besides root, who may use the admin socket */
-	int launcher_fd;		  /* borrowed */
+	struct MHD_Daemon *daemon; /* owned */
+	struct MHD_Daemon *local;  /* owned: the same API on the admin socket, for root */
+	struct loop *loop;	   /* owned: serves plain HTTP (front_loop.c); NULL with TLS */
+	int listen_fd;		   /* owned: the loop's listening socket, or -EBADF */
+	pthread_mutex_t lock;	   /* taken by every libmicrohttpd callback */
+	uid_t admin_uid;	   /* besides root, who may use the admin socket */
+	int launcher_fd;	   /* borrowed */
 	struct launcher_client *launcher; /* owned */
 	struct grain_manager *grains;	  /* owned */
 	struct session_cache *sessions;	  /* owned */
@@ -550,9 +552,19 @@ struct grain_run *grain_run_unref(struct grain_manager *m, struct grain_run *run
  */
 int grain_acquire(struct grain_manager *m, struct grain_run *run, int *ret_fd, bool *ret_reused,
 		  uint64_t *ret_generation, char *error, size_t error_size);
+/*
+ * A pooled connection of a running grain, without waiting: 0, or -EWOULDBLOCK
+ * when grain_acquire() would have to (start the grain, ask for a connection).
+ * Released like grain_acquire()'s.
+ */
+int grain_acquire_nowait(struct grain_manager *m, struct grain_run *run, int *ret_fd,
+			 bool *ret_watched, uint64_t *ret_generation);
 /* Give back a connection of grain_acquire(): pooled when reusable, else closed. */
 void grain_release(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
 		   uint64_t generation);
+/* The same, with what grain_acquire_nowait() says next (PROXY_FD_WATCHED: watched). */
+void grain_release_watched(struct grain_manager *m, struct grain_run *run, int fd, bool reusable,
+			   bool watched, uint64_t generation);
 /*
  * Stop the grain: its control socket closed (grain-init stops the app), and
  * with kill the launcher makes sure it is dead before this returns. 1 when it
@@ -606,6 +618,17 @@ enum MHD_Result grain_exchange_handle(struct grain_exchange *x, struct MHD_Conne
 				      const char *upload_data, size_t *upload_data_size);
 struct grain_exchange *grain_exchange_free(struct grain_exchange *x,
 					   enum MHD_RequestTerminationCode toe);
+struct loop_route;
+struct http_request_head;
+/*
+ * The event loop's route of a request (loop_ops.route, f its userdata): an
+ * exchange with the grain of the session its Host names, or a page (421 for
+ * a host that is not a session's, 404 expired, 410 trashed). Without
+ * may_block, -EWOULDBLOCK when the database must be asked.
+ */
+int grain_route(struct front *f, const struct http_request_head *head, bool may_block,
+		struct loop_route *ret);
+void grain_route_done(struct front *f, struct loop_route *route);
 
 /* ipc.c: front ↔ launcher messages (docs/IPC.md) */
 
@@ -942,6 +965,15 @@ bool http_list_has_token(const char *list, const char *token);
  */
 int http_head_end(const char *buf, size_t len, size_t *scanned, size_t *ret_size);
 /*
+ * Split the size bytes of a complete head (http_head_end()) in place: *ret_first
+ * is its first line, each field line checked (a token name, ":" right after
+ * it, a value of safe bytes, OWS trimmed) and stored in headers (at most max;
+ * -E2BIG beyond), NUL-terminated inside buf. -EBADMSG for a bare CR or LF,
+ * obs-fold or a bad field.
+ */
+int http_head_split(char *buf, size_t size, char **ret_first, struct http_header *headers,
+		    size_t max, size_t *ret_n);
+/*
  * Parse the size bytes of a complete head (http_head_end()) in place: lines
  * are NUL-terminated inside buf and ret->headers point there. -EBADMSG if
  * anything is not strict HTTP/1.x (the file's head says what), -E2BIG for
@@ -980,6 +1012,42 @@ bool http_set_cookie_named(const char *value, const char *const *names);
 /* Remove every Domain attribute of a Set-Cookie value in place; returns its new length. */
 size_t http_set_cookie_strip_domain(char *value);
 
+/* http-request.c: a client's request head, read strictly (the event loop's grain traffic) */
+
+#define HTTP_REQUEST_HEAD_MAX (32 * 1024) /* largest request head the event loop reads */
+#define HTTP_CONNECTION_MAX   8		  /* Connection fields of a request we follow */
+
+struct http_request_head {
+	char *method;		 /* a token, inside the parsed buffer */
+	char *target;		 /* "/..." or "*", exactly as sent */
+	unsigned version_minor;	 /* HTTP/1.0 or HTTP/1.1 */
+	size_t size;		 /* bytes of the head, empty line included */
+	const char *host;	 /* the Host field, or NULL (HTTP/1.0 only) */
+	uint64_t content_length; /* when has_content_length */
+	bool has_content_length;
+	bool chunked;	      /* Transfer-Encoding: chunked */
+	bool expect_continue; /* Expect: 100-continue */
+	bool connection_close, connection_keep_alive, connection_upgrade;
+	const char *connection[HTTP_CONNECTION_MAX]; /* the Connection fields' values */
+	size_t n_connection;
+	const char *upgrade; /* the Upgrade field, or NULL */
+	size_t n_headers;
+	struct http_header headers[HTTP_HEADERS_MAX];
+};
+
+/* Bytes of empty lines (CRLF) at buf, which a server skips before a request line. */
+size_t http_request_skip_empty_lines(const char *buf, size_t len);
+/*
+ * Parse the size bytes of a complete request head (http_head_end() found its
+ * end) in place: lines are NUL-terminated inside buf and ret's strings point
+ * there. -EBADMSG if anything is not strict HTTP/1.x (the file's head says
+ * what), -E2BIG for more than HTTP_HEADERS_MAX fields or HTTP_CONNECTION_MAX
+ * Connection fields. ret is written only on success.
+ */
+int http_request_head_parse(char *buf, size_t size, struct http_request_head *ret);
+/* Whether the client may send another request on this connection after this one. */
+bool http_request_keeps_alive(const struct http_request_head *h);
+
 /* front_proxy.c: one request forwarded to a grain's app, streaming both ways */
 
 #include <microhttpd.h>
@@ -993,6 +1061,18 @@ size_t http_set_cookie_strip_domain(char *value);
  * (revocation, grain stop), shutdown(fd, SHUT_RDWR) an fd that is out: the
  * engine sees it fail, answers or closes, and releases it.
  */
+/* What an fd to an app is, through acquire() and release(). */
+enum proxy_fd_flags {
+	PROXY_FD_REUSED = 1 << 0,   /* acquire: it comes from the pool */
+	PROXY_FD_REUSABLE = 1 << 1, /* release: the answer was read to its end, pool it */
+	/*
+	 * Both ways: the event loop registered it in its epoll set before it was
+	 * pooled, and the registration lives as long as the fd: a pool carries
+	 * this flag with the fd (and drops it when anyone else used the fd).
+	 */
+	PROXY_FD_WATCHED = 1 << 2,
+};
+
 struct proxy_upstream_ops {
 	/*
 	 * An fd connected to the app (a stream socket, best left in blocking
@@ -1004,10 +1084,17 @@ struct proxy_upstream_ops {
 	int (*acquire)(void *userdata, int *ret_fd, bool *ret_reused, char *error,
 		       size_t error_size);
 	/*
-	 * Give an fd back: reusable (the answer was read completely and the app
-	 * keeps the connection alive: pool it) or not (close it).
+	 * Like acquire() but never blocks (the event loop calls it on its own
+	 * thread): 0 with an fd, or -EWOULDBLOCK, and the loop calls acquire()
+	 * from a thread of its own. NULL: always -EWOULDBLOCK.
 	 */
-	void (*release)(void *userdata, int fd, bool reusable);
+	int (*acquire_nowait)(void *userdata, int *ret_fd, unsigned *ret_flags);
+	/*
+	 * Give an fd back: PROXY_FD_REUSABLE (the answer was read completely and
+	 * the app keeps the connection alive: pool it) or not (close it);
+	 * PROXY_FD_WATCHED for the next acquire_nowait().
+	 */
+	void (*release)(void *userdata, int fd, unsigned flags);
 };
 
 struct proxy_params {
@@ -1069,19 +1156,145 @@ void proxy_completed(struct proxy_request *state, enum MHD_RequestTerminationCod
  */
 void proxy_tunnels_stop(void);
 
+/* ---- rules of both engines (front_proxy.c here, front_loop.c), on plain bytes ---- */
+
+/* A head being written into a fixed buffer; overflow: it did not fit (nothing more is written). */
+struct proxy_writer {
+	char *buf;
+	size_t len, size;
+	bool overflow;
+};
+void proxy_put(struct proxy_writer *w, const char *s, size_t n);
+void proxy_put_str(struct proxy_writer *w, const char *s);
+void proxy_put_field(struct proxy_writer *w, const char *name, const char *value);
+/* A request field of the client, as the app gets it (Cookie without params->strip_cookies). */
+void proxy_put_request_field(struct proxy_writer *w, const struct proxy_params *params,
+			     const char *name, size_t name_len, const char *value,
+			     size_t value_len);
+/* X-Granary-* and X-Forwarded-* of params (check proxy_params_safe() first). */
+void proxy_put_granary_fields(struct proxy_writer *w, const struct proxy_params *params);
+/* Whether every string of params can go into a head as it is. */
+bool proxy_params_safe(const struct proxy_params *params);
+/* CSP frame-ancestors, nosniff and (unless the answer has one) Referrer-Policy. */
+void proxy_put_security_fields(struct proxy_writer *w, const struct proxy_params *params,
+			       bool referrer_policy_set);
+/*
+ * Whether a request field never reaches the app: hop-by-hop ones, those the
+ * client named in its Connection fields (connection, n_connection of them),
+ * the framing, Expect, anything of Granary's or with "_" in its name.
+ */
+bool proxy_request_field_dropped(const char *name, size_t len, const char *const *connection,
+				 size_t n_connection);
+/*
+ * Whether field i of the app's answer h is passed on to the client; rewrites
+ * a Set-Cookie value in place (Domain= removed) and sets *referrer_policy when
+ * the app chose its own.
+ */
+bool proxy_response_field_kept(struct http_response_head *h, size_t i,
+			       const struct proxy_params *params, bool *referrer_policy);
+/* GET, HEAD, OPTIONS. */
+bool proxy_method_is_safe(const char *method);
+/* Methods a proxy may send again when a pooled connection failed (RFC 9110 9.2.2, WebDAV). */
+bool proxy_method_is_repeatable(const char *method);
+/*
+ * The title of a 403 for a request params do not let through (read-only,
+ * foreign Origin or Sec-Fetch-Site), *ret_detail its sentence; NULL: it may pass.
+ */
+const char *proxy_refusal(const struct proxy_params *params, const char *method, bool websocket,
+			  const char *origin, const char *fetch_site, const char **ret_detail);
+/*
+ * Whether a request whose fd failed with error (-errno, or 0: closed before
+ * any byte of the answer, when on_read) may be sent again on another fd.
+ */
+bool proxy_retry_allowed(bool reused, bool got_bytes, uint64_t body_sent, bool repeatable,
+			 int error, bool on_read);
+/*
+ * Decode a chunked body in place: the raw bytes at buf[*raw, raw_end) as far
+ * as they go, their data written from buf[*data_end] on (never past what was
+ * read); *raw and *data_end advanced. -EBADMSG: malformed.
+ */
+int proxy_chunked_in_place(struct http_chunked *c, char *buf, size_t *raw, size_t raw_end,
+			   size_t *data_end, bool *ret_done);
+/*
+ * The HTML of an error page of the proxy into page: title (NULL: the detail
+ * is the title), then detail, whose part after a blank line is a log excerpt
+ * (in <pre>). Counts it as refused (4xx) or failed (5xx).
+ */
+int proxy_error_page(struct buf *page, unsigned status, const char *title, const char *detail);
+
+/* ---- front_loop.c: the event loop that serves grain traffic itself, on plain HTTP ---- */
+
+struct loop;
+
+/* What a request goes to (ops->route()). */
+struct loop_route {
+	/* To an app: the rules and its fd (params->ops); lives until route_done(). */
+	const struct proxy_params *params;
+	/* Or, when params is NULL, a page of ours: */
+	unsigned status;
+	const char *content_type; /* static; NULL: HTML */
+	char *body;		  /* malloc()ed, owned by the loop from then on; may be NULL */
+	size_t body_len;
+	bool close; /* the connection ends after this page */
+	void *userdata;
+};
+
+struct loop_ops {
+	/*
+	 * A connection's first request head: serve it here (true), or hand the
+	 * untouched connection to handoff(). NULL: serve every connection.
+	 */
+	bool (*serves)(void *userdata, const struct http_request_head *head);
+	/* A connection the loop does not serve: fd is the callee's now (close it on failure). */
+	void (*handoff)(void *userdata, int fd, const struct sockaddr *address, socklen_t len);
+	/*
+	 * What a request goes to, into *ret (written only on success). Called
+	 * on the loop's thread with may_block false: -EWOULDBLOCK makes the loop
+	 * call it again from a thread of its own with may_block true. head and
+	 * its strings live during the call only: copy what params point at.
+	 */
+	int (*route)(void *userdata, const struct http_request_head *head, bool may_block,
+		     struct loop_route *ret);
+	/* The request is over: what route() set up for it may go (route->userdata). */
+	void (*route_done)(void *userdata, struct loop_route *route);
+};
+
+struct loop_config {
+	int listen_fd;		    /* borrowed: made non-blocking */
+	unsigned client_timeout_ms; /* an idle client connection is closed; 0: 60 s */
+	unsigned max_clients;	    /* connections at once; 0: 1024 */
+	const struct loop_ops *ops;
+	void *userdata; /* for ops */
+};
+
+/* Start the loop's thread: it accepts on config->listen_fd from now on. */
+int loop_start(const struct loop_config *config, struct loop **ret);
+/*
+ * Stop accepting, end every connection (tunnels too: their app fds go back
+ * through release()), wait for the loop's jobs (a grain start in progress
+ * ends first), free l. Accepts NULL; returns NULL.
+ */
+struct loop *loop_stop(struct loop *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct loop *, loop_stop);
+
 /* Counters since the process started (for metrics). */
 struct proxy_stats {
 	uint64_t requests;	  /* requests proxy_handle() saw */
 	uint64_t upstream_fresh;  /* fresh fds from acquire() */
 	uint64_t upstream_reused; /* pooled fds used */
-	uint64_t upstream_stale;  /* pooled fds found closed by the app before use */
-	uint64_t retries;	  /* requests sent again after a pooled fd failed */
-	uint64_t refused;	  /* 4xx answered by the proxy (read-only, Origin, bad request) */
-	uint64_t failed;	  /* 5xx answered by the proxy (502, 503, 504) */
-	uint64_t truncated;	  /* answers cut short because the app failed mid-body */
-	uint64_t tunnels;	  /* WebSocket tunnels open now */
-	uint64_t tunnels_total;	  /* WebSocket tunnels opened */
+	uint64_t
+		upstream_stale; /* pooled fds found closed by the app (before use, or as they went back) */
+	uint64_t retries;	/* requests sent again after a pooled fd failed */
+	uint64_t refused;	/* 4xx answered by the proxy (read-only, Origin, bad request) */
+	uint64_t failed;	/* 5xx answered by the proxy (502, 503, 504) */
+	uint64_t truncated;	/* answers cut short because the app failed mid-body */
+	uint64_t tunnels;	/* WebSocket tunnels open now */
+	uint64_t tunnels_total; /* WebSocket tunnels opened */
 };
 void proxy_stats_get(struct proxy_stats *ret);
+/* The counters themselves (relaxed atomics: PROXY_STAT_ADD). */
+extern struct proxy_stats proxy_stats_counters;
+#define PROXY_STAT_ADD(field, n)                                                                   \
+	((void)__atomic_fetch_add(&proxy_stats_counters.field, (n), __ATOMIC_RELAXED))
 
 #endif

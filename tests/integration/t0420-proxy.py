@@ -1,10 +1,12 @@
-"""The proxy engine (supervisor/front_proxy.c) over real sockets, both ways.
+"""The two proxy engines over real sockets, both ways: every test runs on the
+event loop (supervisor/front_loop.c: front's engine for plain HTTP) and on
+the libmicrohttpd engine (supervisor/front_proxy.c: front's engine over TLS).
 
-build/tests/proxy-harness runs the engine the way front does (libmicrohttpd,
-a thread per connection, upgrades allowed) with a keep-alive pool of its
-own, in front of App: a raw HTTP/1.1 server in this process whose answers
-each test scripts by path, and which records what it was sent and how many
-connections it got. Clients speak raw HTTP where the bytes matter
+build/tests/proxy-harness runs an engine the way front does (--engine loop:
+our own epoll loop; --engine mhd: libmicrohttpd, a thread per connection,
+upgrades allowed) with a keep-alive pool of its own, in front of App: a raw
+HTTP/1.1 server in this process whose answers each test scripts by path,
+and which records what it was sent and how many connections it got. Clients speak raw HTTP where the bytes matter
 (framing, truncation, keep-alive), http.client elsewhere. No test asserts a
 duration; memory is checked as growth of the harness's peak RSS.
 """
@@ -460,12 +462,12 @@ def app():
     a.close()
 
 
-@pytest.fixture
-def start(app, tmp_path):
+@pytest.fixture(params=["loop", "mhd"])
+def start(app, tmp_path, request):
     started = []
 
     def start_harness(*args):
-        h = Harness(app, args, tmp_path)
+        h = Harness(app, ("--engine", request.param, *args), tmp_path)
         started.append(h)
         return h
 
@@ -725,6 +727,46 @@ def test_client_keep_alive(app, proxy):
         status, headers, _ = c.response()
         assert status == 200
         assert header(headers, "Connection") is None  # kept alive (HTTP/1.1 default)
+    c.close()
+
+
+# ---- which engine serves a connection (the event loop's handoff) ----------------------
+
+
+@pytest.fixture
+def loop_harness(app, tmp_path):
+    h = Harness(app, ("--engine", "loop"), tmp_path)
+    yield h
+    h.stop()
+
+
+def stats_on(c):
+    c.send(request("GET", "/", host="harness.stats"))
+    status, _, body = c.response()
+    assert status == 200
+    return json.loads(body)
+
+
+def test_first_request_decides_who_serves_the_connection(app, loop_harness):
+    # A connection that starts with another host goes, untouched, to libmicrohttpd
+    # (front: the shell's), and stays there, requests for the app included.
+    c = Raw(loop_harness)
+    c.send(request("GET", "/cl?size=3", host="harness.mhd"))
+    assert c.response()[0::2] == (200, b"xxx")
+    c.send(request("GET", "/cl?size=2"))
+    assert c.response()[0::2] == (200, b"xx")
+    assert stats_on(c)["engine"] == "mhd"
+    c.close()
+    # One that starts with a request for the app is the loop's; another host on it
+    # gets 421 and the connection ends.
+    c = Raw(loop_harness)
+    c.send(request("GET", "/cl?size=2"))
+    assert c.response()[0::2] == (200, b"xx")
+    assert stats_on(c)["engine"] == "loop"
+    c.send(request("GET", "/cl", host="harness.mhd"))
+    status, headers, _ = c.response()
+    assert status == 421 and header(headers, "Connection") == "close"
+    assert c.closed()
     c.close()
 
 

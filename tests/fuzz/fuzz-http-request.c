@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz target: what a client sends the event loop (supervisor/http-request.c).
+ * The input is a connection's bytes: empty lines skipped, the head found and
+ * parsed, then the rest goes through the chunked decoder (request bodies use
+ * it too) in spans as small as the first byte says. Whatever is accepted must
+ * hold what front_loop.c relies on.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "supervisor/supervisor-internal.h"
+#include "common/banned.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_head(const struct http_request_head *h, size_t head_size)
+{
+	if (h->size != head_size || h->version_minor > 1 || h->n_headers > HTTP_HEADERS_MAX ||
+	    h->n_connection > HTTP_CONNECTION_MAX || (h->chunked && h->has_content_length) ||
+	    (h->version_minor == 1 && !h->host) || !http_is_token(h->method, strlen(h->method)) ||
+	    (h->target[0] != '/' && strcmp(h->target, "*") != 0))
+		__builtin_trap();
+	for (const char *p = h->target; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			__builtin_trap();
+	for (size_t i = 0; i < h->n_headers; i++) {
+		const char *name = h->headers[i].name, *value = h->headers[i].value;
+
+		if (!http_is_token(name, strlen(name)) || !http_value_is_safe(value, strlen(value)))
+			__builtin_trap();
+	}
+	(void)http_request_keeps_alive(h);
+}
+
+static void
+check_chunked(const char *in, size_t len, size_t max_data)
+{
+	struct http_chunked c = { 0 };
+
+	while (len > 0 && !http_chunked_done(&c)) {
+		const char *data;
+		size_t data_len;
+		ssize_t used = http_chunked_decode(&c, in, len, max_data, &data, &data_len);
+
+		if (used < 0)
+			return;
+		if ((size_t)used > len || data_len > max_data || (used == 0 && data_len == 0) ||
+		    (data_len > 0 && (data < in || data + data_len > in + used)))
+			__builtin_trap();
+		in += used;
+		len -= (size_t)used;
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct http_request_head *h;
+	size_t skip, head_size, max_data;
+	char *buf;
+
+	if (size < 1 || size > 2 * HTTP_REQUEST_HEAD_MAX)
+		return 0;
+	max_data = (size_t)data[0] % 64 + 1;
+	data++;
+	size--;
+	buf = malloc(size + 1);
+	h = malloc(sizeof(*h));
+	if (!buf || !h)
+		abort();
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+
+	skip = http_request_skip_empty_lines(buf, size);
+	if (skip > size || skip % 2)
+		__builtin_trap();
+	if (http_head_end(buf + skip, size - skip, NULL, &head_size) == 0) {
+		if (head_size > size - skip)
+			__builtin_trap();
+		if (http_request_head_parse(buf + skip, head_size, h) == 0)
+			check_head(h, head_size);
+		check_chunked((const char *)data + skip + head_size, size - skip - head_size,
+			      max_data);
+	}
+	free(h);
+	free(buf);
+	return 0;
+}
