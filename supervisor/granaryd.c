@@ -366,12 +366,17 @@ run_front(void *userdata)
 	return front_main(userdata);
 }
 
-/* Wait up to timeout_ms for pid to exit, then SIGKILL it. Returns its wait status. */
+/*
+ * SIGTERM pid, wait up to timeout_ms for it to exit, then SIGKILL it.
+ * Returns its wait status; *ret_escalated (may be NULL): the SIGKILL was ours.
+ */
 static int
-stop_child(pid_t pid, int timeout_ms)
+stop_child(pid_t pid, int timeout_ms, bool *ret_escalated)
 {
 	int status = 0;
 
+	if (ret_escalated)
+		*ret_escalated = false;
 	if (pid <= 0)
 		return 0;
 	(void)kill(pid, SIGTERM);
@@ -385,6 +390,8 @@ stop_child(pid_t pid, int timeout_ms)
 	log_warning("A child (pid %d) ignored SIGTERM for %d ms; killing it", (int)pid, timeout_ms);
 	(void)kill(pid, SIGKILL);
 	(void)waitpid(pid, &status, 0);
+	if (ret_escalated)
+		*ret_escalated = true;
 	return status;
 }
 
@@ -577,7 +584,7 @@ main(int argc, char *argv[])
 		launcher_end = safe_close(launcher_end);
 		front_end = safe_close(front_end);
 		if (launcher < 0 || front < 0) {
-			(void)stop_child(launcher, 1000);
+			(void)stop_child(launcher, 1000, NULL);
 			return EXIT_FAILURE;
 		}
 
@@ -608,8 +615,15 @@ main(int argc, char *argv[])
 		}
 
 		if (stopping) {
-			/* A child that died just before the stop (its SIGCHLD still pending
-			 * behind SIGTERM) is reported, not taken for a failed stop. */
+			bool escalated = false;
+
+			/*
+			 * front first: it finishes its requests; then the launcher.
+			 * A front that died on its own just before the stop (its
+			 * SIGCHLD still pending behind SIGTERM, or a signal on its
+			 * way) is reported, not taken for a failed stop: a front
+			 * stopped by our SIGTERM exits 0, or dies of our SIGKILL.
+			 */
 			if (waitpid(front, &status, WNOHANG) == front) {
 				log_warning("front had ended (%s %d) just before the stop",
 					    WIFSIGNALED(status) ? "signal" : "status",
@@ -617,9 +631,13 @@ main(int argc, char *argv[])
 								: WEXITSTATUS(status));
 				status = 0;
 			} else
-				/* front first: it finishes its requests; then the launcher. */
-				status = stop_child(front, 10000);
-			(void)stop_child(launcher, 10000);
+				status = stop_child(front, 10000, &escalated);
+			if (WIFSIGNALED(status) && !escalated && WTERMSIG(status) != SIGTERM) {
+				log_warning("front had ended (signal %d) just before the stop",
+					    WTERMSIG(status));
+				status = 0;
+			}
+			(void)stop_child(launcher, 10000, NULL);
 			log_info("Stopped");
 			return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? EXIT_SUCCESS
 									     : EXIT_FAILURE;
@@ -635,7 +653,7 @@ main(int argc, char *argv[])
 		 * front goes), so it may be the one reaped first: tell what happened
 		 * to each, and only what is not a clean exit.
 		 */
-		int other = stop_child(dead == front ? launcher : front, 5000);
+		int other = stop_child(dead == front ? launcher : front, 5000, NULL);
 		int front_status = dead == front ? status : other;
 		int launcher_status = dead == front ? other : status;
 
