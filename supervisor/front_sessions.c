@@ -408,29 +408,6 @@ struct grain_exchange {
 	bool answered; /* an error page is queued (no session) */
 };
 
-/* The tail of a grain's log, for its owner's error page; "" when there is none. */
-static void
-log_tail(struct front *f, const char *grain_id, char *out, size_t size)
-{
-	_cleanup_close_ int fd = -EBADF;
-	struct ipc_grain g;
-	struct ipc_message reply;
-	struct stat st;
-	ssize_t n;
-
-	out[0] = '\0';
-	memcpy(g.grain_id, grain_id, GRAIN_ID_LEN);
-	if (launcher_call(f->launcher, IPC_GRAIN_LOG_OPEN, &g, sizeof(g), -1, &reply) < 0 ||
-	    reply.n_fds != 1)
-		return;
-	fd = reply.fds[0];
-	if (fstat(fd, &st) < 0)
-		return;
-	n = pread(fd, out, size - 1,
-		  st.st_size > (off_t)(size - 1) ? st.st_size - (off_t)(size - 1) : 0);
-	out[n > 0 ? n : 0] = '\0';
-}
-
 static void
 exchange_unref(struct grain_exchange *x)
 {
@@ -471,15 +448,15 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 	if (r >= 0)
 		__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
 	if (r < 0 && x->session->owner) {
-		char tail[LOG_TAIL];
-		size_t len = strlen(error);
+		_cleanup_free_ char *tail = NULL;
+		size_t len = strlen(error), tail_len;
 
-		log_tail(x->f, x->session->grain_id, tail, sizeof(tail));
-		if (tail[0])
-			(void)snprintf(
-				error + len, error_size - len,
-				"\n\nThe end of its log (only you, its owner, see this):\n%s",
-				tail);
+		if (launcher_grain_log_tail(x->f->launcher, x->session->grain_id, LOG_TAIL, &tail,
+					    &tail_len) >= 0 &&
+		    tail_len > 0)
+			(void)snprintf(error + len, error_size - len,
+				       "\n\nThe end of its log (only you, its owner, see this):\n%s",
+				       tail);
 	}
 	return r;
 }
@@ -491,9 +468,13 @@ exchange_acquire_nowait(void *userdata, int *ret_fd, unsigned *ret_flags)
 	bool watched = false;
 	int r;
 
+	/* A second connection for one request: exchange_acquire() decides (a job). */
+	if (x->acquired)
+		return -EAGAIN;
 	r = grain_acquire_nowait(x->f->grains, x->run, ret_fd, &watched, &x->generation);
 	if (r < 0)
 		return r;
+	x->acquired = true;
 	__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
 	*ret_flags = PROXY_FD_REUSED | (watched ? PROXY_FD_WATCHED : 0);
 	return 0;
