@@ -454,9 +454,10 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 		if (launcher_grain_log_tail(x->f->launcher, x->session->grain_id, LOG_TAIL, &tail,
 					    &tail_len) >= 0 &&
 		    tail_len > 0)
-			(void)snprintf(error + len, error_size - len,
-				       "\n\nThe end of its log (only you, its owner, see this):\n%s",
-				       tail);
+			(void)snprintf(
+				error + len, error_size - len,
+				"\n\nThe end of its log (only you, its owner, see this):\n%s",
+				tail);
 	}
 	return r;
 }
