@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "supervisor/supervisor-internal.h"
+#include "tests/fuzz/fuzz-http-chunked.h"
 #include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,26 +35,6 @@ check_head(const struct http_request_head *h, size_t head_size)
 			__builtin_trap();
 	}
 	(void)http_request_keeps_alive(h);
-}
-
-static void
-check_chunked(const char *in, size_t len, size_t max_data)
-{
-	struct http_chunked c = { 0 };
-
-	while (len > 0 && !http_chunked_done(&c)) {
-		const char *data;
-		size_t data_len;
-		ssize_t used = http_chunked_decode(&c, in, len, max_data, &data, &data_len);
-
-		if (used < 0)
-			return;
-		if ((size_t)used > len || data_len > max_data || (used == 0 && data_len == 0) ||
-		    (data_len > 0 && (data < in || data + data_len > in + used)))
-			__builtin_trap();
-		in += used;
-		len -= (size_t)used;
-	}
 }
 
 int
