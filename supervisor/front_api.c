@@ -619,20 +619,34 @@ handle_app_remove(struct request *req)
 /* ---- running grains --------------------------------------------------------------- */
 
 /*
- * The grain named by the path for running it: its owner, or an admin (who
- * operates the server: start, stop, read the log of any grain). Others get
- * "not found", as for owned_grain().
+ * The grain named by the path, if the user owns it, or (admin_may) is an
+ * admin, who operates the server: starts, stops, reads the log of any grain.
+ * Anyone else's grain is "not found", like a grain that does not exist: ids
+ * must not be probeable. 1: answered.
  */
 static int
-managed_grain(struct request *req, struct db_grain *ret)
+grain_of_path(struct request *req, bool admin_may, struct db_grain *ret)
 {
 	int r = db_grain_get(req->front->db, req->param, ret);
 
-	if (r == -ENOENT || (r >= 0 && ret->owner_id != req->user.id && !req->user.admin)) {
+	if (r == -ENOENT ||
+	    (r >= 0 && ret->owner_id != req->user.id && !(admin_may && req->user.admin))) {
 		(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_grain", "No such grain");
 		return 1;
 	}
 	return r;
+}
+
+static int
+owned_grain(struct request *req, struct db_grain *ret)
+{
+	return grain_of_path(req, false, ret);
+}
+
+static int
+managed_grain(struct request *req, struct db_grain *ret)
+{
+	return grain_of_path(req, true, ret);
 }
 
 /* grain_json() plus what the grain manager knows; detailed: its cgroup's figures too. */
@@ -813,22 +827,6 @@ handle_grain_create(struct request *req)
 	return respond_json(req, MHD_HTTP_CREATED, json_pack("{s:o}", "grain", grain_json(&g)));
 }
 
-/*
- * The grain named by the path, if the user owns it. Someone else's grain is
- * "not found", like a grain that does not exist: ids must not be probeable.
- */
-static int
-owned_grain(struct request *req, struct db_grain *ret)
-{
-	int r = db_grain_get(req->front->db, req->param, ret);
-
-	if (r == -ENOENT || (r >= 0 && ret->owner_id != req->user.id)) {
-		(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_grain", "No such grain");
-		return 1;
-	}
-	return r;
-}
-
 static int
 handle_grain_get(struct request *req)
 {
@@ -937,6 +935,7 @@ handle_grain_open(struct request *req)
 	struct front *f = req->front;
 	_cleanup_free_ char *url = NULL;
 	char session_id[33];
+	const char *host;
 	struct db_user owner;
 	struct db_grain g;
 	int r;
@@ -952,16 +951,18 @@ handle_grain_open(struct request *req)
 		r = db_user_by_id(f->db, g.owner_id, &owner, NULL, 0);
 		if (r < 0)
 			return r;
-		(void)db_audit_add(f->db, now_seconds(), g.id, 0, "grain.opened_by_root", NULL);
 	} else
 		owner = req->user;
 	r = session_open(f, &g, &owner, &url, session_id);
 	if (r < 0)
 		return r;
-	return respond_json(
-		req, MHD_HTTP_CREATED,
-		json_pack("{s:s,s:s%,s:s}", "url", url, "host", url + strcspn(url, "/") + 2,
-			  strlen(url + strcspn(url, "/") + 2) - 1, "session", session_id));
+	if (req->local)
+		(void)db_audit_add(f->db, now_seconds(), g.id, 0, "grain.opened_by_root", NULL);
+	/* "scheme://HOST/": the host is between the "//" and the final "/". */
+	host = strstr(url, "://") + 3;
+	return respond_json(req, MHD_HTTP_CREATED,
+			    json_pack("{s:s,s:s%,s:s}", "url", url, "host", host, strlen(host) - 1,
+				      "session", session_id));
 }
 
 static int

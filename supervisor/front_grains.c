@@ -352,14 +352,9 @@ manager_thread(void *userdata)
 
 		/* Launcher calls without the lock: they wait for its answer. */
 		for (size_t i = 0; i < n_kill; i++) {
-			struct ipc_grain g;
-			struct ipc_message reply;
+			struct ipc_message reply; /* OK: no fd (launcher_call() checks) */
 
-			memcpy(g.grain_id, kill_ids[i], GRAIN_ID_LEN);
-			if (launcher_call(m->launcher, IPC_GRAIN_STOP, &g, sizeof(g), -1, &reply) >=
-			    0)
-				for (unsigned k = 0; k < reply.n_fds; k++)
-					(void)safe_close(reply.fds[k]);
+			(void)launcher_grain_call(m->launcher, IPC_GRAIN_STOP, kill_ids[i], &reply);
 		}
 		if (quit)
 			return NULL;
@@ -693,12 +688,9 @@ grain_manager_stop(struct grain_manager *m, const char *id, bool kill)
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (kill) {
-		struct ipc_grain g;
 		struct ipc_message reply;
-		int r;
+		int r = launcher_grain_call(m->launcher, IPC_GRAIN_STOP, id, &reply);
 
-		memcpy(g.grain_id, id, GRAIN_ID_LEN);
-		r = launcher_call(m->launcher, IPC_GRAIN_STOP, &g, sizeof(g), -1, &reply);
 		if (r < 0)
 			return r;
 	}
