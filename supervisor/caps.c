@@ -60,8 +60,7 @@ grain_roles_parse(const char *manifest_json, struct grain_roles *ret)
 
 		if (!name || strlen(name) > CAP_ROLE_MAX || ret->n_roles >= GRAIN_ROLES_MAX)
 			return -EBADMSG;
-		role_set(&ret->roles[ret->n_roles++], name,
-			 text ? grain_perms_mask(ret, text) : 0,
+		role_set(&ret->roles[ret->n_roles++], name, text ? grain_perms_mask(ret, text) : 0,
 			 json_is_true(json_object_get(v, "readOnly")),
 			 json_is_true(json_object_get(v, "default")));
 	}
@@ -227,8 +226,8 @@ collect_held(const struct db_cap *c, void *userdata)
 }
 
 int
-cap_best_held(struct db *db, const struct grain_roles *roles, const char *grain_id,
-	      int64_t user_id, int64_t via, int64_t now, int64_t *ret_id, struct cap_access *ret)
+cap_best_held(struct db *db, const struct grain_roles *roles, const char *grain_id, int64_t user_id,
+	      int64_t via, int64_t now, int64_t *ret_id, struct cap_access *ret)
 {
 	struct best b = { .via = via };
 	int r;

@@ -92,9 +92,9 @@ enum statement {
 	"g.id, g.app_id, g.package_id, g.owner_id, u.name, g.title, g.created_at, "                \
 	"coalesce(g.last_used_at, 0), coalesce(g.trashed_at, 0) "
 #define CAP_COLUMNS                                                                                \
-	"c.id, coalesce(c.parent_id, 0), c.grain_id, c.kind, coalesce(c.holder_id, 0), "          \
-	"coalesce(c.created_by, 0), coalesce(c.role, ''), c.permissions, coalesce(c.label, ''), " \
-	"c.read_only, c.login_required, c.can_reshare, coalesce(c.expires_at, 0), "              \
+	"c.id, coalesce(c.parent_id, 0), c.grain_id, c.kind, coalesce(c.holder_id, 0), "           \
+	"coalesce(c.created_by, 0), coalesce(c.role, ''), c.permissions, coalesce(c.label, ''), "  \
+	"c.read_only, c.login_required, c.can_reshare, coalesce(c.expires_at, 0), "                \
 	"coalesce(c.revoked_at, 0), c.created_at, coalesce(h.name, ''), coalesce(m.name, '') "
 #define CAP_JOINS                                                                                  \
 	"FROM capabilities c LEFT JOIN users h ON h.id = c.holder_id "                             \
@@ -165,13 +165,14 @@ static const char *const statement_sql[_ST_MAX] = {
 				 "capability_id, permissions, created_at, expires_at) "
 				 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	/* The grain's current package is its app's: a grain runs the newest version. */
-	[ST_GRAIN_SESSION_GET] = "SELECT s.grain_id, coalesce(s.user_id, 0), coalesce(u.name, ''), "
-				 "s.permissions, s.expires_at, a.package_id, "
-				 "coalesce(g.trashed_at, 0), g.owner_id, coalesce(s.capability_id, 0) "
-				 "FROM grain_sessions s JOIN grains g ON g.id = s.grain_id "
-				 "JOIN apps a ON a.id = g.app_id "
-				 "LEFT JOIN users u ON u.id = s.user_id "
-				 "WHERE s.host_hash = ?1 AND s.expires_at > ?2",
+	[ST_GRAIN_SESSION_GET] =
+		"SELECT s.grain_id, coalesce(s.user_id, 0), coalesce(u.name, ''), "
+		"s.permissions, s.expires_at, a.package_id, "
+		"coalesce(g.trashed_at, 0), g.owner_id, coalesce(s.capability_id, 0) "
+		"FROM grain_sessions s JOIN grains g ON g.id = s.grain_id "
+		"JOIN apps a ON a.id = g.app_id "
+		"LEFT JOIN users u ON u.id = s.user_id "
+		"WHERE s.host_hash = ?1 AND s.expires_at > ?2",
 	[ST_GRAIN_SESSION_TOUCH] = "UPDATE grain_sessions SET expires_at = ?2 WHERE host_hash = ?1",
 	[ST_GRAIN_SESSION_PURGE] = "DELETE FROM grain_sessions WHERE expires_at <= ?1",
 	[ST_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
@@ -179,17 +180,19 @@ static const char *const statement_sql[_ST_MAX] = {
 	[ST_AUDIT_LIST] = "SELECT a.at, u.name, a.action, a.detail FROM audit a "
 			  "LEFT JOIN users u ON u.id = a.user_id WHERE a.grain_id = ?1 "
 			  "AND (?2 = 0 OR a.at < ?2) ORDER BY a.at DESC, a.id DESC LIMIT ?3",
-	[ST_CAP_ADD] = "INSERT INTO capabilities (grain_id, parent_id, kind, token_hash, holder_id, "
-		       "created_by, role, permissions, label, can_reshare, expires_at, created_at, "
-		       "read_only, login_required) "
-		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	[ST_CAP_ADD] =
+		"INSERT INTO capabilities (grain_id, parent_id, kind, token_hash, holder_id, "
+		"created_by, role, permissions, label, can_reshare, expires_at, created_at, "
+		"read_only, login_required) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[ST_CAP_GET] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.id = ?1",
 	[ST_CAP_BY_TOKEN] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.token_hash = ?1",
 	[ST_CAP_GRANT_FIND] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.parent_id = ?1 "
 			      "AND c.holder_id = ?2 AND c.kind = 'user'",
 	[ST_CAP_LIST] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.grain_id = ?1 ORDER BY c.id",
-	[ST_CAP_HELD] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.grain_id = ?1 AND c.holder_id = ?2 "
-			"AND c.kind IN ('owner', 'user') AND c.revoked_at IS NULL ORDER BY c.id",
+	[ST_CAP_HELD] =
+		"SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.grain_id = ?1 AND c.holder_id = ?2 "
+		"AND c.kind IN ('owner', 'user') AND c.revoked_at IS NULL ORDER BY c.id",
 	[ST_CAP_REVOKE] = "UPDATE capabilities SET revoked_at = ?2 WHERE id = ?1 "
 			  "AND revoked_at IS NULL",
 	[ST_CAP_SET_ROLE] = "UPDATE capabilities SET role = ?2, permissions = ?3, read_only = ?4 "
@@ -1331,8 +1334,8 @@ db_cap_set_role(struct db *db, int64_t id, const char *role, const char *permiss
 }
 
 int
-db_cap_expired(struct db *db, int64_t now,
-	       int (*callback)(const struct db_cap *c, void *userdata), void *userdata)
+db_cap_expired(struct db *db, int64_t now, int (*callback)(const struct db_cap *c, void *userdata),
+	       void *userdata)
 {
 	sqlite3_stmt *s = NULL, *note = NULL;
 	int64_t ids[64]; /* marked after the read finished; the rest next time */

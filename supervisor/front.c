@@ -40,6 +40,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,10 +117,16 @@ respond(struct request *req, unsigned status, const char *content_type, const ch
 				    "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'") !=
 		    MHD_YES)
 		return -ENOMEM;
-	for (size_t i = 0; i < req->n_extra_headers; i++)
-		if (MHD_add_response_header(response, req->extra_headers[i].name,
-					    req->extra_headers[i].value) != MHD_YES)
+	for (size_t i = 0; i < req->n_extra_headers; i++) {
+		const char *name = req->extra_headers[i].name;
+		const char *old = MHD_get_response_header(response, name);
+
+		/* A handler's header replaces a default one (Set-Cookie adds up). */
+		if (old && strcasecmp(name, MHD_HTTP_HEADER_SET_COOKIE) != 0)
+			(void)MHD_del_response_header(response, name, old);
+		if (MHD_add_response_header(response, name, req->extra_headers[i].value) != MHD_YES)
 			return -ENOMEM;
+	}
 	if (MHD_queue_response(req->connection, status, response) != MHD_YES)
 		return -EIO;
 	req->responded = true;

@@ -1279,29 +1279,29 @@ route_find(struct request *req)
 	req->allow[0] = '\0';
 	for (size_t i = 0; i < ELEMENTSOF(tables); i++)
 		for (const struct route *rt = tables[i]; rt->method; rt++) {
-		size_t len = strlen(rt->path), param_len = 0, param2_len = 0;
+			size_t len = strlen(rt->path), param_len = 0, param2_len = 0;
 
-		if (!route_match(rt, req->url, &param_len, &param2_len))
-			continue;
-		/* HEAD is GET without the body; libmicrohttpd drops the body itself. */
-		if (strcmp(rt->method, req->method) == 0 ||
-		    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
-			if (rt->flags & (ROUTE_PARAM | ROUTE_PARAM2))
-				(void)snprintf(req->param, sizeof(req->param), "%.*s",
-					       (int)param_len, req->url + len);
-			if (rt->flags & ROUTE_PARAM2)
-				(void)snprintf(req->param2, sizeof(req->param2), "%s",
-					       req->url + strlen(req->url) - param2_len);
-			req->route = rt;
-			return;
+			if (!route_match(rt, req->url, &param_len, &param2_len))
+				continue;
+			/* HEAD is GET without the body; libmicrohttpd drops the body itself. */
+			if (strcmp(rt->method, req->method) == 0 ||
+			    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
+				if (rt->flags & (ROUTE_PARAM | ROUTE_PARAM2))
+					(void)snprintf(req->param, sizeof(req->param), "%.*s",
+						       (int)param_len, req->url + len);
+				if (rt->flags & ROUTE_PARAM2)
+					(void)snprintf(req->param2, sizeof(req->param2), "%s",
+						       req->url + strlen(req->url) - param2_len);
+				req->route = rt;
+				return;
+			}
+			/* Collect what the path allows, for the 405's Allow header. */
+			int n = snprintf(req->allow + allow_len, sizeof(req->allow) - allow_len,
+					 "%s%s%s", allow_len ? ", " : "", rt->method,
+					 strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
+			if (n > 0 && (size_t)n < sizeof(req->allow) - allow_len)
+				allow_len += (size_t)n;
 		}
-		/* Collect what the path allows, for the 405's Allow header. */
-		int n = snprintf(req->allow + allow_len, sizeof(req->allow) - allow_len, "%s%s%s",
-				 allow_len ? ", " : "", rt->method,
-				 strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
-		if (n > 0 && (size_t)n < sizeof(req->allow) - allow_len)
-			allow_len += (size_t)n;
-	}
 	req->method_not_allowed = allow_len > 0;
 }
 

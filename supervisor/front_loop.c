@@ -130,7 +130,7 @@ enum timer_kind {
 	TIMER_APP_HEAD,	  /* waiting for the app's answer head */
 	TIMER_APP_IDLE,	  /* waiting for the app in the middle of a body */
 	TIMER_LINGER,
-	TIMER_TUNNEL,	  /* a WebSocket: time to ask ops->cut() again */
+	TIMER_TUNNEL, /* a WebSocket: time to ask ops->cut() again */
 	_TIMER_MAX,
 };
 

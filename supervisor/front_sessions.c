@@ -69,9 +69,9 @@ struct grain_session {
 	char permissions[512];	 /* comma list */
 	int64_t cap_id;		 /* the edge it came from; 0: none (a session of schema 2) */
 	bool read_only;
-	bool cut;		 /* atomic: its access changed since (tunnels end) */
-	uint64_t generation;	 /* of f->caps_generation when its access was computed */
-	int64_t until;		 /* when an edge above it expires; 0: never */
+	bool cut;	     /* atomic: its access changed since (tunnels end) */
+	uint64_t generation; /* of f->caps_generation when its access was computed */
+	int64_t until;	     /* when an edge above it expires; 0: never */
 	int64_t expires_at;
 	int64_t written_expiry_at; /* when expires_at was last written */
 	unsigned refs;		   /* the cache's (1 while listed) + requests' */
@@ -588,7 +588,8 @@ exchange_cut(void *userdata)
 	const struct grain_exchange *x = userdata;
 	const struct grain_session *s = x->session;
 
-	return __atomic_load_n(&s->cut, __ATOMIC_ACQUIRE) || (s->until && now_seconds() >= s->until);
+	return __atomic_load_n(&s->cut, __ATOMIC_ACQUIRE) ||
+	       (s->until && now_seconds() >= s->until);
 }
 
 static const struct proxy_upstream_ops exchange_ops = {

@@ -229,9 +229,9 @@ handle_shares_list(struct request *req)
 		if (c->kind == CAP_OWNER || !(h.owner || made[i] || c->holder_id == h.actor.id))
 			continue;
 		r = json_array_append_new(
-			shares, share_json(&h.roles, c,
-					   p >= 0 && t.edges[p].kind != CAP_OWNER ? c->parent_id : 0,
-					   a));
+			shares,
+			share_json(&h.roles, c,
+				   p >= 0 && t.edges[p].kind != CAP_OWNER ? c->parent_id : 0, a));
 	}
 	free(t.edges);
 	if (r < 0)
@@ -253,7 +253,8 @@ struct share_request {
 static const struct json_field share_fields[] = {
 	{ "role", JSON_FIELD_STRING, 0, offsetof(struct share_request, role), .min = 1,
 	  .max = CAP_ROLE_MAX },
-	{ "label", JSON_FIELD_STRING, 0, offsetof(struct share_request, label), .max = CAP_LABEL_MAX },
+	{ "label", JSON_FIELD_STRING, 0, offsetof(struct share_request, label),
+	  .max = CAP_LABEL_MAX },
 	{ "expiresIn", JSON_FIELD_INT, 0, offsetof(struct share_request, expires_in), .min = 1,
 	  .max = EXPIRES_IN_MAX },
 	{ "loginRequired", JSON_FIELD_BOOL, 0, offsetof(struct share_request, login_required) },
@@ -306,8 +307,8 @@ share_make(struct request *req, enum cap_kind kind)
 
 	if (json_dispatch(req->json, "", share_fields, &sr, 0, &err) < 0)
 		return bad_json(req, &err);
-	if (kind == CAP_TOKEN && (json_object_get(req->json, "loginRequired") ||
-				  json_object_get(req->json, "reshare")))
+	if (kind == CAP_TOKEN &&
+	    (json_object_get(req->json, "loginRequired") || json_object_get(req->json, "reshare")))
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_json",
 				     "loginRequired and reshare are for links only");
 	r = held_grain(req, sr.via, &h);
@@ -355,8 +356,9 @@ share_make(struct request *req, enum cap_kind kind)
 	r = db_cap_add(f->db, &c, hash, &id);
 	if (r < 0)
 		return r;
-	(void)snprintf(detail, sizeof(detail), "{\"share\":%" PRId64 ",\"via\":%" PRId64
-		       ",\"role\":\"%s\"}", id, h.cap_id, role->name);
+	(void)snprintf(detail, sizeof(detail),
+		       "{\"share\":%" PRId64 ",\"via\":%" PRId64 ",\"role\":\"%s\"}", id, h.cap_id,
+		       role->name);
 	(void)db_audit_add(f->db, now, h.g.id, h.actor.id,
 			   kind == CAP_TOKEN ? "token.created"
 			   : h.owner	     ? "share.created"
@@ -368,9 +370,9 @@ share_make(struct request *req, enum cap_kind kind)
 					      share_json_of(f, &h.roles, id)));
 	if (asprintf(&url, "%s/s/%s", f->origin, token) < 0)
 		return -ENOMEM;
-	return respond_json(req, MHD_HTTP_CREATED,
-			    json_pack("{s:s,s:o}", "url", url, "share",
-				      share_json_of(f, &h.roles, id)));
+	return respond_json(
+		req, MHD_HTTP_CREATED,
+		json_pack("{s:s,s:o}", "url", url, "share", share_json_of(f, &h.roles, id)));
 }
 
 static int
@@ -403,9 +405,9 @@ edge_of_path(struct request *req, struct held_grain *h, struct db_cap *ret, bool
 		return r;
 	if (parse_uint64(req->param2, &id) < 0 || id > INT64_MAX ||
 	    (r = db_cap_get(req->front->db, (int64_t)id, ret)) == -ENOENT ||
-	    (r >= 0 && (strcmp(ret->grain_id, h->g.id) != 0 || ret->kind == CAP_OWNER ||
-			!(h->owner || ret->created_by == h->actor.id ||
-			  ret->holder_id == h->actor.id)))) {
+	    (r >= 0 &&
+	     (strcmp(ret->grain_id, h->g.id) != 0 || ret->kind == CAP_OWNER ||
+	      !(h->owner || ret->created_by == h->actor.id || ret->holder_id == h->actor.id)))) {
 		(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_share", "No such share");
 		return 1;
 	}
@@ -451,8 +453,9 @@ handle_share_update(struct request *req)
 	if (r != 0)
 		return r < 0 ? r : 0;
 	if (!may_change)
-		return respond_error(req, MHD_HTTP_FORBIDDEN, "forbidden",
-				     "Only the grain's owner or whoever made this share may change it");
+		return respond_error(
+			req, MHD_HTTP_FORBIDDEN, "forbidden",
+			"Only the grain's owner or whoever made this share may change it");
 	role = requested_role(req, &h.roles, name);
 	if (!role)
 		return 0;
@@ -498,11 +501,10 @@ add_event(const struct db_audit *a, void *userdata)
 	json_t *events = userdata;
 	json_t *detail = a->detail ? json_loads(a->detail, 0, NULL) : NULL;
 
-	return json_array_append_new(events, json_pack("{s:I,s:o,s:s,s:o}", "at", (json_int_t)a->at,
-						       "user",
-						       a->user ? json_string(a->user) : json_null(),
-						       "action", a->action, "detail",
-						       detail ? detail : json_null())) < 0
+	return json_array_append_new(
+		       events, json_pack("{s:I,s:o,s:s,s:o}", "at", (json_int_t)a->at, "user",
+					 a->user ? json_string(a->user) : json_null(), "action",
+					 a->action, "detail", detail ? detail : json_null())) < 0
 		       ? -ENOMEM
 		       : 0;
 }
@@ -534,8 +536,8 @@ handle_audit(struct request *req)
 /* ---- the landing: /s/<token> ------------------------------------------------------- */
 
 #define LANDING_HEAD                                                                               \
-	"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"                         \
-	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"                \
+	"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"                          \
+	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"                 \
 	"<meta name=\"robots\" content=\"noindex\">"
 
 static const char page_bad_link[] =
@@ -558,8 +560,9 @@ landing_page(struct request *req, unsigned status, const char *page, size_t size
 {
 	int r;
 
-	if ((r = respond_header(req, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store")) < 0 ||
-	    (r = respond_header(req, "Referrer-Policy", "no-referrer")) < 0)
+	/* Cache-Control: no-store is every shell answer's. */
+	r = respond_header(req, "Referrer-Policy", "no-referrer");
+	if (r < 0)
 		return r;
 	return respond(req, status, "text/html; charset=utf-8", page, size, RESPOND_STATIC);
 }
@@ -630,15 +633,20 @@ handle_landing(struct request *req)
 	    cap_access(f->db, &roles, link.id, now, NULL, &a) < 0 || !a.active)
 		return landing_refuse(req);
 
-	signed_in = session_lookup(f->db, request_cookie(req, f->tls ? SESSION_COOKIE_TLS : SESSION_COOKIE), now, &user) >= 0;
+	signed_in =
+		session_lookup(f->db,
+			       request_cookie(req, f->tls ? SESSION_COOKIE_TLS : SESSION_COOKIE),
+			       now, &user) >= 0;
 	if (signed_in && user.id == g.owner_id)
 		r = cap_best_held(f->db, &roles, g.id, user.id, 0, now, &cap_id, &a);
 	else if (signed_in) {
 		r = grant_for(f, &link, &user, now, &cap_id);
 		if (r == -EACCES)
-			return landing_refuse(req); /* their grant was revoked: the link is dead to them */
+			return landing_refuse(
+				req); /* their grant was revoked: the link is dead to them */
 	} else if (link.login_required)
-		return landing_page(req, MHD_HTTP_FORBIDDEN, page_sign_in, sizeof(page_sign_in) - 1);
+		return landing_page(req, MHD_HTTP_FORBIDDEN, page_sign_in,
+				    sizeof(page_sign_in) - 1);
 	else {
 		cap_id = link.id;
 		r = 0;

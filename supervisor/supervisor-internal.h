@@ -358,7 +358,7 @@ int db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_
 /* One audit row, as db_audit_list() hands it out (valid during the call). */
 struct db_audit {
 	int64_t at;
-	const char *user;   /* name, or NULL: anonymous or nobody */
+	const char *user; /* name, or NULL: anonymous or nobody */
 	const char *action;
 	const char *detail; /* JSON text, or NULL */
 };
@@ -474,7 +474,6 @@ int cap_best_held(struct db *db, const struct grain_roles *roles, const char *gr
 		  int64_t user_id, int64_t via, int64_t now, int64_t *ret_id,
 		  struct cap_access *ret);
 
-
 /* auth.c: accounts, sessions, login throttling */
 
 #define PASSWORD_MIN		8
@@ -552,11 +551,11 @@ struct front {
 	} metrics;
 };
 
-#define BODY_LIMIT	      (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
-#define UPLOAD_LIMIT	      (UINT64_C(2) << 30) /* largest upload (an spk's own budget) */
-#define TRASH_KEEP	      (30 * 24 * 3600)	  /* seconds a grain stays in the trash */
-#define SHARES_EXPIRY_INTERVAL 5 /* seconds between audits of expired shares, at most */
-#define HOUSEKEEPING_INTERVAL (10 * 60)		  /* seconds between trash purges */
+#define BODY_LIMIT	       (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
+#define UPLOAD_LIMIT	       (UINT64_C(2) << 30) /* largest upload (an spk's own budget) */
+#define TRASH_KEEP	       (30 * 24 * 3600)	   /* seconds a grain stays in the trash */
+#define SHARES_EXPIRY_INTERVAL 5	 /* seconds between audits of expired shares, at most */
+#define HOUSEKEEPING_INTERVAL  (10 * 60) /* seconds between trash purges */
 
 enum route_flags {
 	ROUTE_API = 1 << 0,	 /* under /api/: JSON answers, Origin checked for unsafe methods */
@@ -565,7 +564,7 @@ enum route_flags {
 	ROUTE_ADMIN = 1 << 3,	 /* needs an admin */
 	ROUTE_PARAM = 1 << 4,	 /* path is a prefix followed by one id segment */
 	ROUTE_UPLOAD = 1 << 5,	 /* streams its body to a file (up to UPLOAD_LIMIT) */
-	ROUTE_PARAM2 = 1 << 6,	 /* ROUTE_PARAM, then suffix, then a second id segment */
+	ROUTE_PARAM2 = 1 << 7,	 /* ROUTE_PARAM, then suffix, then a second id segment */
 	ROUTE_ANY_HOST = 1 << 6, /* served whatever the Host (monitors ask by address) */
 };
 
