@@ -204,8 +204,13 @@ client_address(struct MHD_Connection *connection, char *buf, size_t size)
 {
 	const union MHD_ConnectionInfo *info =
 		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = info ? info->client_addr : NULL;
 
+	address_format(info ? info->client_addr : NULL, buf, size);
+}
+
+void
+address_format(const struct sockaddr *sa, char *buf, size_t size)
+{
 	(void)snprintf(buf, size, "unknown");
 	if (!sa)
 		return;
@@ -532,8 +537,19 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 							       MHD_HTTP_HEADER_HOST);
 		const char *label = session_host_label(f, host);
 
-		if (label) {
+		if (label)
 			call->grain = grain_exchange_new(f, label, host);
+		else if (api_host(f, host)) {
+			char address[64];
+
+			client_address(connection, address, sizeof(address));
+			call->grain = grain_exchange_new_api(
+				f,
+				MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_AUTHORIZATION),
+				host, address);
+		}
+		if (label || call->grain) {
 			if (!call->grain)
 				return MHD_NO;
 			__atomic_add_fetch(&f->metrics.proxied, 1, __ATOMIC_RELAXED);
@@ -579,7 +595,7 @@ request_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
 static bool
 loop_serves(void *userdata, const struct http_request_head *head)
 {
-	return session_host_label(userdata, head->host) != NULL;
+	return session_host_label(userdata, head->host) != NULL || api_host(userdata, head->host);
 }
 
 static void
@@ -593,10 +609,13 @@ loop_handoff(void *userdata, int fd, const struct sockaddr *address, socklen_t l
 }
 
 static int
-loop_route(void *userdata, const struct http_request_head *head, bool may_block,
-	   struct loop_route *ret)
+loop_route(void *userdata, const struct http_request_head *head, const struct sockaddr *peer,
+	   bool may_block, struct loop_route *ret)
 {
-	return grain_route(userdata, head, may_block, ret);
+	char address[64];
+
+	address_format(peer, address, sizeof(address));
+	return grain_route(userdata, head, address, may_block, ret);
 }
 
 static void

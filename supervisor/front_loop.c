@@ -751,6 +751,10 @@ answer_local(struct client *c, unsigned status, const char *title, const char *d
 		proxy_put_field(&w, "Retry-After", "2");
 	if (c->closing)
 		proxy_put_field(&w, "Connection", "close");
+	if (x->route.header && !params) {
+		proxy_put_str(&w, x->route.header);
+		proxy_put(&w, "\r\n", 2);
+	}
 	if (params)
 		proxy_put_security_fields(&w, params, false);
 	else
@@ -771,7 +775,8 @@ job_main(void *arg)
 	struct exchange *x = j->c->x;
 
 	if (j->kind == JOB_ROUTE)
-		j->r = l->ops->route(l->userdata, &x->req, true, &j->route);
+		j->r = l->ops->route(l->userdata, &x->req, (const struct sockaddr *)&j->c->addr,
+				     true, &j->route);
 	else
 		j->r = x->route.params->ops->acquire(x->route.params->userdata, &j->fd, &j->reused,
 						     j->error, sizeof(j->error));
@@ -1024,7 +1029,7 @@ request_begin(struct client *c, size_t size)
 	x->upload_done = !x->chunked_upload && x->body_left == 0;
 	if (!http_request_keeps_alive(h))
 		c->closing = true;
-	r = l->ops->route(l->userdata, h, false, &x->route);
+	r = l->ops->route(l->userdata, h, (const struct sockaddr *)&c->addr, false, &x->route);
 	if (r == -EWOULDBLOCK)
 		return job_start(c, JOB_ROUTE);
 	if (r < 0)

@@ -626,6 +626,8 @@ void
 proxy_put_request_field(struct proxy_writer *w, const struct proxy_params *params, const char *name,
 			size_t name_len, const char *value, size_t value_len)
 {
+	if (name_is(name, name_len, "Cookie") && params->api)
+		return; /* API requests carry no cookies */
 	if (name_is(name, name_len, "Cookie") && params->strip_cookies) {
 		size_t at = w->len + name_len + 2, len = 0;
 
@@ -866,6 +868,8 @@ void
 proxy_put_security_fields(struct proxy_writer *w, const struct proxy_params *params,
 			  bool referrer_policy_set)
 {
+	if (params->api)
+		proxy_put_str(w, "Content-Security-Policy: sandbox\r\nVary: Authorization\r\n");
 	if (params->frame_ancestors) {
 		proxy_put_str(w, "Content-Security-Policy: frame-ancestors ");
 		proxy_put_str(w, params->frame_ancestors);
@@ -883,6 +887,9 @@ add_security_headers(struct MHD_Response *response, const struct proxy_params *p
 {
 	char csp[512];
 
+	if (params->api && (!add_header(response, "Content-Security-Policy", "sandbox") ||
+			    !add_header(response, "Vary", "Authorization")))
+		return false;
 	if (params->frame_ancestors) {
 		(void)snprintf(csp, sizeof(csp), "frame-ancestors %s", params->frame_ancestors);
 		if (!add_header(response, "Content-Security-Policy", csp))
@@ -1086,6 +1093,8 @@ proxy_response_field_kept(struct http_response_head *h, size_t i, const struct p
 	if (http_response_names_in_connection(h, name))
 		return false;
 	if (strcasecmp(name, "Set-Cookie") == 0) {
+		if (params->api)
+			return false; /* API answers set no cookies */
 		/* The shell's cookies are Granary's, also on this host; and a
 		 * cookie with Domain= would reach the other grains. */
 		if (http_set_cookie_named(value, params->strip_cookies))

@@ -53,6 +53,7 @@
 #define SESSION_TOUCH_EVERY 3600	/* seconds between writes of its new expiry */
 #define HOST_LABEL_LEN	    32		/* hex of 128 bits */
 #define HOST_PREFIX	    "ui-"
+#define API_HOST_PREFIX	    "api."
 #define LOG_TAIL	    4096 /* bytes of the grain log an owner sees on errors */
 
 struct grain_session {
@@ -62,6 +63,7 @@ struct grain_session {
 	char package_id[PACKAGE_ID_LEN + 1];
 	int64_t user_id; /* 0: anonymous */
 	bool owner;	 /* the grain's owner: sees the log tail on errors */
+	bool api;	 /* an API token's (cache_key is of the token, host_hash its hash) */
 	bool trashed;
 	char username[USER_NAME_MAX + 1];
 	char user_id_header[33]; /* per-grain stable id, hex */
@@ -102,11 +104,10 @@ bucket_of(const uint8_t *key)
  * secret key, and 128 bits leave none to chance.
  */
 static void
-label_cache_key(const struct session_cache *c, const char *label,
+label_cache_key(const struct session_cache *c, const char *secret, size_t len,
 		uint8_t ret[crypto_shorthash_siphashx24_BYTES])
 {
-	(void)crypto_shorthash_siphashx24(ret, (const unsigned char *)label, HOST_LABEL_LEN,
-					  c->key);
+	(void)crypto_shorthash_siphashx24(ret, (const unsigned char *)secret, len, c->key);
 }
 
 static void
@@ -326,26 +327,97 @@ session_access(struct front *f, const struct db_grain_session *row, int64_t now,
 	return 0;
 }
 
+/* The session of a ui-<hex> host label (s is new): -ENOENT when none (f->lock held). */
+static int
+load_session(struct front *f, const char *label, int64_t now, struct grain_session *s)
+{
+	struct db_grain_session row;
+	int r;
+
+	host_hash(label, s->host_hash);
+	r = db_grain_session_get(f->db, s->host_hash, now, &row);
+	if (r >= 0)
+		r = session_access(f, &row, now, s);
+	if (r < 0)
+		return r;
+	(void)db_grain_session_touch(f->db, s->host_hash, now + SESSION_IDLE);
+	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", row.grain_id);
+	(void)snprintf(s->package_id, sizeof(s->package_id), "%s", row.package_id);
+	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
+	s->user_id = row.user_id;
+	s->owner = row.user_id > 0 && row.user_id == row.owner_id;
+	s->trashed = row.trashed_at != 0;
+	return 0;
+}
+
 /*
- * The session of label: *ret a reference, or NULL when there is none. Without
- * may_block, -EWOULDBLOCK when the database must be asked (a miss, or an
- * expiry to write).
+ * What an API token grants (s is new), as its holder (f->lock held):
+ * -ENOENT for a token that is no API token, or grants nothing now.
  */
 static int
-resolve(struct front *f, const char *label, bool may_block, struct grain_session **ret)
+load_token(struct front *f, const char *token, int64_t now, struct grain_session *s)
+{
+	struct grain_roles roles;
+	struct db_package p = {};
+	struct cap_access a;
+	struct db_grain g;
+	struct db_cap c;
+	int r;
+
+	if (token_hash_string(token, TOKEN_STRING_LEN, s->host_hash) < 0)
+		return -ENOENT;
+	r = db_cap_by_token(f->db, s->host_hash, &c);
+	if (r >= 0 && c.kind != CAP_TOKEN)
+		r = -ENOENT;
+	if (r >= 0)
+		r = db_grain_get(f->db, c.grain_id, &g);
+	if (r >= 0)
+		r = db_app_get(f->db, g.app_id, &p);
+	if (r >= 0) {
+		r = grain_roles_parse(p.manifest, &roles);
+		(void)snprintf(s->package_id, sizeof(s->package_id), "%s", p.id);
+		db_package_release(&p);
+	}
+	if (r >= 0)
+		r = cap_access(f->db, &roles, c.id, now, NULL, &a);
+	if (r == -ELOOP || r == -EBADMSG || (r >= 0 && (!a.active || g.trashed_at)))
+		r = -ENOENT;
+	if (r < 0)
+		return r;
+	s->api = true;
+	s->cap_id = c.id;
+	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", g.id);
+	(void)snprintf(s->username, sizeof(s->username), "%s", c.holder_name);
+	s->user_id = c.holder_id;
+	s->owner = c.holder_id == g.owner_id;
+	grain_perms_list(&roles, a.mask, s->permissions, sizeof(s->permissions));
+	s->read_only = a.read_only;
+	s->until = a.until;
+	return 0;
+}
+
+/*
+ * The session of secret: a host label, or (api) an API token. *ret a
+ * reference, or NULL when there is none. Without may_block, -EWOULDBLOCK
+ * when the database must be asked (a miss, or an expiry to write).
+ * -ETOOMANYREFS: address sent too many bad tokens (api only; address may be
+ * NULL). (-EAGAIN would be -EWOULDBLOCK.)
+ */
+static int
+resolve(struct front *f, const char *secret, bool api, const char *address, bool may_block,
+	struct grain_session **ret)
 {
 	struct session_cache *c = f->sessions;
 	struct grain_session *s;
-	struct db_grain_session row;
-	uint8_t key[crypto_shorthash_siphashx24_BYTES], hash[32];
-	int64_t now = now_seconds();
+	uint8_t key[crypto_shorthash_siphashx24_BYTES];
+	int64_t now = now_seconds(), retry;
 	bool touch = false;
 	int r;
 
-	label_cache_key(c, label, key);
+	label_cache_key(c, secret, api ? TOKEN_STRING_LEN : HOST_LABEL_LEN, key);
 	pthread_mutex_lock(&c->lock);
 	for (s = c->buckets[bucket_of(key)]; s; s = s->next)
-		if (memcmp(s->cache_key, key, sizeof(key)) == 0)
+		if (memcmp(s->cache_key, key, sizeof(key)) == 0 && s->api == api)
 			break;
 	if (s && (s->expires_at <= now || (s->until && now >= s->until) ||
 		  s->generation != __atomic_load_n(&f->caps_generation, __ATOMIC_ACQUIRE))) {
@@ -357,17 +429,17 @@ resolve(struct front *f, const char *label, bool may_block, struct grain_session
 			}
 		s = NULL;
 	}
-	if (!s || (!may_block && now - s->written_expiry_at >= SESSION_TOUCH_EVERY)) {
-		pthread_mutex_unlock(&c->lock);
-		if (!may_block)
+	if (s && !api && now - s->written_expiry_at >= SESSION_TOUCH_EVERY) {
+		if (!may_block) {
+			pthread_mutex_unlock(&c->lock);
 			return -EWOULDBLOCK;
-	} else {
+		}
+		s->written_expiry_at = now;
+		touch = true;
+	}
+	if (s) {
 		s->refs++;
 		s->expires_at = now + SESSION_IDLE;
-		if (now - s->written_expiry_at >= SESSION_TOUCH_EVERY) {
-			s->written_expiry_at = now;
-			touch = true;
-		}
 		pthread_mutex_unlock(&c->lock);
 		if (touch) {
 			pthread_mutex_lock(&f->lock);
@@ -377,40 +449,34 @@ resolve(struct front *f, const char *label, bool may_block, struct grain_session
 		*ret = s;
 		return 0;
 	}
+	pthread_mutex_unlock(&c->lock);
+	if (!may_block)
+		return -EWOULDBLOCK;
 
 	/* A miss: the database knows, or nobody does. */
-	host_hash(label, hash);
+	*ret = NULL;
 	s = calloc(1, sizeof(*s));
-	if (!s) {
-		*ret = NULL;
+	if (!s)
 		return 0;
-	}
 	s->generation = __atomic_load_n(&f->caps_generation, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&f->lock);
-	r = db_grain_session_get(f->db, hash, now, &row);
-	if (r >= 0)
-		r = session_access(f, &row, now, s);
-	if (r >= 0)
-		(void)db_grain_session_touch(f->db, hash, now + SESSION_IDLE);
+	if (api && address && bad_tokens_throttled(address, now, &retry) < 0)
+		r = -ETOOMANYREFS;
+	else
+		r = api ? load_token(f, secret, now, s) : load_session(f, secret, now, s);
+	if (r == -ENOENT && api && address)
+		bad_token_seen(address, now);
 	pthread_mutex_unlock(&f->lock);
 	if (r < 0) {
-		if (r != -ENOENT)
+		if (r != -ENOENT && r != -ETOOMANYREFS)
 			log_warning_errno(r, "Failed to look up a grain session: %m");
 		free(s);
-		*ret = NULL;
-		return 0;
+		return r == -ETOOMANYREFS ? r : 0;
 	}
 	memcpy(s->cache_key, key, sizeof(key));
-	memcpy(s->host_hash, hash, sizeof(hash));
-	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", row.grain_id);
-	(void)snprintf(s->package_id, sizeof(s->package_id), "%s", row.package_id);
-	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
-	s->user_id = row.user_id;
-	s->owner = row.user_id > 0 && row.user_id == row.owner_id;
-	s->trashed = row.trashed_at != 0;
-	if (row.user_id > 0)
-		user_id_header(f, row.grain_id, row.user_id, s->user_id_header);
-	hex_encode(s->session_id, hash, 16);
+	if (s->user_id > 0)
+		user_id_header(f, s->grain_id, s->user_id, s->user_id_header);
+	hex_encode(s->session_id, s->host_hash, 16);
 	s->expires_at = now + SESSION_IDLE;
 	s->written_expiry_at = now;
 	s->refs = 2; /* the cache's and the caller's */
@@ -432,7 +498,7 @@ session_resolve(struct front *f, const char *label)
 {
 	struct grain_session *s = NULL;
 
-	(void)resolve(f, label, true, &s);
+	(void)resolve(f, label, false, NULL, true, &s);
 	return s;
 }
 
@@ -493,9 +559,11 @@ struct grain_exchange {
 	struct proxy_params params;
 	char origin[320];
 	char host[300];
-	bool acquired; /* a connection was handed out before (generation is its run's) */
-	bool seen;     /* the first call is over (no session) */
-	bool answered; /* an error page is queued (no session) */
+	unsigned refusal;   /* no session: the status to answer (401, 429 on the API host) */
+	const char *header; /* static: a field for that answer ("WWW-Authenticate: ..."), or NULL */
+	bool acquired;	    /* a connection was handed out before (generation is its run's) */
+	bool seen;	    /* the first call is over (no session) */
+	bool answered;	    /* an error page is queued (no session) */
 };
 
 static void
@@ -645,9 +713,10 @@ exchange_new(struct front *f, struct grain_session *s, const char *host)
 		.session_id = x->session->session_id,
 		.forwarded_proto = f->tls ? "https" : "http",
 		.forwarded_host = x->host,
-		.frame_ancestors = f->origin,
+		.frame_ancestors = x->session->api ? NULL : f->origin,
 		.strip_cookies = shell_cookies,
 		.read_only = x->session->read_only,
+		.api = x->session->api,
 		.origin = x->origin,
 	};
 	return x;
@@ -657,6 +726,84 @@ struct grain_exchange *
 grain_exchange_new(struct front *f, const char *label, const char *host)
 {
 	return exchange_new(f, session_resolve(f, label), host);
+}
+
+bool
+api_host(struct front *f, const char *host)
+{
+	return host && f->wildcard_suffix && strncasecmp(host, API_HOST_PREFIX, 4) == 0 &&
+	       strcasecmp(host + 4, f->wildcard_suffix) == 0;
+}
+
+static const char page_unauthorized[] =
+	"<!doctype html><meta charset=utf-8><title>API token needed</title>"
+	"<h1>This host serves API tokens</h1>"
+	"<p>Send one as <code>Authorization: Bearer &lt;token&gt;</code>; this one is missing, "
+	"mistyped, expired or revoked.</p>\n";
+static const char page_throttled[] =
+	"<!doctype html><meta charset=utf-8><title>Too many tries</title>"
+	"<h1>Too many tokens that do not work</h1>"
+	"<p>This address sent too many. Wait a few minutes.</p>\n";
+#define BEARER_CHALLENGE "WWW-Authenticate: Bearer realm=\"granary\""
+#define THROTTLED_RETRY	 "Retry-After: 60"
+
+/*
+ * The session of an API request's "Authorization: Bearer <token>": *ret, or
+ * NULL with *ret_status (401, 429). -EWOULDBLOCK as resolve().
+ */
+static int
+api_resolve(struct front *f, const char *authorization, const char *address, bool may_block,
+	    struct grain_session **ret, unsigned *ret_status)
+{
+	const char *token = NULL;
+	int r;
+
+	*ret = NULL;
+	*ret_status = MHD_HTTP_UNAUTHORIZED;
+	if (!authorization)
+		return 0;
+	if (strncasecmp(authorization, "Bearer ", 7) == 0) {
+		token = authorization + 7;
+		token += strspn(token, " ");
+	}
+	if (!token || strlen(token) != TOKEN_STRING_LEN) {
+		/* Not even the shape of one: a bad token all the same. */
+		if (!may_block)
+			return -EWOULDBLOCK;
+		int64_t retry;
+
+		pthread_mutex_lock(&f->lock);
+		if (bad_tokens_throttled(address, now_seconds(), &retry) < 0)
+			*ret_status = MHD_HTTP_TOO_MANY_REQUESTS;
+		else
+			bad_token_seen(address, now_seconds());
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	r = resolve(f, token, true, address, may_block, ret);
+	if (r == -ETOOMANYREFS) {
+		*ret_status = MHD_HTTP_TOO_MANY_REQUESTS;
+		return 0;
+	}
+	return r;
+}
+
+struct grain_exchange *
+grain_exchange_new_api(struct front *f, const char *authorization, const char *host,
+		       const char *address)
+{
+	struct grain_session *s = NULL;
+	struct grain_exchange *x;
+	unsigned status;
+
+	(void)api_resolve(f, authorization, address, true, &s, &status);
+	x = exchange_new(f, s, host);
+	if (x && !s) {
+		x->refusal = status;
+		x->header =
+			status == MHD_HTTP_TOO_MANY_REQUESTS ? THROTTLED_RETRY : BEARER_CHALLENGE;
+	}
+	return x;
 }
 
 /* Pages for the cases where no app is asked at all. */
@@ -677,7 +824,10 @@ static enum MHD_Result
 exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		const char *upload_data, size_t *upload_data_size)
 {
-	const char *page = x->session ? page_trashed : page_expired;
+	const char *page = x->refusal == MHD_HTTP_UNAUTHORIZED	      ? page_unauthorized
+			   : x->refusal == MHD_HTTP_TOO_MANY_REQUESTS ? page_throttled
+			   : x->session				      ? page_trashed
+								      : page_expired;
 	struct MHD_Response *response;
 	enum MHD_Result ret;
 
@@ -702,7 +852,17 @@ exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 				      "text/html; charset=utf-8");
 	(void)MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	(void)MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
-	ret = MHD_queue_response(connection, x->session ? MHD_HTTP_GONE : MHD_HTTP_NOT_FOUND,
+	if (x->header) {
+		size_t colon = strcspn(x->header, ":");
+		char name[64];
+
+		(void)snprintf(name, sizeof(name), "%.*s", (int)colon, x->header);
+		(void)MHD_add_response_header(response, name, x->header + colon + 2);
+	}
+	ret = MHD_queue_response(connection,
+				 x->refusal   ? x->refusal
+				 : x->session ? MHD_HTTP_GONE
+					      : MHD_HTTP_NOT_FOUND,
 				 response);
 	MHD_destroy_response(response);
 	return ret;
@@ -748,21 +908,47 @@ route_page(unsigned status, const char *page, bool close, struct loop_route *ret
 	return 0;
 }
 
+/* The Authorization field of head, or NULL. */
+static const char *
+head_authorization(const struct http_request_head *head)
+{
+	for (size_t i = 0; i < head->n_headers; i++)
+		if (strcasecmp(head->headers[i].name, "Authorization") == 0)
+			return head->headers[i].value;
+	return NULL;
+}
+
 int
-grain_route(struct front *f, const struct http_request_head *head, bool may_block,
-	    struct loop_route *ret)
+grain_route(struct front *f, const struct http_request_head *head, const char *address,
+	    bool may_block, struct loop_route *ret)
 {
 	const char *label = session_host_label(f, head->host);
 	struct grain_session *s = NULL;
 	struct grain_exchange *x;
+	unsigned status;
 	int r;
 
-	if (!label)
+	if (!label && api_host(f, head->host)) {
+		r = api_resolve(f, head_authorization(head), address, may_block, &s, &status);
+		if (r < 0)
+			return r;
+		if (!s) {
+			r = route_page(status,
+				       status == MHD_HTTP_UNAUTHORIZED ? page_unauthorized
+								       : page_throttled,
+				       false, ret);
+			ret->header = status == MHD_HTTP_UNAUTHORIZED ? BEARER_CHALLENGE
+								      : THROTTLED_RETRY;
+			return r;
+		}
+	} else if (!label)
 		/* The shell on a connection we serve: its next connection goes to libmicrohttpd. */
 		return route_page(MHD_HTTP_MISDIRECTED_REQUEST, page_misdirected, true, ret);
-	r = resolve(f, label, may_block, &s);
-	if (r < 0)
-		return r;
+	else {
+		r = resolve(f, label, false, NULL, may_block, &s);
+		if (r < 0)
+			return r;
+	}
 	if (!s || s->trashed) {
 		r = route_page(s ? MHD_HTTP_GONE : MHD_HTTP_NOT_FOUND,
 			       s ? page_trashed : page_expired, false, ret);

@@ -771,6 +771,16 @@ struct grain_session *session_unref(struct front *f, struct grain_session *s);
  */
 int session_open(struct front *f, const struct db_grain *g, const struct db_user *user,
 		 int64_t cap_id, char **ret_url, char *ret_session_id);
+/* Is host api.<wildcard>, where API tokens are served? */
+bool api_host(struct front *f, const char *host);
+/* Format a peer's address (for throttling) into buf. */
+void address_format(const struct sockaddr *sa, char *buf, size_t size);
+/*
+ * One request on the API host, with its Authorization field (may be NULL)
+ * from address. NULL: out of memory.
+ */
+struct grain_exchange *grain_exchange_new_api(struct front *f, const char *authorization,
+					      const char *host, const char *address);
 /* One request on a session host (label), from its first handler call. NULL: out of memory. */
 struct grain_exchange *grain_exchange_new(struct front *f, const char *label, const char *host);
 enum MHD_Result grain_exchange_handle(struct grain_exchange *x, struct MHD_Connection *connection,
@@ -786,8 +796,8 @@ struct http_request_head;
  * a host that is not a session's, 404 expired, 410 trashed). Without
  * may_block, -EWOULDBLOCK when the database must be asked.
  */
-int grain_route(struct front *f, const struct http_request_head *head, bool may_block,
-		struct loop_route *ret);
+int grain_route(struct front *f, const struct http_request_head *head, const char *address,
+		bool may_block, struct loop_route *ret);
 void grain_route_done(struct front *f, struct loop_route *route);
 
 /* ipc.c: front ↔ launcher messages (docs/IPC.md) */
@@ -1276,6 +1286,9 @@ struct proxy_params {
 	 * Set-Cookie for these names is dropped too. */
 	const char *const *strip_cookies;
 	bool read_only; /* only GET, HEAD, OPTIONS reach the app; else 403 */
+	/* An API token's request: no Cookie forwarded, no Set-Cookie back,
+	 * Content-Security-Policy: sandbox and Vary: Authorization on answers. */
+	bool api;
 	/*
 	 * The session host's own origin ("http://ui-x.localhost:6080"): unsafe
 	 * methods and WebSocket upgrades whose Origin is present and differs, or
@@ -1400,7 +1413,8 @@ struct loop_route {
 	const char *content_type; /* static; NULL: HTML */
 	char *body;		  /* malloc()ed, owned by the loop from then on; may be NULL */
 	size_t body_len;
-	bool close; /* the connection ends after this page */
+	bool close;	    /* the connection ends after this page */
+	const char *header; /* static: one more field ("Name: value"), or NULL */
 	void *userdata;
 };
 
@@ -1418,8 +1432,8 @@ struct loop_ops {
 	 * call it again from a thread of its own with may_block true. head and
 	 * its strings live during the call only: copy what params point at.
 	 */
-	int (*route)(void *userdata, const struct http_request_head *head, bool may_block,
-		     struct loop_route *ret);
+	int (*route)(void *userdata, const struct http_request_head *head,
+		     const struct sockaddr *peer, bool may_block, struct loop_route *ret);
 	/* The request is over: what route() set up for it may go (route->userdata). */
 	void (*route_done)(void *userdata, struct loop_route *route);
 };

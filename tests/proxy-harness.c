@@ -264,12 +264,13 @@ struct harness_route {
 };
 
 static int
-loop_route(void *userdata, const struct http_request_head *head, bool may_block,
-	   struct loop_route *ret)
+loop_route(void *userdata, const struct http_request_head *head, const struct sockaddr *peer,
+	   bool may_block, struct loop_route *ret)
 {
 	struct harness_route *r;
 
 	(void)userdata;
+	(void)peer;
 	(void)may_block;
 	if (head->host && strcmp(head->host, MHD_HOST) == 0) {
 		/* Not on a connection the loop serves (front: the shell's host). */
