@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "supervisor/supervisor-internal.h"
@@ -53,11 +54,11 @@ TEST(open_creates_migrates_and_reopens)
 	if (!db)
 		return;
 	CHECK_OK(db_schema_version(db, &v));
-	CHECK_INT_EQ(v, 2);
+	CHECK_INT_EQ(v, 3);
 	db = db_free(db);
 	CHECK_OK(db_open(path, 0, &db));
 	CHECK_OK(db_schema_version(db, &v));
-	CHECK_INT_EQ(v, 2);
+	CHECK_INT_EQ(v, 3);
 	db = db_free(db);
 	remove_db(path);
 }
@@ -362,4 +363,138 @@ TEST(apps_packages_grains)
 	CHECK_INT_EQ(seen, 1);
 	db = db_free(db);
 	remove_db(path);
+}
+
+static int
+count_caps(const struct db_cap *c, void *userdata)
+{
+	(void)c;
+	(void)userdata;
+	return 0;
+}
+
+/* A link or grant of the test grain below, from parent (0: none). */
+static int64_t
+edge(struct db *db, enum cap_kind kind, int64_t parent, int64_t holder, const char *perms,
+     bool read_only, bool reshare, int64_t expires_at)
+{
+	struct db_cap c = {
+		.parent_id = parent,
+		.kind = kind,
+		.holder_id = holder,
+		.created_by = holder,
+		.read_only = read_only,
+		.reshare = reshare,
+		.expires_at = expires_at,
+		.created_at = 1,
+	};
+	uint8_t hash[32];
+	int64_t id = 0;
+
+	randombytes_buf(hash, sizeof(hash));
+	memset(c.grain_id, 'e', GRAIN_ID_LEN);
+	(void)snprintf(c.role, sizeof(c.role), "r");
+	(void)snprintf(c.permissions, sizeof(c.permissions), "%s", perms);
+	CHECK_OK(db_cap_add(db, &c, kind == CAP_GRANT ? NULL : hash, &id));
+	return id;
+}
+
+TEST(capabilities_attenuate_along_the_chain)
+{
+	_cleanup_(db_freep) struct db *db = NULL;
+	static const char manifest[] =
+		"{\"permissions\":[\"read\",\"write\",\"admin\"],\"roles\":["
+		"{\"name\":\"editor\",\"permissions\":[\"read\",\"write\"],\"default\":true},"
+		"{\"name\":\"viewer\",\"permissions\":[\"read\"],\"readOnly\":true}]}";
+	struct db_package p = {
+		.app_id = "capsappcapsappcapsappcapsappcapsappcapsappcapsappca",
+		.version = 1,
+		.title = "Caps",
+		.manifest = (char *)manifest,
+		.installed_at = 1,
+	};
+	struct db_grain g = { .title = "G", .created_at = 1 };
+	struct grain_roles roles;
+	struct cap_access a;
+	struct db_cap got;
+	char path[256], list[64];
+	int64_t alice, bob, owner_cap, link, grant, relink, best;
+
+	db = fresh(path);
+	CHECK(db != NULL);
+	if (!db)
+		return;
+	memset(p.id, 'd', PACKAGE_ID_LEN);
+	memset(g.id, 'e', GRAIN_ID_LEN);
+	CHECK_OK(db_user_add(db, "alice", "h", false, 1, &alice));
+	CHECK_OK(db_user_add(db, "bob", "h", false, 1, &bob));
+	CHECK_OK(db_package_add(db, &p, alice));
+	(void)snprintf(g.app_id, sizeof(g.app_id), "%s", p.app_id);
+	(void)snprintf(g.package_id, sizeof(g.package_id), "%s", p.id);
+	g.owner_id = alice;
+	CHECK_OK(db_grain_add(db, &g, "[\"read\",\"write\",\"admin\"]"));
+	CHECK_OK(grain_roles_parse(manifest, &roles));
+	CHECK_INT_EQ(roles.n_roles, 2);
+	CHECK(grain_role_find(&roles, NULL) == &roles.roles[0]); /* the default */
+	CHECK(grain_role_find(&roles, "nope") == NULL);
+	CHECK_OK(db_owner_capability(db, g.id, &owner_cap, list, sizeof(list)));
+
+	/* alice → link (editor) → bob's grant → bob's link (editor, asks more than the chain). */
+	link = edge(db, CAP_LINK, owner_cap, alice, "[\"read\",\"write\"]", false, true, 0);
+	grant = edge(db, CAP_GRANT, link, bob, "[\"read\",\"write\"]", false, true, 0);
+	relink = edge(db, CAP_LINK, grant, bob, "[\"read\",\"write\",\"admin\"]", false, true, 500);
+	CHECK_OK(cap_access(db, &roles, relink, 100, &got, &a));
+	CHECK(a.active);
+	grain_perms_list(&roles, a.mask, list, sizeof(list));
+	CHECK_STR_EQ(list, "read,write"); /* admin: more than its giver holds */
+	CHECK_INT_EQ(a.depth, 4);
+	CHECK_INT_EQ(a.until, 500);
+	CHECK_INT_EQ(got.parent_id, grant);
+
+	/* Downgrading the first link narrows everything below it, read-only included. */
+	CHECK_OK(db_cap_set_role(db, link, "viewer", "[\"read\"]", true));
+	CHECK_OK(cap_access(db, &roles, relink, 100, NULL, &a));
+	grain_perms_list(&roles, a.mask, list, sizeof(list));
+	CHECK_STR_EQ(list, "read");
+	CHECK(a.read_only);
+	CHECK_OK(cap_best_held(db, &roles, g.id, bob, 0, 100, &best, &a));
+	CHECK_INT_EQ(best, grant);
+	CHECK_OK(cap_best_held(db, &roles, g.id, alice, 0, 100, &best, &a));
+	CHECK_INT_EQ(best, owner_cap);
+	CHECK_INT_EQ(a.mask, 7);
+
+	/* Expiry ends an edge and what came from it, at the time given. */
+	CHECK_OK(cap_access(db, &roles, relink, 500, NULL, &a));
+	CHECK(!a.active);
+	CHECK_INT_EQ(a.mask, 0);
+
+	/* Revoking the first link cuts all below; bob holds nothing any more. */
+	CHECK_OK(db_cap_revoke(db, link, 200));
+	CHECK_OK(db_cap_revoke(db, link, 300)); /* again: stays revoked at 200 */
+	CHECK_OK(db_cap_get(db, link, &got));
+	CHECK_INT_EQ(got.revoked_at, 200);
+	CHECK_OK(cap_access(db, &roles, relink, 250, NULL, &a));
+	CHECK(!a.active);
+	CHECK_ERR(cap_best_held(db, &roles, g.id, bob, 0, 250, &best, &a), ENOENT);
+	CHECK_ERR(cap_access(db, &roles, 9999, 250, NULL, &a), ENOENT);
+
+	/* One grant per (link, person). */
+	struct db_cap dup = { .parent_id = link, .kind = CAP_GRANT, .holder_id = bob };
+	memset(dup.grain_id, 'e', GRAIN_ID_LEN);
+	(void)snprintf(dup.permissions, sizeof(dup.permissions), "[]");
+	CHECK_ERR(db_cap_add(db, &dup, NULL, NULL), EEXIST);
+	CHECK_OK(db_cap_grant_find(db, link, bob, &got));
+	CHECK_INT_EQ(got.id, grant);
+	CHECK_STR_EQ(got.holder_name, "bob");
+
+	/* Expired edges are handed out once for the audit. */
+	int n = db_cap_expired(db, 600, count_caps, NULL);
+	CHECK_INT_EQ(n, 1);
+	CHECK_INT_EQ(db_cap_expired(db, 700, count_caps, NULL), 0);
+
+	/* A chain deeper than CAP_DEPTH_MAX is refused, not walked forever. */
+	int64_t deep = owner_cap;
+	for (int i = 0; i < CAP_DEPTH_MAX; i++)
+		deep = edge(db, CAP_LINK, deep, alice, "[\"read\"]", false, true, 0);
+	CHECK_ERR(cap_access(db, &roles, deep, 100, NULL, &a), ELOOP);
 }
