@@ -92,6 +92,14 @@ token_hash_string(const char *s, size_t len, uint8_t ret[TOKEN_HASH_BYTES])
 	return 0;
 }
 
+int
+token_new_hashed(char ret[TOKEN_STRING_LEN + 1], uint8_t ret_hash[TOKEN_HASH_BYTES])
+{
+	int r = token_new(ret);
+
+	return r < 0 ? r : token_hash_string(ret, TOKEN_STRING_LEN, ret_hash);
+}
+
 bool
 token_equal(const void *a, const void *b, size_t n)
 {

@@ -43,6 +43,9 @@ void token_hash(const uint8_t token[TOKEN_BYTES], uint8_t ret[TOKEN_HASH_BYTES])
 /* Decode and hash in one step; -EINVAL as token_decode(). */
 int token_hash_string(const char *s, size_t len, uint8_t ret[TOKEN_HASH_BYTES]);
 
+/* A new token (for its holder) and its hash (for the database). */
+int token_new_hashed(char ret[TOKEN_STRING_LEN + 1], uint8_t ret_hash[TOKEN_HASH_BYTES]);
+
 /* Constant-time equality of two n-byte values. */
 bool token_equal(const void *a, const void *b, size_t n);
 

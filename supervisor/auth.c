@@ -94,10 +94,7 @@ session_create(struct db *db, int64_t user_id, int64_t now, char ret_token[TOKEN
 	uint8_t hash[TOKEN_HASH_BYTES];
 	int r;
 
-	r = token_new(token);
-	if (r < 0)
-		return r;
-	r = token_hash_string(token, TOKEN_STRING_LEN, hash);
+	r = token_new_hashed(token, hash);
 	if (r < 0)
 		return r;
 	r = db_session_add(db, hash, user_id, now, now + SESSION_LIFETIME);

@@ -347,10 +347,7 @@ share_make(struct request *req, enum cap_kind kind)
 	(void)snprintf(c.role, sizeof(c.role), "%s", role->name);
 	(void)snprintf(c.permissions, sizeof(c.permissions), "%s", perms);
 	(void)snprintf(c.label, sizeof(c.label), "%s", sr.label ? sr.label : "");
-	r = token_new(token);
-	if (r < 0)
-		return r;
-	r = token_hash_string(token, TOKEN_STRING_LEN, hash);
+	r = token_new_hashed(token, hash);
 	if (r < 0)
 		return r;
 	r = db_cap_add(f->db, &c, hash, &id);
