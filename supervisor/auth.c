@@ -229,6 +229,24 @@ login_failed(const char *address, const char *name, int64_t now)
 		throttle_find("user", name, now, true)->failures++;
 }
 
+int
+bad_tokens_throttled(const char *address, int64_t now, int64_t *ret_retry_after)
+{
+	struct throttle_slot *s = throttle_find("token", address, now, false);
+
+	if (s && s->failures >= BAD_TOKENS_MAX) {
+		*ret_retry_after = s->window_start + LOGIN_THROTTLE_WINDOW - now;
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+void
+bad_token_seen(const char *address, int64_t now)
+{
+	throttle_find("token", address, now, true)->failures++;
+}
+
 void
 login_throttle_reset(void)
 {

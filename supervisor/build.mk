@@ -4,6 +4,7 @@
 SUPERVISOR_SOURCES := \
 	supervisor/apps.c \
 	supervisor/auth.c \
+	supervisor/caps.c \
 	supervisor/config.c \
 	supervisor/db.c \
 	supervisor/front.c \
@@ -12,6 +13,7 @@ SUPERVISOR_SOURCES := \
 	supervisor/front_loop.c \
 	supervisor/front_proxy.c \
 	supervisor/front_sessions.c \
+	supervisor/front_shares.c \
 	supervisor/http-request.c \
 	supervisor/http-response.c \
 	supervisor/install.c \

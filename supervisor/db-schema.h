@@ -126,6 +126,18 @@ static const char *const db_migrations[] = {
 	"  name TEXT PRIMARY KEY,"
 	"  value BLOB NOT NULL"
 	") WITHOUT ROWID;",
+	/*
+	 * 3: sharing (docs/sharing.md). Edges say whether they are read-only
+	 * and whether anonymous visitors may open them; a person holds one
+	 * grant per link; expiry_noted marks an expiry already audited.
+	 */
+	"ALTER TABLE capabilities ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE capabilities ADD COLUMN login_required INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE capabilities ADD COLUMN expiry_noted INTEGER NOT NULL DEFAULT 0;"
+	"CREATE UNIQUE INDEX capabilities_grant ON capabilities(parent_id, holder_id) "
+	"  WHERE kind = 'user';"
+	"CREATE INDEX capabilities_expiry ON capabilities(expires_at) "
+	"  WHERE expires_at IS NOT NULL AND expiry_noted = 0;",
 };
 
 #endif

@@ -73,12 +73,32 @@ enum statement {
 	ST_GRAIN_SESSION_PURGE,
 	ST_SETTING_GET,
 	ST_SETTING_ADD,
+	ST_AUDIT_LIST,
+	ST_CAP_ADD,
+	ST_CAP_GET,
+	ST_CAP_BY_TOKEN,
+	ST_CAP_GRANT_FIND,
+	ST_CAP_LIST,
+	ST_CAP_HELD,
+	ST_CAP_REVOKE,
+	ST_CAP_SET_ROLE,
+	ST_CAP_EXPIRED,
+	ST_CAP_NOTE_EXPIRY,
+	ST_GRAIN_LIST_SHARED,
 	_ST_MAX,
 };
 
 #define GRAIN_COLUMNS                                                                              \
 	"g.id, g.app_id, g.package_id, g.owner_id, u.name, g.title, g.created_at, "                \
 	"coalesce(g.last_used_at, 0), coalesce(g.trashed_at, 0) "
+#define CAP_COLUMNS                                                                                \
+	"c.id, coalesce(c.parent_id, 0), c.grain_id, c.kind, coalesce(c.holder_id, 0), "          \
+	"coalesce(c.created_by, 0), coalesce(c.role, ''), c.permissions, coalesce(c.label, ''), " \
+	"c.read_only, c.login_required, c.can_reshare, coalesce(c.expires_at, 0), "              \
+	"coalesce(c.revoked_at, 0), c.created_at, coalesce(h.name, ''), coalesce(m.name, '') "
+#define CAP_JOINS                                                                                  \
+	"FROM capabilities c LEFT JOIN users h ON h.id = c.holder_id "                             \
+	"LEFT JOIN users m ON m.id = c.created_by "
 #define PACKAGE_COLUMNS "p.id, p.app_id, p.version, p.title, p.manifest, p.size, p.installed_at "
 
 static const char *const statement_sql[_ST_MAX] = {
@@ -147,7 +167,7 @@ static const char *const statement_sql[_ST_MAX] = {
 	/* The grain's current package is its app's: a grain runs the newest version. */
 	[ST_GRAIN_SESSION_GET] = "SELECT s.grain_id, coalesce(s.user_id, 0), coalesce(u.name, ''), "
 				 "s.permissions, s.expires_at, a.package_id, "
-				 "coalesce(g.trashed_at, 0), g.owner_id "
+				 "coalesce(g.trashed_at, 0), g.owner_id, coalesce(s.capability_id, 0) "
 				 "FROM grain_sessions s JOIN grains g ON g.id = s.grain_id "
 				 "JOIN apps a ON a.id = g.app_id "
 				 "LEFT JOIN users u ON u.id = s.user_id "
@@ -156,6 +176,32 @@ static const char *const statement_sql[_ST_MAX] = {
 	[ST_GRAIN_SESSION_PURGE] = "DELETE FROM grain_sessions WHERE expires_at <= ?1",
 	[ST_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
 	[ST_SETTING_ADD] = "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+	[ST_AUDIT_LIST] = "SELECT a.at, u.name, a.action, a.detail FROM audit a "
+			  "LEFT JOIN users u ON u.id = a.user_id WHERE a.grain_id = ?1 "
+			  "AND (?2 = 0 OR a.at < ?2) ORDER BY a.at DESC, a.id DESC LIMIT ?3",
+	[ST_CAP_ADD] = "INSERT INTO capabilities (grain_id, parent_id, kind, token_hash, holder_id, "
+		       "created_by, role, permissions, label, can_reshare, expires_at, created_at, "
+		       "read_only, login_required) "
+		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	[ST_CAP_GET] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.id = ?1",
+	[ST_CAP_BY_TOKEN] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.token_hash = ?1",
+	[ST_CAP_GRANT_FIND] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.parent_id = ?1 "
+			      "AND c.holder_id = ?2 AND c.kind = 'user'",
+	[ST_CAP_LIST] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.grain_id = ?1 ORDER BY c.id",
+	[ST_CAP_HELD] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.grain_id = ?1 AND c.holder_id = ?2 "
+			"AND c.kind IN ('owner', 'user') AND c.revoked_at IS NULL ORDER BY c.id",
+	[ST_CAP_REVOKE] = "UPDATE capabilities SET revoked_at = ?2 WHERE id = ?1 "
+			  "AND revoked_at IS NULL",
+	[ST_CAP_SET_ROLE] = "UPDATE capabilities SET role = ?2, permissions = ?3, read_only = ?4 "
+			    "WHERE id = ?1",
+	[ST_CAP_EXPIRED] = "SELECT " CAP_COLUMNS CAP_JOINS "WHERE c.expires_at <= ?1 "
+			   "AND c.expires_at IS NOT NULL AND c.expiry_noted = 0 ORDER BY c.id",
+	[ST_CAP_NOTE_EXPIRY] = "UPDATE capabilities SET expiry_noted = 1 WHERE id = ?1",
+	[ST_GRAIN_LIST_SHARED] = "SELECT " GRAIN_COLUMNS "FROM grains g JOIN users u "
+				 "ON u.id = g.owner_id WHERE g.trashed_at IS NULL AND g.id IN "
+				 "(SELECT grain_id FROM capabilities WHERE holder_id = ?1 "
+				 "AND kind = 'user' AND revoked_at IS NULL) "
+				 "ORDER BY g.created_at DESC, g.id",
 };
 
 struct db {
@@ -991,6 +1037,20 @@ grain_update(struct db *db, enum statement st, const char *id, const char *text,
 }
 
 int
+db_grain_list_shared(struct db *db, int64_t user_id,
+		     int (*callback)(const struct db_grain *g, void *userdata), void *userdata)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_LIST_SHARED, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, user_id);
+	return grain_rows(db, s, callback, userdata);
+}
+
+int
 db_grain_rename(struct db *db, const char *id, const char *title)
 {
 	return grain_update(db, ST_GRAIN_RENAME, id, title, 0, false);
@@ -1036,6 +1096,276 @@ db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id, 
 	if (detail_json)
 		sqlite3_bind_text(s, 5, detail_json, -1, SQLITE_STATIC);
 	return step_done(db, s, "add audit");
+}
+
+int
+db_audit_list(struct db *db, const char *grain_id, int64_t before, unsigned limit,
+	      int (*callback)(const struct db_audit *a, void *userdata), void *userdata)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	r = statement(db, ST_AUDIT_LIST, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, grain_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, before);
+	sqlite3_bind_int64(s, 3, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct db_audit a = {
+			.at = sqlite3_column_int64(s, 0),
+			.user = (const char *)sqlite3_column_text(s, 1),
+			.action = (const char *)sqlite3_column_text(s, 2),
+			.detail = (const char *)sqlite3_column_text(s, 3),
+		};
+
+		r = callback(&a, userdata);
+		if (r < 0)
+			break;
+	}
+	if (r >= 0 && rc != SQLITE_DONE)
+		r = db_error(db, rc, "list audit");
+	done(s);
+	return r;
+}
+
+/* ---- capabilities -------------------------------------------------------------- */
+
+static const char *const cap_kind_names[] = {
+	[CAP_OWNER] = "owner",
+	[CAP_LINK] = "link",
+	[CAP_GRANT] = "user",
+	[CAP_TOKEN] = "api",
+};
+
+static void
+read_cap(sqlite3_stmt *s, struct db_cap *c)
+{
+	const char *kind = (const char *)sqlite3_column_text(s, 3);
+
+	*c = (struct db_cap){
+		.id = sqlite3_column_int64(s, 0),
+		.parent_id = sqlite3_column_int64(s, 1),
+		.holder_id = sqlite3_column_int64(s, 4),
+		.created_by = sqlite3_column_int64(s, 5),
+		.read_only = sqlite3_column_int(s, 9) != 0,
+		.login_required = sqlite3_column_int(s, 10) != 0,
+		.reshare = sqlite3_column_int(s, 11) != 0,
+		.expires_at = sqlite3_column_int64(s, 12),
+		.revoked_at = sqlite3_column_int64(s, 13),
+		.created_at = sqlite3_column_int64(s, 14),
+	};
+	copy_text(c->grain_id, sizeof(c->grain_id), s, 2);
+	for (size_t i = 0; i < ELEMENTSOF(cap_kind_names); i++)
+		if (kind && strcmp(kind, cap_kind_names[i]) == 0)
+			c->kind = (enum cap_kind)i;
+	copy_text(c->role, sizeof(c->role), s, 6);
+	copy_text(c->permissions, sizeof(c->permissions), s, 7);
+	copy_text(c->label, sizeof(c->label), s, 8);
+	copy_text(c->holder_name, sizeof(c->holder_name), s, 15);
+	copy_text(c->created_by_name, sizeof(c->created_by_name), s, 16);
+}
+
+/* The one edge the bound statement s finds; releases s. */
+static int
+cap_row(struct db *db, sqlite3_stmt *s, struct db_cap *ret)
+{
+	int r = step_row(db, s, "get capability");
+
+	if (r >= 0)
+		read_cap(s, ret);
+	done(s);
+	return r;
+}
+
+/* Hand every edge the bound statement s finds to callback; releases s. */
+static int
+cap_rows(struct db *db, sqlite3_stmt *s, int (*callback)(const struct db_cap *c, void *userdata),
+	 void *userdata)
+{
+	int rc, r = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct db_cap c;
+
+		read_cap(s, &c);
+		r = callback(&c, userdata);
+		if (r < 0)
+			break;
+	}
+	if (r >= 0 && rc != SQLITE_DONE)
+		r = db_error(db, rc, "list capabilities");
+	done(s);
+	return r;
+}
+
+int
+db_cap_add(struct db *db, const struct db_cap *c, const uint8_t *token_hash, int64_t *ret_id)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_CAP_ADD, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, c->grain_id, -1, SQLITE_STATIC);
+	if (c->parent_id > 0)
+		sqlite3_bind_int64(s, 2, c->parent_id);
+	sqlite3_bind_text(s, 3, cap_kind_names[c->kind], -1, SQLITE_STATIC);
+	if (token_hash)
+		sqlite3_bind_blob(s, 4, token_hash, 32, SQLITE_STATIC);
+	if (c->holder_id > 0)
+		sqlite3_bind_int64(s, 5, c->holder_id);
+	if (c->created_by > 0)
+		sqlite3_bind_int64(s, 6, c->created_by);
+	sqlite3_bind_text(s, 7, c->role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, c->permissions, -1, SQLITE_STATIC);
+	if (c->label[0])
+		sqlite3_bind_text(s, 9, c->label, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 10, c->reshare);
+	if (c->expires_at > 0)
+		sqlite3_bind_int64(s, 11, c->expires_at);
+	sqlite3_bind_int64(s, 12, c->created_at);
+	sqlite3_bind_int(s, 13, c->read_only);
+	sqlite3_bind_int(s, 14, c->login_required);
+	r = step_done(db, s, "add capability");
+	if (r >= 0 && ret_id)
+		*ret_id = sqlite3_last_insert_rowid(db->sqlite);
+	return r;
+}
+
+int
+db_cap_get(struct db *db, int64_t id, struct db_cap *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_GET, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	return cap_row(db, s, ret);
+}
+
+int
+db_cap_by_token(struct db *db, const uint8_t token_hash[32], struct db_cap *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_BY_TOKEN, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_blob(s, 1, token_hash, 32, SQLITE_STATIC);
+	return cap_row(db, s, ret);
+}
+
+int
+db_cap_grant_find(struct db *db, int64_t parent_id, int64_t holder_id, struct db_cap *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_GRANT_FIND, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, parent_id);
+	sqlite3_bind_int64(s, 2, holder_id);
+	return cap_row(db, s, ret);
+}
+
+int
+db_cap_list(struct db *db, const char *grain_id,
+	    int (*callback)(const struct db_cap *c, void *userdata), void *userdata)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_LIST, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, grain_id, -1, SQLITE_STATIC);
+	return cap_rows(db, s, callback, userdata);
+}
+
+int
+db_cap_held(struct db *db, const char *grain_id, int64_t user_id,
+	    int (*callback)(const struct db_cap *c, void *userdata), void *userdata)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_HELD, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, grain_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, user_id);
+	return cap_rows(db, s, callback, userdata);
+}
+
+int
+db_cap_revoke(struct db *db, int64_t id, int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_REVOKE, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, now);
+	return step_done(db, s, "revoke capability");
+}
+
+int
+db_cap_set_role(struct db *db, int64_t id, const char *role, const char *permissions_json,
+		bool read_only)
+{
+	sqlite3_stmt *s = NULL;
+	int r = statement(db, ST_CAP_SET_ROLE, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, permissions_json, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, read_only);
+	r = step_done(db, s, "change capability");
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = -ENOENT;
+	return r;
+}
+
+int
+db_cap_expired(struct db *db, int64_t now,
+	       int (*callback)(const struct db_cap *c, void *userdata), void *userdata)
+{
+	sqlite3_stmt *s = NULL, *note = NULL;
+	int64_t ids[64]; /* marked after the read finished; the rest next time */
+	size_t n = 0;
+	int rc = SQLITE_DONE, r;
+
+	r = statement(db, ST_CAP_EXPIRED, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, now);
+	while (n < ELEMENTSOF(ids) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct db_cap c;
+
+		read_cap(s, &c);
+		r = callback(&c, userdata);
+		if (r < 0)
+			break;
+		ids[n++] = c.id;
+	}
+	if (r >= 0 && n < ELEMENTSOF(ids) && rc != SQLITE_DONE)
+		r = db_error(db, rc, "list expired capabilities");
+	done(s);
+	for (size_t i = 0; i < n; i++) {
+		int k = statement(db, ST_CAP_NOTE_EXPIRY, &note);
+
+		if (k >= 0) {
+			sqlite3_bind_int64(note, 1, ids[i]);
+			k = step_done(db, note, "note expiry");
+		}
+		if (k < 0 && r >= 0)
+			r = k;
+	}
+	return r < 0 ? r : (int)n;
 }
 
 /* ---- grain sessions ------------------------------------------------------------ */
@@ -1117,6 +1447,7 @@ db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
 		copy_text(ret->package_id, sizeof(ret->package_id), s, 5);
 		ret->trashed_at = sqlite3_column_int64(s, 6);
 		ret->owner_id = sqlite3_column_int64(s, 7);
+		ret->capability_id = sqlite3_column_int64(s, 8);
 	}
 	done(s);
 	return r;

@@ -413,6 +413,10 @@ handle_request_locked(void *cls, struct MHD_Connection *connection, const char *
 		f->metrics.requests++;
 		if (now_seconds() - f->housekeeping_at >= HOUSEKEEPING_INTERVAL)
 			(void)front_housekeeping(f);
+		if (now_seconds() - f->shares_expired_at >= SHARES_EXPIRY_INTERVAL) {
+			f->shares_expired_at = now_seconds();
+			(void)shares_expire(f);
+		}
 		if (!(req->route && (req->route->flags & ROUTE_UPLOAD) &&
 		      upload_announced_too_large(req)))
 			return MHD_YES;

@@ -691,6 +691,17 @@ respond_grain(struct request *req, unsigned status, const struct db_grain *g)
 			    json_pack("{s:o}", "grain", grain_json_live(req->front, g, true)));
 }
 
+/* A grain object with what h's caller holds of it ("access"). */
+static json_t *
+held_grain_json(struct front *f, const struct held_grain *h, bool detailed)
+{
+	_cleanup_json_ json_t *o = grain_json_live(f, &h->g, detailed);
+
+	if (!o || json_object_set_new(o, "access", held_access_json(h)) < 0)
+		return NULL;
+	return TAKE_PTR(o);
+}
+
 /* The package the grain runs from its next start: its app's current one. */
 static int
 grain_current_package(struct front *f, struct db_grain *g)
@@ -712,14 +723,58 @@ grain_current_package(struct front *f, struct db_grain *g)
 struct grain_list {
 	struct front *front;
 	json_t *array;
+	int64_t user_id;
+	struct db_grain *shared; /* grains shared with the user, checked after the listing */
+	size_t n_shared;
 };
 
 static int
 add_grain_to_array(const struct db_grain *g, void *userdata)
 {
 	struct grain_list *list = userdata;
-	json_t *o = grain_json_live(list->front, g, false);
+	struct held_grain h = { .g = *g, .owner = true };
+	json_t *o;
+	int r;
 
+	r = grain_roles_load(list->front->db, g->app_id, &h.roles);
+	if (r < 0)
+		return r;
+	h.access = (struct cap_access){ .active = true, .mask = grain_perms_all(&h.roles) };
+	o = held_grain_json(list->front, &h, false);
+	return o && json_array_append_new(list->array, o) == 0 ? 0 : -ENOMEM;
+}
+
+static int
+collect_shared(const struct db_grain *g, void *userdata)
+{
+	struct grain_list *list = userdata;
+	struct db_grain *more = reallocarray(list->shared, list->n_shared + 1, sizeof(*more));
+
+	if (!more)
+		return -ENOMEM;
+	list->shared = more;
+	list->shared[list->n_shared++] = *g;
+	return 0;
+}
+
+/* A grain shared with the user: listed while a grant of theirs is active. */
+static int
+add_shared_grain(struct grain_list *list, const struct db_grain *g)
+{
+	struct front *f = list->front;
+	struct held_grain h = { .g = *g };
+	json_t *o;
+	int r;
+
+	r = grain_roles_load(f->db, g->app_id, &h.roles);
+	if (r >= 0)
+		r = cap_best_held(f->db, &h.roles, g->id, list->user_id, 0, now_seconds(),
+				  &h.cap_id, &h.access);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	o = held_grain_json(f, &h, false);
 	return o && json_array_append_new(list->array, o) == 0 ? 0 : -ENOMEM;
 }
 
@@ -727,12 +782,17 @@ static int
 handle_grains_list(struct request *req)
 {
 	_cleanup_json_ json_t *grains = json_array();
+	struct grain_list list = { req->front, grains, req->user.id };
 	int r;
 
 	if (!grains)
 		return -ENOMEM;
-	r = db_grain_list(req->front->db, req->user.id, true, add_grain_to_array,
-			  &(struct grain_list){ req->front, grains });
+	r = db_grain_list(req->front->db, req->user.id, true, add_grain_to_array, &list);
+	if (r >= 0 && req->user.id > 0)
+		r = db_grain_list_shared(req->front->db, req->user.id, collect_shared, &list);
+	for (size_t i = 0; r >= 0 && i < list.n_shared; i++)
+		r = add_shared_grain(&list, &list.shared[i]);
+	free(list.shared);
 	if (r < 0)
 		return r;
 	return respond_json(req, MHD_HTTP_OK, json_pack("{s:O}", "grains", grains));
@@ -830,12 +890,13 @@ handle_grain_create(struct request *req)
 static int
 handle_grain_get(struct request *req)
 {
-	struct db_grain g;
-	int r = owned_grain(req, &g);
+	struct held_grain h;
+	int r = held_grain(req, 0, &h);
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	return respond_grain(req, MHD_HTTP_OK, &g);
+	return respond_json(req, MHD_HTTP_OK,
+			    json_pack("{s:o}", "grain", held_grain_json(req->front, &h, true)));
 }
 
 static int
@@ -936,28 +997,27 @@ handle_grain_open(struct request *req)
 	_cleanup_free_ char *url = NULL;
 	char session_id[33];
 	const char *host;
-	struct db_user owner;
-	struct db_grain g;
+	struct held_grain h;
 	int r;
 
 	/*
-	 * root on the admin socket (granary grain open) may open anyone's grain,
-	 * as its owner: it can read the whole state directory anyway. Recorded.
+	 * Its holders: the owner, people it was shared with (through their best
+	 * grant), and root on the admin socket (granary grain open), as its
+	 * owner: it can read the whole state directory anyway. Recorded.
 	 */
-	r = runnable_grain(req, req->local, &g);
+	r = held_grain(req, 0, &h);
 	if (r != 0)
 		return r < 0 ? r : 0;
-	if (req->local) {
-		r = db_user_by_id(f->db, g.owner_id, &owner, NULL, 0);
-		if (r < 0)
-			return r;
-	} else
-		owner = req->user;
-	r = session_open(f, &g, &owner, &url, session_id);
+	if (h.g.trashed_at)
+		return respond_error(req, MHD_HTTP_CONFLICT, "grain_trashed",
+				     "The grain is in the trash; restore it first");
+	r = grain_current_package(f, &h.g);
+	if (r >= 0)
+		r = session_open(f, &h.g, &h.actor, h.cap_id, &url, session_id);
 	if (r < 0)
 		return r;
 	if (req->local)
-		(void)db_audit_add(f->db, now_seconds(), g.id, 0, "grain.opened_by_root", NULL);
+		(void)db_audit_add(f->db, now_seconds(), h.g.id, 0, "grain.opened_by_root", NULL);
 	/* "scheme://HOST/": the host is between the "//" and the final "/". */
 	host = strstr(url, "://") + 3;
 	return respond_json(req, MHD_HTTP_CREATED,
@@ -1172,6 +1232,7 @@ static const struct route routes[] = {
 	{ "POST", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_stop,
 	  "/stop" },
 	{ "GET", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_grain_log, "/log" },
+	{},
 };
 
 /* An id segment: 1..127 of [A-Za-z0-9_-], nothing else (no '/', '.', '%'). */
@@ -1189,34 +1250,48 @@ param_valid(const char *s, size_t len, size_t size)
 	return true;
 }
 
+/* Does url match rt? Then *ret_param (and *ret_param2) say where its id segments are. */
+static bool
+route_match(const struct route *rt, const char *url, size_t *ret_param, size_t *ret_param2)
+{
+	size_t len = strlen(rt->path), suffix = rt->suffix ? strlen(rt->suffix) : 0;
+	const char *rest = url + len, *second;
+
+	if (!(rt->flags & (ROUTE_PARAM | ROUTE_PARAM2)))
+		return strcmp(url, rt->path) == 0;
+	*ret_param = strcspn(rest, "/");
+	if (strncmp(url, rt->path, len) != 0 || !param_valid(rest, *ret_param, 128))
+		return false;
+	rest += *ret_param;
+	if (!(rt->flags & ROUTE_PARAM2))
+		return strcmp(rest, rt->suffix ? rt->suffix : "") == 0;
+	second = rest + suffix;
+	*ret_param2 = strlen(second);
+	return strncmp(rest, rt->suffix, suffix) == 0 && param_valid(second, *ret_param2, 32);
+}
+
 void
 route_find(struct request *req)
 {
+	static const struct route *const tables[] = { routes, share_routes };
 	size_t allow_len = 0;
 
 	req->allow[0] = '\0';
-	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-		const struct route *rt = &routes[i];
-		size_t len = strlen(rt->path), param_len = 0;
-		bool match;
+	for (size_t i = 0; i < ELEMENTSOF(tables); i++)
+		for (const struct route *rt = tables[i]; rt->method; rt++) {
+		size_t len = strlen(rt->path), param_len = 0, param2_len = 0;
 
-		if (rt->flags & ROUTE_PARAM) {
-			const char *rest = req->url + len;
-
-			param_len = strcspn(rest, "/");
-			match = strncmp(req->url, rt->path, len) == 0 &&
-				param_valid(rest, param_len, sizeof(req->param)) &&
-				strcmp(rest + param_len, rt->suffix ? rt->suffix : "") == 0;
-		} else
-			match = strcmp(req->url, rt->path) == 0;
-		if (!match)
+		if (!route_match(rt, req->url, &param_len, &param2_len))
 			continue;
 		/* HEAD is GET without the body; libmicrohttpd drops the body itself. */
 		if (strcmp(rt->method, req->method) == 0 ||
 		    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
-			if (rt->flags & ROUTE_PARAM)
+			if (rt->flags & (ROUTE_PARAM | ROUTE_PARAM2))
 				(void)snprintf(req->param, sizeof(req->param), "%.*s",
 					       (int)param_len, req->url + len);
+			if (rt->flags & ROUTE_PARAM2)
+				(void)snprintf(req->param2, sizeof(req->param2), "%s",
+					       req->url + strlen(req->url) - param2_len);
 			req->route = rt;
 			return;
 		}

@@ -98,6 +98,7 @@
 #define LOOP_PIPE_SIZE	       (1024 * 1024)
 #define LOOP_DRAIN_MAX	       (64 * 1024) /* a refused body up to this is read, keeping the connection */
 #define LOOP_LINGER_MS	       2000
+#define LOOP_TUNNEL_CHECK_MS   1000 /* between ops->cut() questions */
 #define LOOP_LINGER_MAX	       (1024 * 1024)
 #define LOOP_FREE_MAX	       32 /* exchanges kept for the next requests */
 #define LOOP_JOBS_MAX	       256
@@ -129,6 +130,7 @@ enum timer_kind {
 	TIMER_APP_HEAD,	  /* waiting for the app's answer head */
 	TIMER_APP_IDLE,	  /* waiting for the app in the middle of a body */
 	TIMER_LINGER,
+	TIMER_TUNNEL,	  /* a WebSocket: time to ask ops->cut() again */
 	_TIMER_MAX,
 };
 
@@ -343,6 +345,8 @@ timer_duration(struct client *c, enum timer_kind kind)
 		return p && p->idle_timeout_ms ? p->idle_timeout_ms : LOOP_IDLE_TIMEOUT_MS;
 	case TIMER_LINGER:
 		return LOOP_LINGER_MS;
+	case TIMER_TUNNEL:
+		return LOOP_TUNNEL_CHECK_MS;
 	default:
 		return c->loop->client_timeout_ms;
 	}
@@ -1866,7 +1870,7 @@ tunnel_begin(struct client *c)
 	c->closing = true;
 	c->state = CLIENT_TUNNEL;
 	c->progress = true;
-	timer_set(c, TIMER_NONE);
+	timer_set(c, x->route.params->ops->cut ? TIMER_TUNNEL : TIMER_NONE);
 	PROXY_STAT_ADD(tunnels, 1);
 	PROXY_STAT_ADD(tunnels_total, 1);
 	return STEP_AGAIN;
@@ -2055,7 +2059,16 @@ timeout(struct client *c)
 
 	timer_remove(c);
 	c->progress = true;
-	if (c->state == CLIENT_APP_HEAD)
+	if (kind == TIMER_TUNNEL) {
+		const struct proxy_params *p = c->x->route.params;
+
+		/* Busy or idle, once a second: is the access it was opened with still there? */
+		if (!p->ops->cut(p->userdata)) {
+			timer_set(c, TIMER_TUNNEL);
+			return;
+		}
+		r = client_close(c);
+	} else if (c->state == CLIENT_APP_HEAD)
 		r = answer_local(c, MHD_HTTP_GATEWAY_TIMEOUT, "The app took too long to answer",
 				 NULL);
 	else if (body && kind == TIMER_APP_IDLE)

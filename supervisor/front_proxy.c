@@ -80,6 +80,7 @@
 #define PROXY_STALE_MAX	      64		 /* pooled fds found closed, for one request */
 #define PROXY_CONNECTION_MAX  8			 /* Connection fields of a request we follow */
 #define TUNNEL_BUFFER	      (16 * 1024)
+#define TUNNEL_CHECK_MS	      1000 /* between ops->cut() questions */
 #define TUNNEL_STACK	      (64 * 1024)
 
 enum proxy_phase {
@@ -1424,6 +1425,7 @@ static void *
 tunnel_run(void *arg)
 {
 	struct tunnel *t = arg;
+	int64_t checked_at = now_seconds();
 	int r = 0;
 
 	while (!(t->to_app.shut && t->to_client.shut)) {
@@ -1432,8 +1434,18 @@ tunnel_run(void *arg)
 			{ .fd = t->app_fd, .events = tunnel_events(&t->to_client, &t->to_app) },
 		};
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		int n = poll(p, 2, TUNNEL_CHECK_MS);
+
+		if (n < 0 && errno != EINTR)
 			break;
+		/* Once a second, busy or not: is the access it was opened with still there? */
+		if (t->ops->cut && now_seconds() != checked_at) {
+			checked_at = now_seconds();
+			if (t->ops->cut(t->userdata))
+				break;
+		}
+		if (n <= 0)
+			continue;
 		r = tunnel_pump(&t->to_app, t->client_fd, p[0].revents, t->app_fd, p[1].revents);
 		if (r >= 0)
 			r = tunnel_pump(&t->to_client, t->app_fd, p[1].revents, t->client_fd,

@@ -4,8 +4,12 @@
  * for, and the glue between a request on such a host and the proxy.
  *
  * A session binds a host label (128 random bits, 32 hex) to one grain, one
- * person (or nobody: anonymous) and the permissions they had when it was
- * opened. The label is a bearer secret: only its BLAKE2b hash is stored (the
+ * person (or nobody: anonymous) and the edge of the grain's sharing tree it
+ * came from (caps.c), whose grant is computed when the session is looked up
+ * and again whenever any sharing changes (f->caps_generation) or an edge
+ * above it expires; a session whose grant changed is cut: its WebSockets
+ * close within a second, its next request is served as the new grant says
+ * (or ends with the 404 page). The label is a bearer secret: only its BLAKE2b hash is stored (the
  * database), and this cache is keyed by a SipHash of it under a random key of
  * the process (cheaper per request), so neither the database nor a timing
  * difference in our table says anything about a label someone does not
@@ -63,6 +67,11 @@ struct grain_session {
 	char user_id_header[33]; /* per-grain stable id, hex */
 	char session_id[33];	 /* public id, hex */
 	char permissions[512];	 /* comma list */
+	int64_t cap_id;		 /* the edge it came from; 0: none (a session of schema 2) */
+	bool read_only;
+	bool cut;		 /* atomic: its access changed since (tunnels end) */
+	uint64_t generation;	 /* of f->caps_generation when its access was computed */
+	int64_t until;		 /* when an edge above it expires; 0: never */
 	int64_t expires_at;
 	int64_t written_expiry_at; /* when expires_at was last written */
 	unsigned refs;		   /* the cache's (1 while listed) + requests' */
@@ -76,6 +85,9 @@ struct session_cache {
 	struct grain_session *buckets[CACHE_BUCKETS];
 	unsigned n;
 };
+
+static int session_access(struct front *f, const struct db_grain_session *row, int64_t now,
+			  struct grain_session *s);
 
 static unsigned
 bucket_of(const uint8_t *key)
@@ -164,6 +176,49 @@ session_cache_forget_grain(struct session_cache *c, const char *grain_id)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void
+session_cache_recheck_grain(struct front *f, const char *grain_id)
+{
+	struct session_cache *c = f->sessions;
+	struct grain_session *found[256];
+	size_t n = 0;
+	int64_t now = now_seconds();
+
+	/* From now on, every cached session re-checks its edge on its next request. */
+	__atomic_add_fetch(&f->caps_generation, 1, __ATOMIC_ACQ_REL);
+
+	/* The grain's sessions in use (a request or a tunnel holds them): are they still what they were? */
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < CACHE_BUCKETS; i++)
+		for (struct grain_session *s = c->buckets[i]; s; s = s->next)
+			if (s->refs > 1 && strcmp(s->grain_id, grain_id) == 0) {
+				if (n == ELEMENTSOF(found)) {
+					/* More than we check one by one: cut them all (they reconnect). */
+					__atomic_store_n(&s->cut, true, __ATOMIC_RELEASE);
+					continue;
+				}
+				s->refs++;
+				found[n++] = s;
+			}
+	pthread_mutex_unlock(&c->lock);
+
+	for (size_t i = 0; i < n; i++) {
+		struct grain_session *s = found[i], now_s = {};
+		struct db_grain_session row = {
+			.capability_id = s->cap_id,
+		};
+		int r;
+
+		(void)snprintf(row.package_id, sizeof(row.package_id), "%s", s->package_id);
+		(void)snprintf(row.permissions, sizeof(row.permissions), "[]");
+		r = s->cap_id > 0 ? session_access(f, &row, now, &now_s) : 0;
+		if (r < 0 || strcmp(now_s.permissions, s->permissions) != 0 ||
+		    now_s.read_only != s->read_only || now_s.until != s->until)
+			__atomic_store_n(&s->cut, true, __ATOMIC_RELEASE);
+		session_unref(f, s);
+	}
+}
+
 /* Drop every entry no request holds: the cache only ever costs CACHE_MAX entries. */
 static void
 shrink_locked(struct session_cache *c)
@@ -236,6 +291,42 @@ session_host_label(struct front *f, const char *host)
 }
 
 /*
+ * What the session of row grants now, into s (f->lock held): -ENOENT when
+ * its edge grants nothing any more (revoked, expired, or above it).
+ */
+static int
+session_access(struct front *f, const struct db_grain_session *row, int64_t now,
+	       struct grain_session *s)
+{
+	struct grain_roles roles;
+	struct db_package p = {};
+	struct cap_access a;
+	int r;
+
+	s->cap_id = row->capability_id;
+	if (row->capability_id <= 0) {
+		permissions_list(row->permissions, s->permissions, sizeof(s->permissions));
+		return 0;
+	}
+	r = db_package_get(f->db, row->package_id, &p);
+	if (r < 0)
+		return r;
+	r = grain_roles_parse(p.manifest, &roles);
+	db_package_release(&p);
+	if (r < 0)
+		return r;
+	r = cap_access(f->db, &roles, row->capability_id, now, NULL, &a);
+	if (r == -ELOOP || r == -EBADMSG || (r >= 0 && !a.active))
+		return -ENOENT;
+	if (r < 0)
+		return r;
+	grain_perms_list(&roles, a.mask, s->permissions, sizeof(s->permissions));
+	s->read_only = a.read_only;
+	s->until = a.until;
+	return 0;
+}
+
+/*
  * The session of label: *ret a reference, or NULL when there is none. Without
  * may_block, -EWOULDBLOCK when the database must be asked (a miss, or an
  * expiry to write).
@@ -256,7 +347,8 @@ resolve(struct front *f, const char *label, bool may_block, struct grain_session
 	for (s = c->buckets[bucket_of(key)]; s; s = s->next)
 		if (memcmp(s->cache_key, key, sizeof(key)) == 0)
 			break;
-	if (s && s->expires_at <= now) {
+	if (s && (s->expires_at <= now || (s->until && now >= s->until) ||
+		  s->generation != __atomic_load_n(&f->caps_generation, __ATOMIC_ACQUIRE))) {
 		for (struct grain_session **link = &c->buckets[bucket_of(key)]; *link;
 		     link = &(*link)->next)
 			if (*link == s) {
@@ -288,19 +380,23 @@ resolve(struct front *f, const char *label, bool may_block, struct grain_session
 
 	/* A miss: the database knows, or nobody does. */
 	host_hash(label, hash);
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		*ret = NULL;
+		return 0;
+	}
+	s->generation = __atomic_load_n(&f->caps_generation, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&f->lock);
 	r = db_grain_session_get(f->db, hash, now, &row);
+	if (r >= 0)
+		r = session_access(f, &row, now, s);
 	if (r >= 0)
 		(void)db_grain_session_touch(f->db, hash, now + SESSION_IDLE);
 	pthread_mutex_unlock(&f->lock);
 	if (r < 0) {
 		if (r != -ENOENT)
 			log_warning_errno(r, "Failed to look up a grain session: %m");
-		*ret = NULL;
-		return 0;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
+		free(s);
 		*ret = NULL;
 		return 0;
 	}
@@ -315,7 +411,6 @@ resolve(struct front *f, const char *label, bool may_block, struct grain_session
 	if (row.user_id > 0)
 		user_id_header(f, row.grain_id, row.user_id, s->user_id_header);
 	hex_encode(s->session_id, hash, 16);
-	permissions_list(row.permissions, s->permissions, sizeof(s->permissions));
 	s->expires_at = now + SESSION_IDLE;
 	s->written_expiry_at = now;
 	s->refs = 2; /* the cache's and the caller's */
@@ -353,27 +448,22 @@ session_unref(struct front *f, struct grain_session *s)
 }
 
 int
-session_open(struct front *f, const struct db_grain *g, const struct db_user *user, char **ret_url,
-	     char *ret_session_id)
+session_open(struct front *f, const struct db_grain *g, const struct db_user *user, int64_t cap_id,
+	     char **ret_url, char *ret_session_id)
 {
-	struct db_grain_session gs = {};
+	struct db_grain_session gs = { .capability_id = cap_id };
 	char label[HOST_LABEL_LEN + 1];
 	uint8_t hash[32];
 	int64_t now = now_seconds();
 	int r;
 
-	r = db_owner_capability(f->db, g->id, &gs.capability_id, gs.permissions,
-				sizeof(gs.permissions));
-	if (r < 0)
-		return r;
-	if (user->id != g->owner_id)
-		return -EPERM; /* sharing (issue 7) brings other people's sessions */
 	r = random_hex(label, HOST_LABEL_LEN / 2);
 	if (r < 0)
 		return r;
 	host_hash(label, hash);
 	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g->id);
-	gs.user_id = user->id;
+	(void)snprintf(gs.permissions, sizeof(gs.permissions), "[]"); /* computed on use */
+	gs.user_id = user ? user->id : 0;
 	gs.expires_at = now + SESSION_IDLE;
 	r = db_grain_session_add(f->db, hash, &gs, now);
 	if (r < 0)
@@ -491,10 +581,21 @@ exchange_release(void *userdata, int fd, unsigned flags)
 	exchange_unref(x);
 }
 
+/* The session's access changed or ran out: its tunnels end. */
+static bool
+exchange_cut(void *userdata)
+{
+	const struct grain_exchange *x = userdata;
+	const struct grain_session *s = x->session;
+
+	return __atomic_load_n(&s->cut, __ATOMIC_ACQUIRE) || (s->until && now_seconds() >= s->until);
+}
+
 static const struct proxy_upstream_ops exchange_ops = {
 	.acquire = exchange_acquire,
 	.acquire_nowait = exchange_acquire_nowait,
 	.release = exchange_release,
+	.cut = exchange_cut,
 };
 
 static const char *const shell_cookies[] = { SESSION_COOKIE, SESSION_COOKIE_TLS, NULL };
@@ -545,7 +646,7 @@ exchange_new(struct front *f, struct grain_session *s, const char *host)
 		.forwarded_host = x->host,
 		.frame_ancestors = f->origin,
 		.strip_cookies = shell_cookies,
-		.read_only = false,
+		.read_only = x->session->read_only,
 		.origin = x->origin,
 	};
 	return x;

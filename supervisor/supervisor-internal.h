@@ -355,6 +355,126 @@ int db_secret(struct db *db, const char *name, uint8_t *ret, size_t size);
 int db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_id,
 		 const char *action, const char *detail_json);
 
+/* One audit row, as db_audit_list() hands it out (valid during the call). */
+struct db_audit {
+	int64_t at;
+	const char *user;   /* name, or NULL: anonymous or nobody */
+	const char *action;
+	const char *detail; /* JSON text, or NULL */
+};
+/* A grain's audit rows before the time before (0: any), newest first, at most limit. */
+int db_audit_list(struct db *db, const char *grain_id, int64_t before, unsigned limit,
+		  int (*callback)(const struct db_audit *a, void *userdata), void *userdata);
+
+/* ---- capabilities: the edges of a grain's sharing tree (caps.c, docs/sharing.md) ---- */
+
+enum cap_kind {
+	CAP_OWNER, /* the root: the grain's owner */
+	CAP_LINK,  /* a share link (/s/<token>) */
+	CAP_GRANT, /* a person's, made when they opened a link signed in */
+	CAP_TOKEN, /* an API token */
+};
+
+#define CAP_LABEL_MAX 200
+#define CAP_ROLE_MAX  32
+
+struct db_cap {
+	int64_t id;
+	int64_t parent_id; /* 0: none (the owner's edge) */
+	char grain_id[GRAIN_ID_LEN + 1];
+	enum cap_kind kind;
+	int64_t holder_id; /* owner, grant, token: who holds it; 0: a link */
+	int64_t created_by;
+	char role[CAP_ROLE_MAX + 1];		 /* "" for the owner's */
+	char permissions[GRAIN_PERMISSIONS_MAX]; /* JSON array: the role's, when set */
+	char label[CAP_LABEL_MAX + 1];
+	bool read_only, login_required, reshare;
+	int64_t expires_at, revoked_at, created_at; /* 0: none */
+	/* Read only (joined): */
+	char holder_name[USER_NAME_MAX + 1];
+	char created_by_name[USER_NAME_MAX + 1];
+};
+
+/* Add an edge (token_hash: BLAKE2b-256 of a link's or token's secret, else NULL). */
+int db_cap_add(struct db *db, const struct db_cap *c, const uint8_t *token_hash, int64_t *ret_id);
+int db_cap_get(struct db *db, int64_t id, struct db_cap *ret);
+/* The edge of a link or token by its hash; -ENOENT: none (revoked ones too are returned). */
+int db_cap_by_token(struct db *db, const uint8_t token_hash[32], struct db_cap *ret);
+/* The grant holder_id got from the link parent_id; -ENOENT: none yet. */
+int db_cap_grant_find(struct db *db, int64_t parent_id, int64_t holder_id, struct db_cap *ret);
+/* Every edge of a grain, oldest first (c is valid during the call). */
+int db_cap_list(struct db *db, const char *grain_id,
+		int (*callback)(const struct db_cap *c, void *userdata), void *userdata);
+/* The unrevoked edges user_id holds on grain_id (owner and grants), oldest first. */
+int db_cap_held(struct db *db, const char *grain_id, int64_t user_id,
+		int (*callback)(const struct db_cap *c, void *userdata), void *userdata);
+/* Sets revoked_at unless already revoked. */
+int db_cap_revoke(struct db *db, int64_t id, int64_t now);
+int db_cap_set_role(struct db *db, int64_t id, const char *role, const char *permissions_json,
+		    bool read_only);
+/* Edges whose expiry passed at now and was not yet handed out here; each marked noted. */
+int db_cap_expired(struct db *db, int64_t now,
+		   int (*callback)(const struct db_cap *c, void *userdata), void *userdata);
+/* Grains (not in the trash) where user_id holds an unrevoked grant, newest first. */
+int db_grain_list_shared(struct db *db, int64_t user_id,
+			 int (*callback)(const struct db_grain *g, void *userdata), void *userdata);
+
+/* caps.c: what an edge grants (docs/sharing.md) */
+
+#define GRAIN_PERMS_MAX 32 /* the manifest's bound */
+#define GRAIN_ROLES_MAX 16
+#define CAP_DEPTH_MAX	32 /* edges from a share to the owner, at most */
+
+struct grain_role {
+	char name[CAP_ROLE_MAX + 1];
+	uint32_t mask; /* bit i: the manifest's permissions[i] */
+	bool read_only, is_default;
+};
+
+/* An app's permissions and roles (two implicit ones when it has none). */
+struct grain_roles {
+	size_t n_perms, n_roles;
+	char perms[GRAIN_PERMS_MAX][CAP_ROLE_MAX + 1];
+	struct grain_role roles[GRAIN_ROLES_MAX];
+};
+
+/* What an edge grants now. */
+struct cap_access {
+	bool active;	/* not revoked or expired, nor any edge above it */
+	bool read_only; /* it or an edge above it is */
+	bool reshare;	/* it and every edge above it may be passed on */
+	uint32_t mask;	/* permissions (0 when inactive) */
+	int64_t until;	/* the first expiry along the chain; 0: none */
+	unsigned depth; /* edges from it to the owner's, both counted */
+};
+
+int grain_roles_parse(const char *manifest_json, struct grain_roles *ret);
+/* The roles of app_id's current package. */
+int grain_roles_load(struct db *db, const char *app_id, struct grain_roles *ret);
+uint32_t grain_perms_all(const struct grain_roles *roles);
+/* The role called name; NULL name: the default role. NULL: no such role. */
+const struct grain_role *grain_role_find(const struct grain_roles *roles, const char *name);
+/* A JSON array text of names → mask (names the app does not have are dropped). */
+uint32_t grain_perms_mask(const struct grain_roles *roles, const char *json_text);
+json_t *grain_perms_json(const struct grain_roles *roles, uint32_t mask);
+/* mask → "read,write" (X-Granary-Permissions). */
+void grain_perms_list(const struct grain_roles *roles, uint32_t mask, char *out, size_t size);
+/*
+ * What edge id grants at now, walking up to the owner's edge; ret_edge (may
+ * be NULL) gets the edge itself. -ENOENT: no such edge; -ELOOP: deeper than
+ * CAP_DEPTH_MAX; -EBADMSG: a broken chain.
+ */
+int cap_access(struct db *db, const struct grain_roles *roles, int64_t id, int64_t now,
+	       struct db_cap *ret_edge, struct cap_access *ret);
+/*
+ * The best active edge user_id holds on grain_id (via > 0: that one only):
+ * most permissions, then writable, then oldest. -ENOENT: none.
+ */
+int cap_best_held(struct db *db, const struct grain_roles *roles, const char *grain_id,
+		  int64_t user_id, int64_t via, int64_t now, int64_t *ret_id,
+		  struct cap_access *ret);
+
+
 /* auth.c: accounts, sessions, login throttling */
 
 #define PASSWORD_MIN		8
@@ -362,6 +482,7 @@ int db_audit_add(struct db *db, int64_t now, const char *grain_id, int64_t user_
 #define SESSION_LIFETIME	(14 * 24 * 3600) /* seconds, sliding */
 #define LOGIN_THROTTLE_FAILURES 10		 /* per address and per name... */
 #define LOGIN_THROTTLE_WINDOW	300		 /* ...in this many seconds */
+#define BAD_TOKENS_MAX		20		 /* per address in that window */
 
 /* 1-64 of [a-z0-9._-], starting with a letter or digit. -EINVAL otherwise. */
 int user_name_check(const char *name);
@@ -383,6 +504,9 @@ int session_end_others(struct db *db, int64_t user_id, const char *keep_token);
 
 /* -EAGAIN (and seconds to wait) when address or name failed too often lately. */
 int login_throttled(const char *address, const char *name, int64_t now, int64_t *ret_retry_after);
+/* Share links and API tokens that did not work, per address: -EAGAIN past BAD_TOKENS_MAX. */
+int bad_tokens_throttled(const char *address, int64_t now, int64_t *ret_retry_after);
+void bad_token_seen(const char *address, int64_t now);
 void login_failed(const char *address, const char *name, int64_t now);
 void login_throttle_reset(void);
 
@@ -410,6 +534,8 @@ struct front {
 	struct session_cache *sessions;	  /* owned */
 	char *wildcard_suffix;		  /* owned: "localhost:6080" of "*.localhost:6080" */
 	uint8_t user_id_key[32];	  /* keys the per-grain user ids (db_secret()) */
+	uint64_t caps_generation;	  /* atomic: bumped by every change of any sharing */
+	int64_t shares_expired_at;	  /* the last shares_expire() */
 	int packages_fd;		  /* owned: STATE/packages, opened when first needed */
 	struct db *db;			  /* owned */
 	char *state_dir;		  /* owned */
@@ -429,6 +555,7 @@ struct front {
 #define BODY_LIMIT	      (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
 #define UPLOAD_LIMIT	      (UINT64_C(2) << 30) /* largest upload (an spk's own budget) */
 #define TRASH_KEEP	      (30 * 24 * 3600)	  /* seconds a grain stays in the trash */
+#define SHARES_EXPIRY_INTERVAL 5 /* seconds between audits of expired shares, at most */
 #define HOUSEKEEPING_INTERVAL (10 * 60)		  /* seconds between trash purges */
 
 enum route_flags {
@@ -438,6 +565,7 @@ enum route_flags {
 	ROUTE_ADMIN = 1 << 3,	 /* needs an admin */
 	ROUTE_PARAM = 1 << 4,	 /* path is a prefix followed by one id segment */
 	ROUTE_UPLOAD = 1 << 5,	 /* streams its body to a file (up to UPLOAD_LIMIT) */
+	ROUTE_PARAM2 = 1 << 6,	 /* ROUTE_PARAM, then suffix, then a second id segment */
 	ROUTE_ANY_HOST = 1 << 6, /* served whatever the Host (monitors ask by address) */
 };
 
@@ -462,6 +590,7 @@ struct request {
 	const char *method, *url; /* borrowed from libmicrohttpd, valid for the request */
 	const struct route *route;
 	char param[128];  /* the id segment of a ROUTE_PARAM path */
+	char param2[32];  /* the second one of a ROUTE_PARAM2 path */
 	char address[64]; /* client address, for throttling and logs */
 	char allow[64];	  /* methods the path allows, when method_not_allowed */
 	struct buf body;  /* owned: the collected body */
@@ -522,6 +651,31 @@ int route_run(struct request *req);
  * TRASH_KEEP purged. At start, then at most every HOUSEKEEPING_INTERVAL.
  */
 int front_housekeeping(struct front *f);
+
+/* front_shares.c: sharing (docs/sharing.md) */
+
+/* A grain as the caller holds it. */
+struct held_grain {
+	struct db_grain g;
+	struct db_user actor; /* the caller; the owner for root on the admin socket */
+	bool owner;
+	struct grain_roles roles;
+	int64_t cap_id; /* the edge they act through (their best, or via) */
+	struct cap_access access;
+};
+
+/*
+ * The grain of the path, if the caller holds it (through via > 0 only; via
+ * < 0: only its owner will do): else 404 no_such_grain, like a grain that
+ * does not exist. 1: answered.
+ */
+int held_grain(struct request *req, int64_t via, struct held_grain *h);
+/* {"owner":…, "role":…, "permissions":[…], "readOnly":…, "via":…} */
+json_t *held_access_json(const struct held_grain *h);
+/* Audit the edges that expired since the last call, and let their sessions know. */
+int shares_expire(struct front *f);
+/* The routes of front_shares.c, ended by an empty one. */
+extern const struct route share_routes[];
 
 /* front_grains.c: the grain manager (start on demand, pooled connections, idle stop) */
 
@@ -599,18 +753,25 @@ int session_cache_new(struct session_cache **ret);
 struct session_cache *session_cache_free(struct session_cache *c);
 /* Drop the cached sessions of a grain (deleted, trashed, its sharing changed). */
 void session_cache_forget_grain(struct session_cache *c, const char *grain_id);
+/*
+ * A grain's sharing changed (f->lock held): every session re-checks its edge
+ * on its next request, and the open ones whose access changed are cut (their
+ * WebSockets close within a second).
+ */
+void session_cache_recheck_grain(struct front *f, const char *grain_id);
 /* The label (32 hex) when host is "ui-<label>.<wildcard>", else NULL. Points into host. */
 const char *session_host_label(struct front *f, const char *host);
 /* The live session of label, with a reference (session_unref()); NULL: none (expired). */
 struct grain_session *session_resolve(struct front *f, const char *label);
 struct grain_session *session_unref(struct front *f, struct grain_session *s);
 /*
- * A new session of user on grain g (f->lock held): *ret_url (the caller's to
- * free) is where it is served; ret_session_id gets its public id (33 bytes).
- * -EPERM: user may not open g.
+ * A new session on grain g through the edge cap_id, of user (NULL: anonymous)
+ * (f->lock held; the caller checked the edge grants access): *ret_url (the
+ * caller's to free) is where it is served; ret_session_id gets its public id
+ * (33 bytes).
  */
 int session_open(struct front *f, const struct db_grain *g, const struct db_user *user,
-		 char **ret_url, char *ret_session_id);
+		 int64_t cap_id, char **ret_url, char *ret_session_id);
 /* One request on a session host (label), from its first handler call. NULL: out of memory. */
 struct grain_exchange *grain_exchange_new(struct front *f, const char *label, const char *host);
 enum MHD_Result grain_exchange_handle(struct grain_exchange *x, struct MHD_Connection *connection,
@@ -1095,6 +1256,11 @@ struct proxy_upstream_ops {
 	 * PROXY_FD_WATCHED for the next acquire_nowait().
 	 */
 	void (*release)(void *userdata, int fd, unsigned flags);
+	/*
+	 * May be NULL. Asked about every WebSocket tunnel once a second (from
+	 * any thread): true ends it (the access it was opened with is gone).
+	 */
+	bool (*cut)(void *userdata);
 };
 
 struct proxy_params {
