@@ -13,7 +13,7 @@ sessions the step touched are compared with the model; every few steps every
 open session (X-Granary-Permissions as the app sees it, read-only: POST 403,
 dead: 404) and, when the api. host is served, every API token.
 
-GRANARY_SHARING_STEPS (default 700) sets the number of steps and
+GRANARY_SHARING_STEPS (default 1200, about 55 s) sets the number of steps and
 GRANARY_SHARING_SEED the seed (default: random, printed). A mismatch fails
 with the seed and every step so far.
 
@@ -31,7 +31,7 @@ import pytest
 
 from sharing import (World, grain_test_manifest_spk, start_daemon, stop_daemon, Packager)
 
-STEPS = int(os.environ.get("GRANARY_SHARING_STEPS", "700"))
+STEPS = int(os.environ.get("GRANARY_SHARING_STEPS", "1200"))
 SEED = int(os.environ.get("GRANARY_SHARING_SEED", str(random.SystemRandom().randrange(1 << 32))))
 USERS = ("bob", "carol", "dave", "erin")
 # How late a session may notice that an edge of its chain expired (the tree
@@ -156,11 +156,14 @@ class Run:
         self.log = []
         self.step = 0
         self.counts = {}
+        self.outcomes_seen = {}  # "what outcome": how often, to show what the run covered
 
     # ---- reporting
 
-    def note(self, text):
+    def note(self, text, outcome=None):
         self.log.append(f"{self.step:5}: {text}")
+        if outcome:
+            self.outcomes_seen[outcome] = self.outcomes_seen.get(outcome, 0) + 1
 
     def fail(self, text):
         raise Mismatch(f"seed {SEED} (GRANARY_SHARING_SEED={SEED} to replay), step {self.step}: "
@@ -238,7 +241,9 @@ class Run:
         got = (201, body["share"]["parent"]) if r.status_code == 201 else \
             (r.status_code, body.get("error", {}).get("code"))
         self.note(f"{actor} {kind} {fields} -> {r.status_code} "
-                  f"{body.get('error', {}).get('code') or '#%s' % body['share']['id']}")
+                  f"{body.get('error', {}).get('code') or '#%s' % body['share']['id']}",
+                  f"{kind} {'owner' if actor == 'alice' else 'reshare'} {got[0]} "
+                  f"{got[1] if got[0] != 201 else ''}".strip())
         self.expect(got, want, "sharing")
         if r.status_code != 201:
             return
@@ -286,7 +291,9 @@ class Run:
 
         got = "session" if visit.session else "refused"
         self.note(f"{visitor or 'anonymous'} opens #{link.id} -> {visit.response.status_code}"
-                  f"{' ' + visit.session.host if visit.session else ''}")
+                  f"{' ' + visit.session.host if visit.session else ''}",
+                  f"open {'owner' if visitor == 'alice' else 'user' if visitor else 'anon'} "
+                  f"{visit.response.status_code}")
         self.expect(got, self.outcomes(predict, before, after), "opening a link")
         if not visit.session:
             return
@@ -369,7 +376,9 @@ class Run:
         body = r.json()
         got = (r.status_code, body.get("error", {}).get("code") if r.status_code != 200 else None)
         self.note(f"{actor} {'revokes' if revoke else 'sets ' + role + ' on'} #{e.id} "
-                  f"({e.kind} by {e.maker}) -> {got}")
+                  f"({e.kind} by {e.maker}) -> {got}",
+                  f"{'revoke' if revoke else 'patch'} {'owner' if actor == 'alice' else 'other'} "
+                  f"{got[0]} {got[1] or ''}".strip())
         self.expect(got, self.outcomes(lambda t: self.predict_change(actor, e, role, t, revoke),
                                        before, after), "changing an edge")
         if r.status_code != 200:
@@ -415,7 +424,9 @@ class Run:
         want = self.outcomes(lambda t: self.session_model(sess, t), before, after,
                              SESSION_EXPIRY_SLACK)
         what = f"session {sess.http.host[:11]}… ({sess.kind} {sess.user or ''} via #{sess.edge})"
+        self.outcomes_seen["session checks"] = self.outcomes_seen.get("session checks", 0) + 1
         if status != 200:
+            self.outcomes_seen["dead sessions"] = self.outcomes_seen.get("dead sessions", 0) + 1
             self.expect(status, {404}, what + " status")
             self.expect(None, want, what)
             if sess.dead_checked:
@@ -576,3 +587,5 @@ def test_sharing_matches_the_model(world):
               f"{run.counts}; edges {kinds}, revoked "
               f"{sum(e.revoked for e in run.model.edges.values())}; sessions tracked "
               f"{len(run.sessions)}", file=sys.stderr)
+        for outcome, n in sorted(run.outcomes_seen.items()):
+            print(f"  {outcome}: {n}", file=sys.stderr)
