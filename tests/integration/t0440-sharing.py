@@ -296,7 +296,7 @@ def variants(token):
     v["re-cased-one"] = token[:letters[0]] + token[letters[0]].swapcase() + token[letters[0] + 1:]
     v["percent-one"] = "%%%02X" % ord(token[0]) + token[1:]
     v["percent-all"] = "".join("%%%02X" % ord(c) for c in token)
-    v["percent-lower"] = "%%%02x" % ord(token[5]) + token[:5] + token[6:]
+    v["percent-lower"] = token[:5] + "%%%02x" % ord(token[5]) + token[5 + 1:]
     v["standard-alphabet"] = token.replace("-", "+").replace("_", "/")
     v["nul"] = token[:42] + "%00"
     return {k: t for k, t in v.items() if t != token}
