@@ -32,6 +32,7 @@
 #include "common/json-util.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/parse.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
@@ -77,7 +78,8 @@ help(void)
 	       "Examples:\n"
 	       "  echo 'a long password' | granary --state ./var user add alice --admin\n"
 	       "  granary --state ./var app install hello.spk\n"
-	       "  granary --state ./var grain new APP_ID --owner alice --title 'My notes'\n");
+	       "  granary --state ./var grain new APP_ID --owner alice --title 'My notes'\n"
+	       "  granary --state ./var share GRAIN_ID --role viewer --expires 7d\n");
 }
 
 /* ---- the two ways to the state ----------------------------------------------------- */
@@ -402,10 +404,14 @@ read_password(char *buf, size_t size)
 	return 0;
 }
 
-/* Parse a command's options: --help prints usage; 'a' (--admin), 'o', 't' as given. */
+/*
+ * Parse a command's options: --help prints usage (and help, when given: more
+ * lines such as examples); the other options store as their letter says.
+ */
 struct command_options {
-	bool admin;
-	const char *owner, *title;
+	bool admin, no_reshare, login_required;
+	const char *owner, *title, *role, *expires, *label;
+	const char *help; /* in: printed after the summary by --help, or NULL */
 };
 
 static int
@@ -426,8 +432,28 @@ parse_command(int argc, char *argv[], const char *usage, const char *summary, un
 		case 't':
 			ret->title = optarg;
 			break;
+		case 'r':
+			ret->role = optarg;
+			break;
+		case 'e':
+			ret->expires = optarg;
+			break;
+		case 'l':
+			ret->label = optarg;
+			break;
+		case 'n':
+			ret->no_reshare = true;
+			break;
+		case 'L':
+			ret->login_required = true;
+			break;
+		case 'j': /* as the main --json; the sharing commands take it after them too */
+			arg_json = true;
+			break;
 		case 'h':
 			printf("Usage: granary %s\n%s\n", usage, summary);
+			if (ret->help)
+				printf("\n%s", ret->help);
 			return 1;
 		default:
 			return log_error_errno(EINVAL, "Usage: granary %s", usage);
@@ -893,6 +919,19 @@ status(int argc, char *argv[])
 	return 0;
 }
 
+/* Connect to the running daemon, for what only it can do (why says what). */
+static int
+daemon_required(const char *why)
+{
+	int r = state_open(false);
+
+	if (r < 0)
+		return r;
+	if (daemon_fd < 0)
+		return log_error_errno(ESRCH, "granaryd is not running: %s", why);
+	return 0;
+}
+
 /* "grain open|start|stop GRAIN_ID": POST /api/grains/ID/VERB; only a running granaryd runs grains. */
 struct grain_verb {
 	const char *usage, *summary, *verb;
@@ -935,11 +974,9 @@ grain_verb_command(int argc, char *argv[], const struct grain_verb *v)
 	r = parse_command(argc, argv, v->usage, v->summary, 1, no_options, &o);
 	if (r != 0)
 		return r < 0 ? r : 0;
-	r = state_open(false);
+	r = daemon_required("grains run only under it");
 	if (r < 0)
 		return r;
-	if (daemon_fd < 0)
-		return log_error_errno(ESRCH, "granaryd is not running: grains run only under it");
 	if (asprintf(&path, "/api/grains/%s/%s", argv[optind], v->verb) < 0)
 		return log_oom();
 	r = daemon_do("POST", path, NULL, -1, v->key, &answer);
@@ -948,6 +985,336 @@ grain_verb_command(int argc, char *argv[], const struct grain_verb *v)
 	if (arg_json)
 		return print_json(answer);
 	v->print(answer);
+	return 0;
+}
+
+/* ---- sharing (docs/sharing.md): through granaryd, root acting as the grain's owner ---- */
+
+/* A grain id as given: 32 lowercase hex, so that it is safe in a request path. */
+static int
+grain_id_arg(const char *arg)
+{
+	if (strlen(arg) != GRAIN_ID_LEN || strspn(arg, "0123456789abcdef") != GRAIN_ID_LEN)
+		return log_error_errno(EINVAL, "'%s' is not a grain id (32 hex digits)", arg);
+	return 0;
+}
+
+/* What "share" and "token" differ in; both POST the same fields (docs/api.md, Sharing). */
+struct share_kind {
+	const char *usage, *summary, *help;
+	const char *collection; /* "shares" or "tokens" */
+	const char *key;	/* the member of the answer printed: "url" or "token" */
+	bool link;		/* --no-reshare and --login-required apply */
+};
+
+static const struct share_kind share_link_kind = {
+	"share GRAIN_ID [--role ROLE] [--expires DUR] [--label TEXT] [--no-reshare] "
+	"[--login-required]",
+	"Make a share link to a grain, as its owner, and print its URL. Whoever opens the\n"
+	"URL gets the role (people signed in get a grant of their own). It is shown only\n"
+	"this once: Granary keeps just a hash of it.",
+	"Options:\n"
+	"  --role ROLE        a role of the app's manifest (default: its default role)\n"
+	"  --expires DUR      the link ends after DUR: 30s, 15m, 12h, 7d, 1h30m...\n"
+	"  --label TEXT       a note shown in the sharing tree (up to 200 bytes)\n"
+	"  --no-reshare       whoever opens it cannot share the grain on\n"
+	"  --login-required   anonymous visitors are refused\n"
+	"  --json             print the whole answer (JSON)\n"
+	"\n"
+	"Examples:\n"
+	"  granary share GRAIN_ID --role viewer --expires 7d --label 'for the team'\n"
+	"  granary share GRAIN_ID --role editor --no-reshare --login-required\n"
+	"  granary share list GRAIN_ID\n"
+	"  granary share revoke GRAIN_ID 4\n",
+	"shares",
+	"url",
+	true,
+};
+
+static const struct share_kind share_token_kind = {
+	"token GRAIN_ID [--role ROLE] [--expires DUR] [--label TEXT]",
+	"Make an API token for a program, as the grain's owner, and print it (only this\n"
+	"once). The program sends it as 'Authorization: Bearer TOKEN' to the api. host\n"
+	"(http://api.localhost:6080/PATH by default) and acts with the role.",
+	"Options:\n"
+	"  --role ROLE        a role of the app's manifest (default: its default role)\n"
+	"  --expires DUR      the token ends after DUR: 30s, 15m, 12h, 7d, 1h30m...\n"
+	"  --label TEXT       a note shown in the sharing tree (up to 200 bytes)\n"
+	"  --json             print the whole answer (JSON)\n"
+	"\n"
+	"Examples:\n"
+	"  granary token GRAIN_ID --role viewer --label 'backup script'\n"
+	"  curl -H \"Authorization: Bearer $(granary token GRAIN_ID --expires 1h)\" \\\n"
+	"       http://api.localhost:6080/\n"
+	"  granary share revoke GRAIN_ID EDGE_ID   (tokens are edges of the sharing tree)\n",
+	"tokens",
+	"token",
+	false,
+};
+
+static const struct option share_options[] = {
+	{ "role", required_argument, NULL, 'r' },     { "expires", required_argument, NULL, 'e' },
+	{ "label", required_argument, NULL, 'l' },    { "no-reshare", no_argument, NULL, 'n' },
+	{ "login-required", no_argument, NULL, 'L' }, { "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },	      {},
+};
+
+static const struct option token_options[] = {
+	{ "role", required_argument, NULL, 'r' },  { "expires", required_argument, NULL, 'e' },
+	{ "label", required_argument, NULL, 'l' }, { "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },	   {},
+};
+
+static const struct option json_options[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	{},
+};
+
+/* The JSON body of a new link or token from the command's options, in *ret. */
+static int
+share_body(const struct command_options *o, bool link, json_t **ret)
+{
+	_cleanup_json_ json_t *body = json_object();
+	uint64_t ms;
+	int r;
+
+	if (!body)
+		return log_oom();
+	if (o->role && json_object_set_new(body, "role", json_string(o->role)) < 0)
+		return log_error_errno(EINVAL, "The role must be UTF-8 text");
+	if (o->label && json_object_set_new(body, "label", json_string(o->label)) < 0)
+		return log_error_errno(EINVAL, "The label must be UTF-8 text");
+	if (o->expires) {
+		r = parse_duration_ms(o->expires, &ms);
+		if (r < 0)
+			return log_error_errno(
+				r, "Invalid duration '%s': use e.g. 30s, 15m, 12h, 7d", o->expires);
+		/* The API counts in seconds; a fraction would be rounded somewhere unseen. */
+		if (ms == 0 || ms % 1000 != 0)
+			return log_error_errno(ERANGE,
+					       "Invalid duration '%s': whole seconds, at least 1s",
+					       o->expires);
+		if (json_object_set_new(body, "expiresIn", json_integer((json_int_t)(ms / 1000))) <
+		    0)
+			return log_oom();
+	}
+	if (link && o->no_reshare && json_object_set_new(body, "reshare", json_false()) < 0)
+		return log_oom();
+	if (link && o->login_required &&
+	    json_object_set_new(body, "loginRequired", json_true()) < 0)
+		return log_oom();
+	*ret = TAKE_PTR(body);
+	return 0;
+}
+
+/* "share GRAIN_ID ..." and "token GRAIN_ID ...": POST /api/grains/ID/{shares,tokens}. */
+static int
+share_make(int argc, char *argv[], const struct share_kind *k)
+{
+	_cleanup_json_ json_t *body = NULL, *answer = NULL;
+	struct command_options o = { .help = k->help };
+	_cleanup_free_ char *path = NULL;
+	const char *grain_id;
+	int r;
+
+	r = parse_command(argc, argv, k->usage, k->summary, 1,
+			  k->link ? share_options : token_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	grain_id = argv[optind];
+	if ((r = grain_id_arg(grain_id)) < 0 || (r = share_body(&o, k->link, &body)) < 0 ||
+	    (r = daemon_required("sharing goes through it")) < 0)
+		return r;
+	if (asprintf(&path, "/api/grains/%s/%s", grain_id, k->collection) < 0)
+		return log_oom();
+	r = daemon_do("POST", path, body, -1, NULL, &answer);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(answer);
+	if (!json_is_string(json_object_get(answer, k->key)))
+		return log_error_errno(EBADMSG, "granaryd's answer lacks '%s'", k->key);
+	printf("%s\n", str(answer, k->key));
+	return 0;
+}
+
+static int
+share_create(int argc, char *argv[])
+{
+	return share_make(argc, argv, &share_link_kind);
+}
+
+static int
+token_create(int argc, char *argv[])
+{
+	return share_make(argc, argv, &share_token_kind);
+}
+
+/* One edge of the sharing tree on one line, indented by its depth. */
+static void
+print_share(json_t *s, unsigned depth)
+{
+	json_t *effective = json_object_get(s, "effective"), *p;
+	json_t *expires = json_object_get(s, "expiresAt");
+	const char *kind = str(s, "kind"), *state;
+	char when[64] = "no expiry";
+	size_t i;
+
+	if (json_is_integer(expires)) {
+		time_t t = (time_t)json_integer_value(expires);
+		struct tm tm;
+
+		if (gmtime_r(&t, &tm))
+			strftime(when, sizeof(when), "expires %Y-%m-%d %H:%M:%S UTC", &tm);
+	}
+	if (!json_is_null(json_object_get(s, "revokedAt")))
+		state = "revoked";
+	else if (json_is_integer(expires) && json_integer_value(expires) <= (json_int_t)time(NULL))
+		state = "expired";
+	else if (json_is_true(json_object_get(effective, "active")))
+		state = "active";
+	else
+		state = "cut above"; /* an edge it derives from is revoked or expired */
+
+	printf("%*s#%" JSON_INTEGER_FORMAT "  %s  %s  ", (int)(2 * depth), "", num(s, "id"), kind,
+	       str(s, "role"));
+	if (strcmp(kind, "grant") == 0)
+		printf("%s", str(s, "holder"));
+	else if (json_is_string(json_object_get(s, "label")) && *str(s, "label"))
+		printf("\"%s\"", str(s, "label"));
+	else
+		printf("-");
+	printf("  %s  %s", when, state);
+	if (strcmp(state, "active") == 0) {
+		printf(" (");
+		json_array_foreach (json_object_get(effective, "permissions"), i, p)
+			printf("%s%s", i ? "," : "", json_string_value(p) ?: "?");
+		if (json_array_size(json_object_get(effective, "permissions")) == 0)
+			printf("no permission");
+		if (json_is_true(json_object_get(effective, "readOnly")))
+			printf(", read-only");
+		printf(")");
+	}
+	printf("\n");
+}
+
+/*
+ * Print the edges below parent (a JSON id; NULL for the roots: edges whose
+ * parent is null or not in the list, as when someone else than the owner
+ * asks), depth first. done[] marks printed edges, so that even a list with a
+ * cycle ends. O(n²) in edges; the tree of one grain is small.
+ */
+static void
+print_share_tree(json_t *shares, json_int_t parent, bool roots, unsigned depth, bool *done)
+{
+	size_t i, j;
+	json_t *s, *t;
+
+	json_array_foreach (shares, i, s) {
+		json_t *p = json_object_get(s, "parent");
+		bool match;
+
+		if (done[i])
+			continue;
+		if (roots) {
+			match = true;
+			if (json_is_integer(p))
+				json_array_foreach (shares, j, t)
+					if (num(t, "id") == json_integer_value(p))
+						match = false;
+		} else
+			match = json_is_integer(p) && json_integer_value(p) == parent;
+		if (!match)
+			continue;
+		done[i] = true;
+		print_share(s, depth);
+		print_share_tree(shares, num(s, "id"), false, depth + 1, done);
+	}
+}
+
+static int
+share_list(int argc, char *argv[])
+{
+	struct command_options o = {
+		.help = "Each line is an edge: #id, kind (link, grant, token), role, holder or\n"
+			"label, expiry, and its state now: active (with what it grants), revoked,\n"
+			"expired, or cut above (an edge it derives from is revoked or expired).\n"
+			"Derived edges are indented below the edge they come from.\n"
+			"\n"
+			"Examples:\n"
+			"  granary share list GRAIN_ID\n"
+			"  granary share list GRAIN_ID --json\n",
+	};
+	_cleanup_json_ json_t *shares = NULL;
+	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ bool *done = NULL;
+	int r;
+
+	r = parse_command(argc, argv, "share list GRAIN_ID",
+			  "Show who holds a grain: its sharing tree, oldest first.", 1,
+			  json_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if ((r = grain_id_arg(argv[optind])) < 0 ||
+	    (r = daemon_required("sharing goes through it")) < 0)
+		return r;
+	if (asprintf(&path, "/api/grains/%s/shares", argv[optind]) < 0)
+		return log_oom();
+	r = daemon_do("GET", path, NULL, -1, "shares", &shares);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(shares);
+	if (json_array_size(shares) == 0) {
+		printf("Not shared.\n");
+		return 0;
+	}
+	done = calloc(json_array_size(shares), sizeof(*done));
+	if (!done)
+		return log_oom();
+	print_share_tree(shares, 0, true, 0, done);
+	return 0;
+}
+
+static int
+share_revoke(int argc, char *argv[])
+{
+	struct command_options o = {
+		.help = "The edge's sessions end and open WebSockets close within seconds. "
+			"Revoking\n"
+			"an edge already revoked changes nothing.\n"
+			"\n"
+			"Examples:\n"
+			"  granary share list GRAIN_ID          (the #numbers are edge ids)\n"
+			"  granary share revoke GRAIN_ID 4\n",
+	};
+	_cleanup_json_ json_t *share = NULL;
+	_cleanup_free_ char *path = NULL;
+	uint64_t edge;
+	int r;
+
+	r = parse_command(
+		argc, argv, "share revoke GRAIN_ID EDGE_ID",
+		"Revoke a link, grant or token of a grain, and everything derived from it.", 2,
+		json_options, &o);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if ((r = grain_id_arg(argv[optind])) < 0)
+		return r;
+	if (parse_uint64(argv[optind + 1], &edge) < 0 || edge == 0 || edge > INT64_MAX)
+		return log_error_errno(EINVAL, "'%s' is not an edge id (see 'granary share list')",
+				       argv[optind + 1]);
+	if ((r = daemon_required("sharing goes through it")) < 0)
+		return r;
+	if (asprintf(&path, "/api/grains/%s/shares/%" PRIu64, argv[optind], edge) < 0)
+		return log_oom();
+	r = daemon_do("DELETE", path, NULL, -1, "share", &share);
+	if (r < 0)
+		return r;
+	if (arg_json)
+		return print_json(share);
+	printf("Revoked #%" PRIu64 " and everything derived from it.\n", edge);
 	return 0;
 }
 
@@ -967,6 +1334,10 @@ static const struct {
 	{ "grain", "open", NULL, NULL, &grain_verbs[0] },
 	{ "grain", "start", NULL, NULL, &grain_verbs[1] },
 	{ "grain", "stop", NULL, NULL, &grain_verbs[2] },
+	{ "share", "list", share_list },
+	{ "share", "revoke", share_revoke },
+	{ "share", NULL, share_create }, /* after its subcommands: it takes any GRAIN_ID */
+	{ "token", NULL, token_create },
 	{ "status", NULL, status },
 };
 
@@ -1032,11 +1403,7 @@ main(int argc, char *argv[])
 			goto done;
 		}
 	}
-	if (strcmp(cmd, "share") == 0)
-		r = log_error_errno(EOPNOTSUPP, "'share' arrives with the sharing issue");
-	else
-		log_error("Unknown command '%s%s%s'; try 'granary --help'", cmd, *sub ? " " : "",
-			  sub);
+	log_error("Unknown command '%s%s%s'; try 'granary --help'", cmd, *sub ? " " : "", sub);
 done:
 	state_close();
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
