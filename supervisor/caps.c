@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -211,7 +212,7 @@ struct best {
 	int64_t via;
 	int64_t id;
 	struct cap_access access;
-	int64_t ids[64];
+	int64_t *ids; /* owned */
 	size_t n;
 };
 
@@ -219,9 +220,15 @@ static int
 collect_held(const struct db_cap *c, void *userdata)
 {
 	struct best *b = userdata;
+	int64_t *ids;
 
-	if ((b->via <= 0 || c->id == b->via) && b->n < ELEMENTSOF(b->ids))
-		b->ids[b->n++] = c->id;
+	if (b->via > 0 && c->id != b->via)
+		return 0;
+	ids = reallocarray(b->ids, b->n + 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	b->ids = ids;
+	b->ids[b->n++] = c->id;
 	return 0;
 }
 
@@ -234,21 +241,20 @@ cap_best_held(struct db *db, const struct grain_roles *roles, const char *grain_
 
 	/* Collected first: cap_access() runs statements of its own. */
 	r = db_cap_held(db, grain_id, user_id, collect_held, &b);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < b.n; i++) {
+	for (size_t i = 0; r >= 0 && i < b.n; i++) {
 		struct cap_access a;
 
 		r = cap_access(db, roles, b.ids[i], now, NULL, &a);
-		if (r < 0 && r != -ELOOP && r != -EBADMSG)
-			return r;
-		if (r < 0 || !a.active)
-			continue;
-		if (!b.id || access_better(&a, &b.access)) {
+		if (r == -ELOOP || r == -EBADMSG)
+			r = 0; /* a broken edge grants nothing */
+		else if (r >= 0 && a.active && (!b.id || access_better(&a, &b.access))) {
 			b.id = b.ids[i];
 			b.access = a;
 		}
 	}
+	free(b.ids);
+	if (r < 0)
+		return r;
 	if (!b.id)
 		return -ENOENT;
 	*ret_id = b.id;

@@ -408,8 +408,8 @@ upload_announced_too_large(struct request *req)
 
 static enum MHD_Result
 handle_request_locked(void *cls, struct MHD_Connection *connection, const char *url,
-		      const char *method, const char *version, const char *upload_data,
-		      size_t *upload_data_size, void **req_cls)
+		      const char *raw_url, const char *method, const char *version,
+		      const char *upload_data, size_t *upload_data_size, void **req_cls)
 {
 	struct front *f = cls;
 	struct request *req = *req_cls;
@@ -421,6 +421,7 @@ handle_request_locked(void *cls, struct MHD_Connection *connection, const char *
 		req = request_new(f, connection, method, url);
 		if (!req)
 			return MHD_NO;
+		req->raw_url = raw_url;
 		*req_cls = req;
 		f->metrics.requests++;
 		if (now_seconds() - f->housekeeping_at >= HOUSEKEEPING_INTERVAL)
@@ -560,8 +561,8 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 					     version, upload_data, upload_data_size);
 
 	pthread_mutex_lock(&f->lock);
-	result = handle_request_locked(cls, connection, url, method, version, upload_data,
-				       upload_data_size, (void **)&call->api);
+	result = handle_request_locked(cls, connection, url, call->raw_uri, method, version,
+				       upload_data, upload_data_size, (void **)&call->api);
 	pthread_mutex_unlock(&f->lock);
 	return result;
 }

@@ -1257,6 +1257,10 @@ route_match(const struct route *rt, const char *url, size_t *ret_param, size_t *
 	size_t len = strlen(rt->path), suffix = rt->suffix ? strlen(rt->suffix) : 0;
 	const char *rest = url + len, *second;
 
+	if (rt->flags & ROUTE_REST) {
+		*ret_param = MIN(strlen(rest), (size_t)127); /* longer: cut, and still no id */
+		return strncmp(url, rt->path, len) == 0;
+	}
 	if (!(rt->flags & (ROUTE_PARAM | ROUTE_PARAM2)))
 		return strcmp(url, rt->path) == 0;
 	*ret_param = strcspn(rest, "/");
@@ -1286,7 +1290,7 @@ route_find(struct request *req)
 			/* HEAD is GET without the body; libmicrohttpd drops the body itself. */
 			if (strcmp(rt->method, req->method) == 0 ||
 			    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
-				if (rt->flags & (ROUTE_PARAM | ROUTE_PARAM2))
+				if (rt->flags & (ROUTE_PARAM | ROUTE_PARAM2 | ROUTE_REST))
 					(void)snprintf(req->param, sizeof(req->param), "%.*s",
 						       (int)param_len, req->url + len);
 				if (rt->flags & ROUTE_PARAM2)

@@ -255,8 +255,7 @@ static const struct json_field share_fields[] = {
 	  .max = CAP_ROLE_MAX },
 	{ "label", JSON_FIELD_STRING, 0, offsetof(struct share_request, label),
 	  .max = CAP_LABEL_MAX },
-	{ "expiresIn", JSON_FIELD_INT, 0, offsetof(struct share_request, expires_in), .min = 1,
-	  .max = EXPIRES_IN_MAX },
+	{ "expiresIn", JSON_FIELD_INT, 0, offsetof(struct share_request, expires_in) },
 	{ "loginRequired", JSON_FIELD_BOOL, 0, offsetof(struct share_request, login_required) },
 	{ "reshare", JSON_FIELD_BOOL, 0, offsetof(struct share_request, reshare) },
 	{ "via", JSON_FIELD_INT, 0, offsetof(struct share_request, via), .min = 1,
@@ -307,6 +306,11 @@ share_make(struct request *req, enum cap_kind kind)
 
 	if (json_dispatch(req->json, "", share_fields, &sr, 0, &err) < 0)
 		return bad_json(req, &err);
+	if (json_object_get(req->json, "expiresIn") &&
+	    (sr.expires_in < 1 || sr.expires_in > EXPIRES_IN_MAX))
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_expiry",
+				     "expiresIn is seconds from now: 1 to %lld (ten years)",
+				     EXPIRES_IN_MAX);
 	if (kind == CAP_TOKEN &&
 	    (json_object_get(req->json, "loginRequired") || json_object_get(req->json, "reshare")))
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_json",
@@ -552,6 +556,15 @@ static const char page_throttled[] =
 		     "<h1>Too many links that do not work</h1>"
 		     "<p>This address tried too many. Wait a few minutes.</p></body></html>\n";
 
+/* Is raw (a request-target, maybe with a query) exactly path, nothing encoded? */
+static bool
+raw_path_is(const char *raw, const char *path)
+{
+	size_t len = strcspn(raw ? raw : "", "?");
+
+	return raw && strlen(path) == len && strncmp(raw, path, len) == 0;
+}
+
 static int
 landing_page(struct request *req, unsigned status, const char *page, size_t size)
 {
@@ -622,8 +635,13 @@ handle_landing(struct request *req)
 		return landing_page(req, MHD_HTTP_TOO_MANY_REQUESTS, page_throttled,
 				    sizeof(page_throttled) - 1);
 	}
-	/* Malformed, unknown, an API token's, revoked, expired, trashed: one answer. */
-	if (token_hash_string(token, strlen(token), hash) < 0 ||
+	/*
+	 * Malformed, unknown, an API token's, revoked, expired, trashed: one
+	 * answer. A token is sent as it is: percent-encoded it is some other
+	 * string (libmicrohttpd decoded req->url), and gets the same answer.
+	 */
+	if (!raw_path_is(req->raw_url, req->url) ||
+	    token_hash_string(token, strlen(token), hash) < 0 ||
 	    db_cap_by_token(f->db, hash, &link) < 0 || link.kind != CAP_LINK ||
 	    db_grain_get(f->db, link.grain_id, &g) < 0 || g.trashed_at ||
 	    grain_roles_load(f->db, g.app_id, &roles) < 0 ||
@@ -691,7 +709,7 @@ shares_expire(struct front *f)
 }
 
 const struct route share_routes[] = {
-	{ "GET", "/s/", ROUTE_PARAM, handle_landing },
+	{ "GET", "/s/", ROUTE_REST, handle_landing },
 	{ "GET", "/robots.txt", 0, handle_robots },
 	{ "GET", "/api/grains/", ROUTE_API | ROUTE_USER | ROUTE_PARAM, handle_shares_list,
 	  "/shares" },

@@ -558,13 +558,14 @@ struct front {
 #define HOUSEKEEPING_INTERVAL  (10 * 60) /* seconds between trash purges */
 
 enum route_flags {
-	ROUTE_API = 1 << 0,	 /* under /api/: JSON answers, Origin checked for unsafe methods */
-	ROUTE_BODY = 1 << 1,	 /* collects a JSON body (up to 64 KiB) */
-	ROUTE_USER = 1 << 2,	 /* needs a signed-in user */
-	ROUTE_ADMIN = 1 << 3,	 /* needs an admin */
-	ROUTE_PARAM = 1 << 4,	 /* path is a prefix followed by one id segment */
-	ROUTE_UPLOAD = 1 << 5,	 /* streams its body to a file (up to UPLOAD_LIMIT) */
-	ROUTE_PARAM2 = 1 << 7,	 /* ROUTE_PARAM, then suffix, then a second id segment */
+	ROUTE_API = 1 << 0,    /* under /api/: JSON answers, Origin checked for unsafe methods */
+	ROUTE_BODY = 1 << 1,   /* collects a JSON body (up to 64 KiB) */
+	ROUTE_USER = 1 << 2,   /* needs a signed-in user */
+	ROUTE_ADMIN = 1 << 3,  /* needs an admin */
+	ROUTE_PARAM = 1 << 4,  /* path is a prefix followed by one id segment */
+	ROUTE_UPLOAD = 1 << 5, /* streams its body to a file (up to UPLOAD_LIMIT) */
+	ROUTE_PARAM2 = 1 << 7, /* ROUTE_PARAM, then suffix, then a second id segment */
+	ROUTE_REST = 1 << 8, /* path is a prefix; whatever follows is param (the handler checks) */
 	ROUTE_ANY_HOST = 1 << 6, /* served whatever the Host (monitors ask by address) */
 };
 
@@ -587,6 +588,7 @@ struct request {
 	struct front *front;
 	struct MHD_Connection *connection;
 	const char *method, *url; /* borrowed from libmicrohttpd, valid for the request */
+	const char *raw_url;	  /* borrowed: the request-target as sent (url is decoded) */
 	const struct route *route;
 	char param[128];  /* the id segment of a ROUTE_PARAM path */
 	char param2[32];  /* the second one of a ROUTE_PARAM2 path */
