@@ -234,7 +234,10 @@ class World:
         """GET the share URL as name (None: anonymous), from a fresh address
         unless a client is given; the session when it answered 303 to one."""
         c = client or self.client(name)
-        r = c.get(urllib.parse.urlsplit(url).path, allow_redirects=False)
+        # Sent byte for byte: requests would decode %XX of unreserved characters.
+        prepared = c.prepare_request(requests.Request("GET", self.daemon.url + "/"))
+        prepared.url = self.daemon.url + urllib.parse.urlsplit(url).path
+        r = c.send(prepared, allow_redirects=False, timeout=30)
         session = None
         location = r.headers.get("Location", "")
         if r.status_code == 303 and urllib.parse.urlsplit(location).hostname and \
