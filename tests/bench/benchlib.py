@@ -1,7 +1,9 @@
 """Shared pieces of the benchmarks B1, B2, B4 and B7 (tests/bench/b*.sh).
 
 The peers run as they are (build/apps/grain-test straight on 127.0.0.1, an
-nginx reverse proxy in front of it, bwrap); Granary runs as a real granaryd
+nginx reverse proxy in front of it, bwrap), or, given netns=PID, in the
+network namespace of a running grain's app (wrk and nginx through
+`nsenter --net`, B1's in-grain rows); Granary runs as a real granaryd
 with a user, the app installed through the API, and grains opened through
 `POST /api/grains/<id>/open` (the session host, sent as the Host header of
 requests to 127.0.0.1:PORT). Until the daemon offers grains and the proxy,
@@ -21,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,39 +66,10 @@ def load():
         return " ".join(f.read().split()[:3])
 
 
-def free_port(netns=None):
-    """A free port of 127.0.0.1, in the network namespace of process netns if given."""
-    def pick():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    return in_netns(netns, pick) if netns else pick()
-
-
-def in_netns(pid, fn):
-    """fn() run in the network namespace of process pid (root only), in a
-    short-lived thread (setns() changes only the calling thread; a socket
-    keeps the namespace it was made in)."""
-    result = {}
-
-    def work():
-        try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if apps._libc.setns(fd, apps.CLONE_NEWNET) != 0:
-                    raise OSError(f"setns into the network of {pid} failed")
-            finally:
-                os.close(fd)
-            result["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            result["error"] = e
-
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def netns_prefix(pid):
@@ -230,7 +202,10 @@ class Nginx:
 
     def __init__(self, upstream_port, workdir, netns=None):
         self.netns = netns
-        self.port = free_port(netns)
+        # A grain's network namespace is fresh: only its app listens there.
+        self.port = free_port()
+        while netns and self.port == upstream_port:
+            self.port = free_port()
         self.dir = os.path.join(workdir, f"nginx-{self.port}")
         os.makedirs(os.path.join(self.dir, "tmp"))
         conf = os.path.join(self.dir, "nginx.conf")
@@ -291,7 +266,7 @@ http {{
 def connect(port, timeout=10, netns=None):
     """A TCP socket connected to 127.0.0.1:port (in the network namespace of netns)."""
     if netns:
-        return in_netns(netns, lambda: socket.create_connection(("127.0.0.1", port), timeout))
+        return apps.connect_in_netns(netns, port, timeout)
     return socket.create_connection(("127.0.0.1", port), timeout)
 
 
