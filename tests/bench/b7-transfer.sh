@@ -205,9 +205,9 @@ lines += [
     "than 64 KiB segments arrive, sleeps, and each segment wakes it on the other vCPU (an "
     "inter-processor interrupt, a VM exit here). Direct, the app pays that alone on one vCPU "
     "while curl reads on the other; through any proxy three busy processes share the 2 vCPUs "
-    "(nginx, which copies through user space, is no faster). Tried on the splice path, each "
-    "against an unchanged granaryd in the same run, and not kept (no gain beyond the noise, "
-    "or a loss): `SO_RCVLOWAT` of 256 KiB on the app's socket while a body is spliced (fewer, "
+    "(nginx, copying through user space, does about as well, at more CPU). Tried on the splice "
+    "path, each against an unchanged granaryd in the same run, and not kept (no gain beyond "
+    "the noise, or a loss): `SO_RCVLOWAT` of 256 KiB on the app's socket while a body is spliced (fewer, "
     "larger splices, same wake-ups of curl), a 4 MiB `SO_SNDBUF` on client sockets, a 256 KiB "
     "pipe instead of 1 MiB (front's CPU per GiB up by half). An unprivileged front cannot "
     "make its pipes larger than `fs.pipe-max-size` (1 MiB).",
