@@ -1,7 +1,9 @@
 """Shared pieces of the benchmarks B1, B2, B4 and B7 (tests/bench/b*.sh).
 
 The peers run as they are (build/apps/grain-test straight on 127.0.0.1, an
-nginx reverse proxy in front of it, bwrap); Granary runs as a real granaryd
+nginx reverse proxy in front of it, bwrap), or, given netns=PID, in the
+network namespace of a running grain's app (wrk and nginx through
+`nsenter --net`, B1's in-grain rows); Granary runs as a real granaryd
 with a user, the app installed through the API, and grains opened through
 `POST /api/grains/<id>/open` (the session host, sent as the Host header of
 requests to 127.0.0.1:PORT). Until the daemon offers grains and the proxy,
@@ -68,6 +70,11 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def netns_prefix(pid):
+    """The command prefix that runs a program in the network namespace of pid."""
+    return ["nsenter", f"--net=/proc/{pid}/ns/net"] if pid else []
 
 
 def med(xs):
@@ -138,6 +145,21 @@ def kib(pid, *keys):
     return out
 
 
+def cpu_ns(pid):
+    """CPU time of every thread of pid so far, in nanoseconds (schedstat)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread that ended meanwhile
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
 def meminfo_used():
     """MemTotal - MemAvailable, KiB."""
     d = {}
@@ -174,10 +196,16 @@ class Nginx:
     an upstream keep-alive pool of 32 connections. Request bodies stream to
     the app; answers are buffered in memory (8 x 64 KiB), never in a file
     (proxy_max_temp_file_size 0: a full buffer waits for the client), so
-    memory stays bounded and a 64 KiB answer is read in one piece."""
+    memory stays bounded and a 64 KiB answer is read in one piece.
+    netns: run it in the network namespace of that process (a grain's app:
+    127.0.0.1:upstream_port is then the app inside the grain)."""
 
-    def __init__(self, upstream_port, workdir):
+    def __init__(self, upstream_port, workdir, netns=None):
+        self.netns = netns
+        # A grain's network namespace is fresh: only its app listens there.
         self.port = free_port()
+        while netns and self.port == upstream_port:
+            self.port = free_port()
         self.dir = os.path.join(workdir, f"nginx-{self.port}")
         os.makedirs(os.path.join(self.dir, "tmp"))
         conf = os.path.join(self.dir, "nginx.conf")
@@ -214,17 +242,17 @@ http {{
     }}
 }}
 """)
-        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf],
+        self.proc = subprocess.Popen(netns_prefix(netns) + ["nginx", "-p", self.dir, "-c", conf],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-        if not conftest.wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 1)
-                                 .close() is None or self.proc.poll() is not None):
+        if not conftest.wait_for(lambda: connect(self.port, 1, netns).close() is None
+                                 or self.proc.poll() is not None):
             raise SystemExit("nginx did not start")
         if self.proc.poll() is not None:
             raise SystemExit("nginx did not start: " + self.proc.stderr.read())
 
     def worker_pids(self):
-        return children(self.proc.pid)
+        return children(self.proc.pid)  # nsenter without --fork execs nginx: same pid
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -235,9 +263,16 @@ http {{
             self.proc.wait()
 
 
-def keep_alive_ok(port, host, path="/"):
+def connect(port, timeout=10, netns=None):
+    """A TCP socket connected to 127.0.0.1:port (in the network namespace of netns)."""
+    if netns:
+        return apps.connect_in_netns(netns, port, timeout)
+    return socket.create_connection(("127.0.0.1", port), timeout)
+
+
+def keep_alive_ok(port, host, path="/", netns=None):
     """Two requests on one connection, both answered, no Connection: close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with connect(port, 10, netns) as s:
         f = s.makefile("rb")
         for _ in range(2):
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
@@ -271,14 +306,15 @@ end
 """
 
 
-def wrk(port, host, path, duration, connections=32, threads=1, workdir="/tmp"):
-    """wrk -tT -cC -dD against 127.0.0.1:port with Host: host: a dict of
-    rps, p50_ms, p99_ms, requests and the error counts."""
+def wrk(port, host, path, duration, connections=32, threads=1, workdir="/tmp", netns=None):
+    """wrk -tT -cC -dD against 127.0.0.1:port with Host: host (run in the
+    network namespace of process netns if given): a dict of rps, p50_ms,
+    p99_ms, requests and the error counts."""
     script = os.path.join(workdir, "wrk-json.lua")
     if not os.path.exists(script):
         with open(script, "w") as f:
             f.write(WRK_LUA)
-    r = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+    r = subprocess.run(netns_prefix(netns) + ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
                         "-H", f"Host: {host}", "-s", script, f"http://127.0.0.1:{port}{path}"],
                        capture_output=True, text=True, timeout=duration + 60)
     m = re.search(r"^WRK-JSON (\{.*\})$", r.stdout, re.M)
@@ -352,6 +388,14 @@ class Granary:
                 uid = int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1))
             out["launcher" if uid == 0 else "front"] = pid
         return out
+
+    def grain_app_pid(self, program):
+        """The pid (as the host sees it) of the running grain's app, by its
+        program name (argv[0]'s base name): its network namespace is the grain's."""
+        pids = [p for p in descendants(self.daemon.proc.pid) if argv0(p) == program]
+        if len(pids) != 1:
+            raise RuntimeError(f"expected one running {program} in a grain, found {pids}")
+        return pids[0]
 
     def grain_inits(self):
         return [p for p in descendants(self.daemon.proc.pid) if argv0(p) == "grain-init"]
