@@ -71,6 +71,8 @@ parse_request_line(char *line, size_t len, struct http_request_head *h)
 static int
 head_field(struct http_request_head *h, char *name, char *value)
 {
+	int r;
+
 	/* Most fields are none of these: one look at the first letter says so. */
 	switch (name[0] | 0x20) {
 	case 'c':
@@ -82,22 +84,14 @@ head_field(struct http_request_head *h, char *name, char *value)
 	default:
 		return 0;
 	}
+	r = http_framing_field(name, value, &h->has_content_length, &h->content_length,
+			       &h->chunked);
+	if (r != 0)
+		return r < 0 ? r : 0;
 	if (strcasecmp(name, "Host") == 0) {
 		if (h->host)
 			return -EBADMSG;
 		h->host = value;
-	} else if (strcasecmp(name, "Content-Length") == 0) {
-		uint64_t n;
-
-		/* One, of digits only: "42, 42" or a second field is how smuggling starts. */
-		if (h->has_content_length || parse_uint64(value, &n) < 0)
-			return -EBADMSG;
-		h->has_content_length = true;
-		h->content_length = n;
-	} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
-		if (h->chunked || strcasecmp(value, "chunked") != 0)
-			return -EBADMSG;
-		h->chunked = true;
 	} else if (strcasecmp(name, "Connection") == 0) {
 		if (h->n_connection >= ELEMENTSOF(h->connection))
 			return -E2BIG;
@@ -136,8 +130,7 @@ http_request_head_parse(char *buf, size_t size, struct http_request_head *ret)
 	}
 	if (h.version_minor == 1 && !h.host)
 		return -EBADMSG;
-	/* RFC 9112 6.1 and 6.3: chunked is HTTP/1.1's, and both is an error. */
-	if (h.chunked && (h.has_content_length || h.version_minor == 0))
+	if (!http_framing_valid(h.chunked, h.has_content_length, h.version_minor))
 		return -EBADMSG;
 	*ret = h;
 	return 0;

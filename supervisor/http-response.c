@@ -145,23 +145,36 @@ parse_status_line(char *line, size_t len, struct http_response_head *h)
 static int
 head_field(struct http_response_head *h, char *name, char *value)
 {
-	if (strcasecmp(name, "Content-Length") == 0) {
-		uint64_t n;
+	int r = http_framing_field(name, value, &h->has_content_length, &h->content_length,
+				   &h->chunked);
 
-		/* One, of digits only: "42, 42" or a second field is how smuggling starts. */
-		if (h->has_content_length || parse_uint64(value, &n) < 0)
-			return -EBADMSG;
-		h->has_content_length = true;
-		h->content_length = n;
-	} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
-		if (h->chunked || strcasecmp(value, "chunked") != 0)
-			return -EBADMSG;
-		h->chunked = true;
-	} else if (strcasecmp(name, "Connection") == 0) {
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (strcasecmp(name, "Connection") == 0) {
 		if (http_list_has_token(value, "close"))
 			h->connection_close = true;
 		if (http_list_has_token(value, "keep-alive"))
 			h->connection_keep_alive = true;
+	}
+	return 0;
+}
+
+int
+http_framing_field(const char *name, const char *value, bool *has_content_length,
+		   uint64_t *content_length, bool *chunked)
+{
+	if (strcasecmp(name, "Content-Length") == 0) {
+		/* One, of digits only: "42, 42" or a second field is how smuggling starts. */
+		if (*has_content_length || parse_uint64(value, content_length) < 0)
+			return -EBADMSG;
+		*has_content_length = true;
+		return 1;
+	}
+	if (strcasecmp(name, "Transfer-Encoding") == 0) {
+		if (*chunked || strcasecmp(value, "chunked") != 0)
+			return -EBADMSG;
+		*chunked = true;
+		return 1;
 	}
 	return 0;
 }
@@ -234,8 +247,7 @@ http_response_head_parse(char *buf, size_t size, struct http_response_head *ret)
 		if (r < 0)
 			return r;
 	}
-	/* RFC 9112 6.3: both is an error; chunked is HTTP/1.1's. */
-	if (h.chunked && (h.has_content_length || h.version_minor == 0))
+	if (!http_framing_valid(h.chunked, h.has_content_length, h.version_minor))
 		return -EBADMSG;
 	*ret = h;
 	return 0;

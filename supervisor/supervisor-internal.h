@@ -1130,6 +1130,19 @@ bool http_value_is_safe(const char *s, size_t len);
 /* Whether a comma-separated header value (Connection, Upgrade) lists token, any case. */
 bool http_list_has_token(const char *list, const char *token);
 /*
+ * The framing fields, by one rule for requests and answers: Content-Length
+ * (one, digits only) and Transfer-Encoding (exactly "chunked", once) into
+ * the three targets. 1: name was one of them; 0: another field; -EBADMSG.
+ */
+int http_framing_field(const char *name, const char *value, bool *has_content_length,
+		       uint64_t *content_length, bool *chunked);
+/* RFC 9112 6.1, 6.3: chunked is HTTP/1.1's, and both framings at once is an error. */
+static inline bool
+http_framing_valid(bool chunked, bool has_content_length, unsigned version_minor)
+{
+	return !(chunked && (has_content_length || version_minor == 0));
+}
+/*
  * Find the end of a response head (the empty line) in the len bytes at buf.
  * 0 with *ret_size = bytes of the head; -EAGAIN: not there yet (read more and
  * call again; *scanned, if not NULL, remembers how far it looked); -EBADMSG:
