@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #include "supervisor/supervisor-internal.h"
-#include "tests/fuzz/fuzz-http-chunked.h"
+#include "tests/fuzz/fuzz-http.h"
 #include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -44,17 +44,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t skip, head_size, max_data;
 	char *buf;
 
-	if (size < 1 || size > 2 * HTTP_REQUEST_HEAD_MAX)
+	buf = fuzz_http_input(&data, &size, 2 * HTTP_REQUEST_HEAD_MAX, &max_data);
+	if (!buf)
 		return 0;
-	max_data = (size_t)data[0] % 64 + 1;
-	data++;
-	size--;
-	buf = malloc(size + 1);
 	h = malloc(sizeof(*h));
-	if (!buf || !h)
+	if (!h)
 		abort();
-	memcpy(buf, data, size);
-	buf[size] = '\0';
 
 	skip = http_request_skip_empty_lines(buf, size);
 	if (skip > size || skip % 2)
