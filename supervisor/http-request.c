@@ -29,7 +29,6 @@
 #include <strings.h>
 
 #include "common/macro.h"
-#include "common/parse.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 

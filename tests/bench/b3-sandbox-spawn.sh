@@ -87,10 +87,12 @@ sleep 0.5
 cp /proc/meminfo "$tmp/meminfo-after"
 printf '%s\n' "${idle_pids[@]}" >"$tmp/idle-pids"
 
-/usr/bin/python3 - "$tmp" "$ROUNDS" "$RUNS" "$IDLE" "$out" "$grain" "$peer" "$alike" "$nolimits" <<'EOF'
-import json, os, platform, statistics, subprocess, sys, time
+/usr/bin/python3 - "$tmp" "$ROUNDS" "$RUNS" "$IDLE" "$out" "$grain" "$peer" "$alike" "$nolimits" "$top" <<'EOF'
+import json, os, statistics, sys
 
-tmp, rounds, runs, idle, out, grain, peer, alike, nolimits = sys.argv[1:10]
+tmp, rounds, runs, idle, out, grain, peer, alike, nolimits, top = sys.argv[1:11]
+sys.path.insert(0, os.path.join(top, "tests", "bench"))
+import benchlib as B
 rounds, runs, idle = int(rounds), int(runs), int(idle)
 times = {grain: [], peer: [], alike: [], nolimits: []}
 for r in range(1, rounds + 1):
@@ -145,18 +147,11 @@ per_grain = (used(after) - used(before)) / idle
 kernel = sum(after[k] - before[k] for k in ("Slab", "KernelStack", "PageTables")) / idle
 
 g, p, a, n = fmt(grain), fmt(peer), fmt(alike), fmt(nolimits)
-cpu = "?"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
 avg = lambda xs: sum(xs) / len(xs) if xs else 0
 lines = [
     "## B3: sandbox spawn-to-exit",
     "",
-    f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {os.cpu_count()} cores ({cpu}), "
-    f"Linux {platform.release()}, cgroups v1 (hybrid host), by "
+    f"Measured {B.machine()}, cgroups v1 (hybrid host), by "
     f"`tests/bench/b3-sandbox-spawn.sh`: {rounds} rounds of {runs} runs of each command "
     "with `hyperfine -N` (no shell), the order of the commands alternating every round; "
     f"median and min–max over all {g[3]} runs of each. A static no-op, its package "
