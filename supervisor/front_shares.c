@@ -62,13 +62,13 @@ held_grain(struct request *req, int64_t via, struct held_grain *h)
 	} else
 		h->actor = req->user;
 	h->owner = h->actor.id == h->g.owner_id;
-	if (!h->owner && (h->g.trashed_at || via < 0))
+	if (!h->owner && h->g.trashed_at)
 		return no_such_grain(req);
 	r = grain_roles_load(f->db, h->g.app_id, &h->roles);
 	if (r < 0)
 		return r;
-	r = cap_best_held(f->db, &h->roles, h->g.id, h->actor.id, MAX(via, 0), now_seconds(),
-			  &h->cap_id, &h->access);
+	r = cap_best_held(f->db, &h->roles, h->g.id, h->actor.id, via, now_seconds(), &h->cap_id,
+			  &h->access);
 	if (r == -ENOENT && via > 0) {
 		(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_share",
 				    "You hold no share %" PRId64 " of this grain", via);
@@ -525,9 +525,13 @@ handle_audit(struct request *req)
 	if (arg && (parse_uint64(arg, &before) < 0 || before > INT64_MAX))
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
 				     "before must be a time in seconds");
-	r = held_grain(req, -1, &h); /* the owner's only */
+	r = held_grain(req, 0, &h);
 	if (r != 0)
 		return r < 0 ? r : 0;
+	if (!h.owner) { /* the owner's only: to anyone else, as if there were no grain */
+		(void)no_such_grain(req);
+		return 0;
+	}
 	r = db_audit_list(req->front->db, h.g.id, (int64_t)before, AUDIT_PAGE, add_event, events);
 	if (r < 0)
 		return r;

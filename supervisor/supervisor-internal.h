@@ -666,9 +666,8 @@ struct held_grain {
 };
 
 /*
- * The grain of the path, if the caller holds it (through via > 0 only; via
- * < 0: only its owner will do): else 404 no_such_grain, like a grain that
- * does not exist. 1: answered.
+ * The grain of the path, if the caller holds it (through via > 0 only):
+ * else 404 no_such_grain, like a grain that does not exist. 1: answered.
  */
 int held_grain(struct request *req, int64_t via, struct held_grain *h);
 /* {"owner":…, "role":…, "permissions":[…], "readOnly":…, "via":…} */
