@@ -751,10 +751,8 @@ answer_local(struct client *c, unsigned status, const char *title, const char *d
 		proxy_put_field(&w, "Retry-After", "2");
 	if (c->closing)
 		proxy_put_field(&w, "Connection", "close");
-	if (x->route.header && !params) {
-		proxy_put_str(&w, x->route.header);
-		proxy_put(&w, "\r\n", 2);
-	}
+	if (x->route.field && !params)
+		proxy_put_field(&w, x->route.field, x->route.value);
 	if (params)
 		proxy_put_security_fields(&w, params, false);
 	else

@@ -364,7 +364,7 @@ load_token(struct front *f, const char *token, int64_t now, struct grain_session
 	struct db_cap c;
 	int r;
 
-	if (token_hash_string(token, TOKEN_STRING_LEN, s->host_hash) < 0)
+	if (token_hash_string(token, strlen(token), s->host_hash) < 0)
 		return -ENOENT;
 	r = db_cap_by_token(f->db, s->host_hash, &c);
 	if (r >= 0 && c.kind != CAP_TOKEN)
@@ -414,7 +414,7 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 	bool touch = false;
 	int r;
 
-	label_cache_key(c, secret, api ? TOKEN_STRING_LEN : HOST_LABEL_LEN, key);
+	label_cache_key(c, secret, api ? strlen(secret) : HOST_LABEL_LEN, key);
 	pthread_mutex_lock(&c->lock);
 	for (s = c->buckets[bucket_of(key)]; s; s = s->next)
 		if (memcmp(s->cache_key, key, sizeof(key)) == 0 && s->api == api)
@@ -559,11 +559,10 @@ struct grain_exchange {
 	struct proxy_params params;
 	char origin[320];
 	char host[300];
-	unsigned refusal;   /* no session: the status to answer (401, 429 on the API host) */
-	const char *header; /* static: a field for that answer ("WWW-Authenticate: ..."), or NULL */
-	bool acquired;	    /* a connection was handed out before (generation is its run's) */
-	bool seen;	    /* the first call is over (no session) */
-	bool answered;	    /* an error page is queued (no session) */
+	const struct refusal *refusal; /* no session on the API host: why (401, 429) */
+	bool acquired; /* a connection was handed out before (generation is its run's) */
+	bool seen;     /* the first call is over (no session) */
+	bool answered; /* an error page is queued (no session) */
 };
 
 static void
@@ -735,54 +734,71 @@ api_host(struct front *f, const char *host)
 	       strcasecmp(host + 4, f->wildcard_suffix) == 0;
 }
 
-static const char page_unauthorized[] =
+/* The answers where no app is asked at all, with the one field some of them need. */
+struct refusal {
+	unsigned status;
+	const char *page;
+	const char *field, *value; /* NULL: none */
+};
+
+static const struct refusal refused_expired = {
+	MHD_HTTP_NOT_FOUND,
+	"<!doctype html><meta charset=utf-8><title>Session ended</title>"
+	"<h1>This grain session has ended</h1>"
+	"<p>It expired, the access it came from ended, or it never existed. Open the grain "
+	"again from Granary.</p>\n",
+};
+static const struct refusal refused_trashed = {
+	MHD_HTTP_GONE,
+	"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
+	"<h1>This grain was deleted</h1>"
+	"<p>Its owner moved it to the trash. Ask them to restore it if you still need it.</p>\n",
+};
+static const struct refusal refused_misdirected = {
+	MHD_HTTP_MISDIRECTED_REQUEST,
+	"<!doctype html><meta charset=utf-8><title>Misdirected request</title>"
+	"<h1>Misdirected request</h1>"
+	"<p>This connection serves grain sessions only. Open a new one for this host.</p>\n",
+};
+static const struct refusal refused_token = {
+	MHD_HTTP_UNAUTHORIZED,
 	"<!doctype html><meta charset=utf-8><title>API token needed</title>"
 	"<h1>This host serves API tokens</h1>"
 	"<p>Send one as <code>Authorization: Bearer &lt;token&gt;</code>; this one is missing, "
-	"mistyped, expired or revoked.</p>\n";
-static const char page_throttled[] =
+	"mistyped, expired or revoked.</p>\n",
+	"WWW-Authenticate",
+	"Bearer realm=\"granary\"",
+};
+static const struct refusal refused_throttled = {
+	MHD_HTTP_TOO_MANY_REQUESTS,
 	"<!doctype html><meta charset=utf-8><title>Too many tries</title>"
 	"<h1>Too many tokens that do not work</h1>"
-	"<p>This address sent too many. Wait a few minutes.</p>\n";
-#define BEARER_CHALLENGE "WWW-Authenticate: Bearer realm=\"granary\""
-#define THROTTLED_RETRY	 "Retry-After: 60"
+	"<p>This address sent too many. Wait a few minutes.</p>\n",
+	"Retry-After",
+	"60",
+};
 
 /*
- * The session of an API request's "Authorization: Bearer <token>": *ret, or
- * NULL with *ret_status (401, 429). -EWOULDBLOCK as resolve().
+ * The session of an API request's Authorization field: *ret, or NULL and
+ * *ret_refusal says why. -EWOULDBLOCK as resolve(). Whatever is not a
+ * token of ours (another scheme, a mistyped one) counts as a bad token.
  */
 static int
 api_resolve(struct front *f, const char *authorization, const char *address, bool may_block,
-	    struct grain_session **ret, unsigned *ret_status)
+	    struct grain_session **ret, const struct refusal **ret_refusal)
 {
-	const char *token = NULL;
+	const char *token = authorization;
 	int r;
 
 	*ret = NULL;
-	*ret_status = MHD_HTTP_UNAUTHORIZED;
+	*ret_refusal = &refused_token;
 	if (!authorization)
 		return 0;
-	if (strncasecmp(authorization, "Bearer ", 7) == 0) {
-		token = authorization + 7;
-		token += strspn(token, " ");
-	}
-	if (!token || strlen(token) != TOKEN_STRING_LEN) {
-		/* Not even the shape of one: a bad token all the same. */
-		if (!may_block)
-			return -EWOULDBLOCK;
-		int64_t retry;
-
-		pthread_mutex_lock(&f->lock);
-		if (bad_tokens_throttled(address, now_seconds(), &retry) < 0)
-			*ret_status = MHD_HTTP_TOO_MANY_REQUESTS;
-		else
-			bad_token_seen(address, now_seconds());
-		pthread_mutex_unlock(&f->lock);
-		return 0;
-	}
+	if (strncasecmp(authorization, "Bearer ", 7) == 0)
+		token = authorization + 7 + strspn(authorization + 7, " ");
 	r = resolve(f, token, true, address, may_block, ret);
 	if (r == -ETOOMANYREFS) {
-		*ret_status = MHD_HTTP_TOO_MANY_REQUESTS;
+		*ret_refusal = &refused_throttled;
 		return 0;
 	}
 	return r;
@@ -792,42 +808,24 @@ struct grain_exchange *
 grain_exchange_new_api(struct front *f, const char *authorization, const char *host,
 		       const char *address)
 {
+	const struct refusal *refusal;
 	struct grain_session *s = NULL;
 	struct grain_exchange *x;
-	unsigned status;
 
-	(void)api_resolve(f, authorization, address, true, &s, &status);
+	(void)api_resolve(f, authorization, address, true, &s, &refusal);
 	x = exchange_new(f, s, host);
-	if (x && !s) {
-		x->refusal = status;
-		x->header =
-			status == MHD_HTTP_TOO_MANY_REQUESTS ? THROTTLED_RETRY : BEARER_CHALLENGE;
-	}
+	if (x && !s)
+		x->refusal = refusal;
 	return x;
 }
-
-/* Pages for the cases where no app is asked at all. */
-static const char page_expired[] =
-	"<!doctype html><meta charset=utf-8><title>Session ended</title>"
-	"<h1>This grain session has ended</h1>"
-	"<p>It expired, or it never existed. Open the grain again from Granary.</p>\n";
-static const char page_trashed[] =
-	"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
-	"<h1>This grain was deleted</h1>"
-	"<p>Its owner moved it to the trash. Ask them to restore it if you still need it.</p>\n";
-static const char page_misdirected[] =
-	"<!doctype html><meta charset=utf-8><title>Misdirected request</title>"
-	"<h1>Misdirected request</h1>"
-	"<p>This connection serves grain sessions only. Open a new one for this host.</p>\n";
 
 static enum MHD_Result
 exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		const char *upload_data, size_t *upload_data_size)
 {
-	const char *page = x->refusal == MHD_HTTP_UNAUTHORIZED	      ? page_unauthorized
-			   : x->refusal == MHD_HTTP_TOO_MANY_REQUESTS ? page_throttled
-			   : x->session				      ? page_trashed
-								      : page_expired;
+	const struct refusal *refusal = x->refusal   ? x->refusal
+					: x->session ? &refused_trashed
+						     : &refused_expired;
 	struct MHD_Response *response;
 	enum MHD_Result ret;
 
@@ -844,26 +842,17 @@ exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		return MHD_YES;
 	}
 	x->answered = true;
-	response =
-		MHD_create_response_from_buffer(strlen(page), (void *)page, MHD_RESPMEM_PERSISTENT);
+	response = MHD_create_response_from_buffer(strlen(refusal->page), (void *)refusal->page,
+						   MHD_RESPMEM_PERSISTENT);
 	if (!response)
 		return MHD_NO;
 	(void)MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
 				      "text/html; charset=utf-8");
 	(void)MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	(void)MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
-	if (x->header) {
-		size_t colon = strcspn(x->header, ":");
-		char name[64];
-
-		(void)snprintf(name, sizeof(name), "%.*s", (int)colon, x->header);
-		(void)MHD_add_response_header(response, name, x->header + colon + 2);
-	}
-	ret = MHD_queue_response(connection,
-				 x->refusal   ? x->refusal
-				 : x->session ? MHD_HTTP_GONE
-					      : MHD_HTTP_NOT_FOUND,
-				 response);
+	if (refusal->field)
+		(void)MHD_add_response_header(response, refusal->field, refusal->value);
+	ret = MHD_queue_response(connection, refusal->status, response);
 	MHD_destroy_response(response);
 	return ret;
 }
@@ -892,18 +881,20 @@ grain_exchange_free(struct grain_exchange *x, enum MHD_RequestTerminationCode to
 
 /* A page for the event loop (the body is the loop's to free then). */
 static int
-route_page(unsigned status, const char *page, bool close, struct loop_route *ret)
+route_page(const struct refusal *refusal, bool close, struct loop_route *ret)
 {
-	char *body = strdup(page);
+	char *body = strdup(refusal->page);
 
 	if (!body)
 		return -ENOMEM;
 	*ret = (struct loop_route){
-		.status = status,
+		.status = refusal->status,
 		.content_type = "text/html; charset=utf-8",
 		.body = body,
 		.body_len = strlen(body),
 		.close = close,
+		.field = refusal->field,
+		.value = refusal->value,
 	};
 	return 0;
 }
@@ -923,35 +914,27 @@ grain_route(struct front *f, const struct http_request_head *head, const char *a
 	    bool may_block, struct loop_route *ret)
 {
 	const char *label = session_host_label(f, head->host);
+	const struct refusal *refusal;
 	struct grain_session *s = NULL;
 	struct grain_exchange *x;
-	unsigned status;
 	int r;
 
 	if (!label && api_host(f, head->host)) {
-		r = api_resolve(f, head_authorization(head), address, may_block, &s, &status);
+		r = api_resolve(f, head_authorization(head), address, may_block, &s, &refusal);
 		if (r < 0)
 			return r;
-		if (!s) {
-			r = route_page(status,
-				       status == MHD_HTTP_UNAUTHORIZED ? page_unauthorized
-								       : page_throttled,
-				       false, ret);
-			ret->header = status == MHD_HTTP_UNAUTHORIZED ? BEARER_CHALLENGE
-								      : THROTTLED_RETRY;
-			return r;
-		}
+		if (!s)
+			return route_page(refusal, false, ret);
 	} else if (!label)
 		/* The shell on a connection we serve: its next connection goes to libmicrohttpd. */
-		return route_page(MHD_HTTP_MISDIRECTED_REQUEST, page_misdirected, true, ret);
+		return route_page(&refused_misdirected, true, ret);
 	else {
 		r = resolve(f, label, false, NULL, may_block, &s);
 		if (r < 0)
 			return r;
 	}
 	if (!s || s->trashed) {
-		r = route_page(s ? MHD_HTTP_GONE : MHD_HTTP_NOT_FOUND,
-			       s ? page_trashed : page_expired, false, ret);
+		r = route_page(s ? &refused_trashed : &refused_expired, false, ret);
 		session_unref(f, s);
 		return r;
 	}

@@ -1427,8 +1427,8 @@ struct loop_route {
 	const char *content_type; /* static; NULL: HTML */
 	char *body;		  /* malloc()ed, owned by the loop from then on; may be NULL */
 	size_t body_len;
-	bool close;	    /* the connection ends after this page */
-	const char *header; /* static: one more field ("Name: value"), or NULL */
+	bool close;		   /* the connection ends after this page */
+	const char *field, *value; /* static: one more field of the page, or NULL */
 	void *userdata;
 };
 
