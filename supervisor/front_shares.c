@@ -354,17 +354,24 @@ share_make(struct request *req, enum cap_kind kind)
 	r = token_new_hashed(token, hash);
 	if (r < 0)
 		return r;
-	r = db_cap_add(f->db, &c, hash, &id);
+	/* The edge and its audit row: both or neither. */
+	r = db_begin(f->db);
 	if (r < 0)
 		return r;
-	(void)snprintf(detail, sizeof(detail),
-		       "{\"share\":%" PRId64 ",\"via\":%" PRId64 ",\"role\":\"%s\"}", id, h.cap_id,
-		       role->name);
-	(void)db_audit_add(f->db, now, h.g.id, h.actor.id,
-			   kind == CAP_TOKEN ? "token.created"
-			   : h.owner	     ? "share.created"
-					     : "share.reshared",
-			   detail);
+	r = db_cap_add(f->db, &c, hash, &id);
+	if (r >= 0) {
+		(void)snprintf(detail, sizeof(detail),
+			       "{\"share\":%" PRId64 ",\"via\":%" PRId64 ",\"role\":\"%s\"}", id,
+			       h.cap_id, role->name);
+		r = db_audit_add(f->db, now, h.g.id, h.actor.id,
+				 kind == CAP_TOKEN ? "token.created"
+				 : h.owner	   ? "share.created"
+						   : "share.reshared",
+				 detail);
+	}
+	r = db_end(f->db, r);
+	if (r < 0)
+		return r;
 	if (kind == CAP_TOKEN)
 		return respond_json(req, MHD_HTTP_CREATED,
 				    json_pack("{s:s,s:o}", "token", token, "share",
@@ -656,28 +663,32 @@ handle_landing(struct request *req)
 		session_lookup(f->db,
 			       request_cookie(req, f->tls ? SESSION_COOKIE_TLS : SESSION_COOKIE),
 			       now, &user) >= 0;
-	if (signed_in && user.id == g.owner_id)
-		r = cap_best_held(f->db, &roles, g.id, user.id, 0, now, &cap_id, &a);
-	else if (signed_in) {
-		r = grant_for(f, &link, &user, now, &cap_id);
-		if (r == -EACCES)
-			return landing_refuse(
-				req); /* their grant was revoked: the link is dead to them */
-	} else if (link.login_required)
+	if (!signed_in && link.login_required)
 		return landing_page(req, MHD_HTTP_FORBIDDEN, page_sign_in,
 				    sizeof(page_sign_in) - 1);
-	else {
+
+	/* The grant, the session and the audit row: all of them or none. */
+	r = db_begin(f->db);
+	if (r < 0)
+		return r;
+	if (signed_in && user.id == g.owner_id)
+		r = cap_best_held(f->db, &roles, g.id, user.id, 0, now, &cap_id, &a);
+	else if (signed_in)
+		r = grant_for(f, &link, &user, now, &cap_id);
+	else
 		cap_id = link.id;
-		r = 0;
+	if (r >= 0)
+		r = session_open(f, &g, signed_in ? &user : NULL, cap_id, &url, session_id);
+	if (r >= 0) {
+		(void)snprintf(detail, sizeof(detail),
+			       "{\"share\":%" PRId64 ",\"grant\":%" PRId64 "}", link.id, cap_id);
+		r = db_audit_add(f->db, now, g.id, signed_in ? user.id : 0, "share.opened", detail);
 	}
+	r = db_end(f->db, r);
+	if (r == -EACCES)
+		return landing_refuse(req); /* their grant was revoked: the link is dead to them */
 	if (r < 0)
 		return r;
-	r = session_open(f, &g, signed_in ? &user : NULL, cap_id, &url, session_id);
-	if (r < 0)
-		return r;
-	(void)snprintf(detail, sizeof(detail), "{\"share\":%" PRId64 ",\"grant\":%" PRId64 "}",
-		       link.id, cap_id);
-	(void)db_audit_add(f->db, now, g.id, signed_in ? user.id : 0, "share.opened", detail);
 	if ((r = respond_header(req, MHD_HTTP_HEADER_LOCATION, "%s", url)) < 0)
 		return r;
 	return landing_page(req, MHD_HTTP_SEE_OTHER, "", 0);
