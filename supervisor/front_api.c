@@ -726,7 +726,34 @@ struct grain_list {
 	int64_t user_id;
 	struct db_grain *shared; /* grains shared with the user, checked after the listing */
 	size_t n_shared;
+	struct {
+		char app_id[APP_ID_MAX + 1];
+		struct grain_roles roles;
+	} apps[8]; /* the roles of the apps seen last (a manifest is read once, not per grain) */
+	size_t n_apps;
 };
+
+/* The roles of g's app into h. */
+static int
+list_roles(struct grain_list *list, const struct db_grain *g, struct held_grain *h)
+{
+	size_t i, n = MIN(list->n_apps, ELEMENTSOF(list->apps));
+	int r;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(list->apps[i].app_id, g->app_id) == 0)
+			break;
+	if (i == n) {
+		i = list->n_apps++ % ELEMENTSOF(list->apps);
+		list->apps[i].app_id[0] = '\0';
+		r = grain_roles_load(list->front->db, g->app_id, &list->apps[i].roles);
+		if (r < 0)
+			return r;
+		(void)snprintf(list->apps[i].app_id, sizeof(list->apps[i].app_id), "%s", g->app_id);
+	}
+	h->roles = list->apps[i].roles;
+	return 0;
+}
 
 static int
 add_grain_to_array(const struct db_grain *g, void *userdata)
@@ -736,7 +763,7 @@ add_grain_to_array(const struct db_grain *g, void *userdata)
 	json_t *o;
 	int r;
 
-	r = grain_roles_load(list->front->db, g->app_id, &h.roles);
+	r = list_roles(list, g, &h);
 	if (r < 0)
 		return r;
 	h.access = (struct cap_access){ .active = true, .mask = grain_perms_all(&h.roles) };
@@ -766,7 +793,7 @@ add_shared_grain(struct grain_list *list, const struct db_grain *g)
 	json_t *o;
 	int r;
 
-	r = grain_roles_load(f->db, g->app_id, &h.roles);
+	r = list_roles(list, g, &h);
 	if (r >= 0)
 		r = cap_best_held(f->db, &h.roles, g->id, list->user_id, 0, now_seconds(),
 				  &h.cap_id, &h.access);
