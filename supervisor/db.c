@@ -64,7 +64,6 @@ enum statement {
 	ST_GRAIN_COUNT,
 	ST_OWNER_CAP_ADD,
 	ST_AUDIT_ADD,
-	ST_OWNER_CAP_GET,
 	ST_GRAIN_TOUCH,
 	ST_GRAIN_SET_PACKAGE,
 	ST_GRAIN_SESSION_ADD,
@@ -157,17 +156,15 @@ static const char *const statement_sql[_ST_MAX] = {
 			     "permissions, created_at) VALUES (?1, 'owner', ?2, ?2, ?3, ?4)",
 	[ST_AUDIT_ADD] = "INSERT INTO audit (at, grain_id, user_id, action, detail) "
 			 "VALUES (?1, ?2, ?3, ?4, ?5)",
-	[ST_OWNER_CAP_GET] = "SELECT id, permissions FROM capabilities WHERE grain_id = ?1 "
-			     "AND kind = 'owner' AND revoked_at IS NULL",
 	[ST_GRAIN_TOUCH] = "UPDATE grains SET last_used_at = ?2 WHERE id = ?1",
 	[ST_GRAIN_SET_PACKAGE] = "UPDATE grains SET package_id = ?2 WHERE id = ?1",
 	[ST_GRAIN_SESSION_ADD] = "INSERT INTO grain_sessions (host_hash, grain_id, user_id, "
 				 "capability_id, permissions, created_at, expires_at) "
-				 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+				 "VALUES (?1, ?2, ?3, ?4, '[]', ?5, ?6)",
 	/* The grain's current package is its app's: a grain runs the newest version. */
 	[ST_GRAIN_SESSION_GET] =
 		"SELECT s.grain_id, coalesce(s.user_id, 0), coalesce(u.name, ''), "
-		"s.permissions, s.expires_at, a.package_id, "
+		"s.expires_at, a.package_id, "
 		"coalesce(g.trashed_at, 0), g.owner_id, coalesce(s.capability_id, 0) "
 		"FROM grain_sessions s JOIN grains g ON g.id = s.grain_id "
 		"JOIN apps a ON a.id = g.app_id "
@@ -1374,26 +1371,6 @@ db_cap_expired(struct db *db, int64_t now, int (*callback)(const struct db_cap *
 /* ---- grain sessions ------------------------------------------------------------ */
 
 int
-db_owner_capability(struct db *db, const char *grain_id, int64_t *ret_id, char *ret_permissions,
-		    size_t permissions_size)
-{
-	sqlite3_stmt *s = NULL;
-	int r;
-
-	r = statement(db, ST_OWNER_CAP_GET, &s);
-	if (r < 0)
-		return r;
-	sqlite3_bind_text(s, 1, grain_id, -1, SQLITE_STATIC);
-	r = step_row(db, s, "get owner capability");
-	if (r >= 0) {
-		*ret_id = sqlite3_column_int64(s, 0);
-		copy_text(ret_permissions, permissions_size, s, 1);
-	}
-	done(s);
-	return r;
-}
-
-int
 db_grain_touch(struct db *db, const char *id, int64_t now)
 {
 	return grain_update(db, ST_GRAIN_TOUCH, id, NULL, now, false);
@@ -1421,9 +1398,8 @@ db_grain_session_add(struct db *db, const uint8_t host_hash[32], const struct db
 		sqlite3_bind_int64(s, 3, gs->user_id);
 	if (gs->capability_id > 0)
 		sqlite3_bind_int64(s, 4, gs->capability_id);
-	sqlite3_bind_text(s, 5, gs->permissions, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 6, now);
-	sqlite3_bind_int64(s, 7, gs->expires_at);
+	sqlite3_bind_int64(s, 5, now);
+	sqlite3_bind_int64(s, 6, gs->expires_at);
 	return step_done(db, s, "add grain session");
 }
 
@@ -1445,12 +1421,11 @@ db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
 		copy_text(ret->grain_id, sizeof(ret->grain_id), s, 0);
 		ret->user_id = sqlite3_column_int64(s, 1);
 		copy_text(ret->username, sizeof(ret->username), s, 2);
-		copy_text(ret->permissions, sizeof(ret->permissions), s, 3);
-		ret->expires_at = sqlite3_column_int64(s, 4);
-		copy_text(ret->package_id, sizeof(ret->package_id), s, 5);
-		ret->trashed_at = sqlite3_column_int64(s, 6);
-		ret->owner_id = sqlite3_column_int64(s, 7);
-		ret->capability_id = sqlite3_column_int64(s, 8);
+		ret->expires_at = sqlite3_column_int64(s, 3);
+		copy_text(ret->package_id, sizeof(ret->package_id), s, 4);
+		ret->trashed_at = sqlite3_column_int64(s, 5);
+		ret->owner_id = sqlite3_column_int64(s, 6);
+		ret->capability_id = sqlite3_column_int64(s, 7);
 	}
 	done(s);
 	return r;

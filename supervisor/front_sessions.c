@@ -88,7 +88,7 @@ struct session_cache {
 	unsigned n;
 };
 
-static int session_access(struct front *f, const struct db_grain_session *row, int64_t now,
+static int session_access(struct front *f, int64_t cap_id, const char *package_id, int64_t now,
 			  struct grain_session *s);
 
 static unsigned
@@ -205,14 +205,8 @@ session_cache_recheck_grain(struct front *f, const char *grain_id)
 
 	for (size_t i = 0; i < n; i++) {
 		struct grain_session *s = found[i], now_s = {};
-		struct db_grain_session row = {
-			.capability_id = s->cap_id,
-		};
-		int r;
+		int r = session_access(f, s->cap_id, s->package_id, now, &now_s);
 
-		(void)snprintf(row.package_id, sizeof(row.package_id), "%s", s->package_id);
-		(void)snprintf(row.permissions, sizeof(row.permissions), "[]");
-		r = s->cap_id > 0 ? session_access(f, &row, now, &now_s) : 0;
 		if (r < 0 || strcmp(now_s.permissions, s->permissions) != 0 ||
 		    now_s.read_only != s->read_only || now_s.until != s->until)
 			__atomic_store_n(&s->cut, true, __ATOMIC_RELEASE);
@@ -233,30 +227,6 @@ shrink_locked(struct session_cache *c)
 			else
 				link = &(*link)->next;
 		}
-	}
-}
-
-/* ["read","write"] → "read,write"; anything else in the array is skipped. */
-static void
-permissions_list(const char *json_text, char *out, size_t size)
-{
-	_cleanup_json_ json_t *array = json_loads(json_text, 0, NULL);
-	size_t len = 0, i;
-	json_t *v;
-
-	out[0] = '\0';
-	json_array_foreach (array, i, v) {
-		const char *p = json_string_value(v);
-		int n;
-
-		if (!p)
-			continue;
-		n = snprintf(out + len, size - len, "%s%s", len ? "," : "", p);
-		if (n < 0 || (size_t)n >= size - len) {
-			out[len] = '\0';
-			return;
-		}
-		len += (size_t)n;
 	}
 }
 
@@ -292,11 +262,12 @@ session_host_label(struct front *f, const char *host)
 }
 
 /*
- * What the session of row grants now, into s (f->lock held): -ENOENT when
- * its edge grants nothing any more (revoked, expired, or above it).
+ * What edge cap_id grants now (roles of package_id, the grain's app's
+ * current one), into s (f->lock held): -ENOENT when it grants nothing any
+ * more (revoked, expired, or an edge above it), or there is no edge.
  */
 static int
-session_access(struct front *f, const struct db_grain_session *row, int64_t now,
+session_access(struct front *f, int64_t cap_id, const char *package_id, int64_t now,
 	       struct grain_session *s)
 {
 	struct grain_roles roles;
@@ -304,19 +275,16 @@ session_access(struct front *f, const struct db_grain_session *row, int64_t now,
 	struct cap_access a;
 	int r;
 
-	s->cap_id = row->capability_id;
-	if (row->capability_id <= 0) {
-		permissions_list(row->permissions, s->permissions, sizeof(s->permissions));
-		return 0;
-	}
-	r = db_package_get(f->db, row->package_id, &p);
+	s->cap_id = cap_id;
+	(void)snprintf(s->package_id, sizeof(s->package_id), "%s", package_id);
+	r = db_package_get(f->db, package_id, &p);
 	if (r < 0)
 		return r;
 	r = grain_roles_parse(p.manifest, &roles);
 	db_package_release(&p);
 	if (r < 0)
 		return r;
-	r = cap_access(f->db, &roles, row->capability_id, now, NULL, &a);
+	r = cap_access(f->db, &roles, cap_id, now, NULL, &a);
 	if (r == -ELOOP || r == -EBADMSG || (r >= 0 && !a.active))
 		return -ENOENT;
 	if (r < 0)
@@ -337,12 +305,11 @@ load_session(struct front *f, const char *label, int64_t now, struct grain_sessi
 	host_hash(label, s->host_hash);
 	r = db_grain_session_get(f->db, s->host_hash, now, &row);
 	if (r >= 0)
-		r = session_access(f, &row, now, s);
+		r = session_access(f, row.capability_id, row.package_id, now, s);
 	if (r < 0)
 		return r;
 	(void)db_grain_session_touch(f->db, s->host_hash, now + SESSION_IDLE);
 	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", row.grain_id);
-	(void)snprintf(s->package_id, sizeof(s->package_id), "%s", row.package_id);
 	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
 	s->user_id = row.user_id;
 	s->owner = row.user_id > 0 && row.user_id == row.owner_id;
@@ -357,9 +324,7 @@ load_session(struct front *f, const char *label, int64_t now, struct grain_sessi
 static int
 load_token(struct front *f, const char *token, int64_t now, struct grain_session *s)
 {
-	struct grain_roles roles;
 	struct db_package p = {};
-	struct cap_access a;
 	struct db_grain g;
 	struct db_cap c;
 	int r;
@@ -371,28 +336,21 @@ load_token(struct front *f, const char *token, int64_t now, struct grain_session
 		r = -ENOENT;
 	if (r >= 0)
 		r = db_grain_get(f->db, c.grain_id, &g);
+	if (r >= 0 && g.trashed_at)
+		r = -ENOENT;
 	if (r >= 0)
 		r = db_app_get(f->db, g.app_id, &p);
-	if (r >= 0) {
-		r = grain_roles_parse(p.manifest, &roles);
-		(void)snprintf(s->package_id, sizeof(s->package_id), "%s", p.id);
-		db_package_release(&p);
-	}
-	if (r >= 0)
-		r = cap_access(f->db, &roles, c.id, now, NULL, &a);
-	if (r == -ELOOP || r == -EBADMSG || (r >= 0 && (!a.active || g.trashed_at)))
-		r = -ENOENT;
+	if (r < 0)
+		return r;
+	r = session_access(f, c.id, p.id, now, s);
+	db_package_release(&p);
 	if (r < 0)
 		return r;
 	s->api = true;
-	s->cap_id = c.id;
 	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", g.id);
 	(void)snprintf(s->username, sizeof(s->username), "%s", c.holder_name);
 	s->user_id = c.holder_id;
 	s->owner = c.holder_id == g.owner_id;
-	grain_perms_list(&roles, a.mask, s->permissions, sizeof(s->permissions));
-	s->read_only = a.read_only;
-	s->until = a.until;
 	return 0;
 }
 
@@ -528,7 +486,6 @@ session_open(struct front *f, const struct db_grain *g, const struct db_user *us
 		return r;
 	host_hash(label, hash);
 	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g->id);
-	(void)snprintf(gs.permissions, sizeof(gs.permissions), "[]"); /* computed on use */
 	gs.user_id = user ? user->id : 0;
 	gs.expires_at = now + SESSION_IDLE;
 	r = db_grain_session_add(f->db, hash, &gs, now);

@@ -317,9 +317,6 @@ int db_grain_rename(struct db *db, const char *id, const char *title);
 int db_grain_trash(struct db *db, const char *id, int64_t now);
 int db_grain_delete(struct db *db, const char *id);
 int db_grain_count(struct db *db, int64_t *ret);
-/* The id and permissions (JSON array) of the grain owner's grant. */
-int db_owner_capability(struct db *db, const char *grain_id, int64_t *ret_id, char *ret_permissions,
-			size_t permissions_size);
 /* last_used_at = now. */
 int db_grain_touch(struct db *db, const char *id, int64_t now);
 /* The grain now runs package_id (its app was updated since it last ran). */
@@ -332,8 +329,7 @@ struct db_grain_session {
 	char grain_id[GRAIN_ID_LEN + 1];
 	int64_t user_id; /* 0: anonymous */
 	char username[USER_NAME_MAX + 1];
-	int64_t capability_id;			 /* 0: none (the grant it came from) */
-	char permissions[GRAIN_PERMISSIONS_MAX]; /* JSON array */
+	int64_t capability_id; /* the edge it came from: what it grants is computed from there */
 	int64_t expires_at;
 	/* Read only (joined): */
 	char package_id[PACKAGE_ID_LEN + 1]; /* the app's current package */

@@ -225,6 +225,17 @@ count_ids(const char *id, void *userdata)
 	return count_cb(id, userdata);
 }
 
+/* The owner's edge of a grain (what the grain was made with). */
+static int
+owner_edge(const struct db_cap *c, void *userdata)
+{
+	struct db_cap *ret = userdata;
+
+	if (c->kind == CAP_OWNER)
+		*ret = *c;
+	return 0;
+}
+
 TEST(apps_packages_grains)
 {
 	_cleanup_(db_freep) struct db *db = NULL;
@@ -313,15 +324,16 @@ TEST(apps_packages_grains)
 
 	/* Grain sessions: found by the hash of their host until they expire, gone with the grain. */
 	struct db_grain_session gs = { .user_id = uid, .expires_at = 100 }, got_session;
-	int64_t cap_id;
+	struct db_cap owner = {};
 	uint8_t host[32], other[32], secret[32], again[32];
 
 	memset(host, 7, sizeof(host));
 	memset(other, 8, sizeof(other));
-	CHECK_OK(db_owner_capability(db, g.id, &cap_id, gs.permissions, sizeof(gs.permissions)));
-	CHECK_STR_EQ(gs.permissions, "[\"read\",\"write\"]");
+	CHECK_OK(db_cap_held(db, g.id, uid, owner_edge, &owner));
+	CHECK_UINT_EQ(owner.kind, CAP_OWNER);
+	CHECK_STR_EQ(owner.permissions, "[\"read\",\"write\"]");
 	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g.id);
-	gs.capability_id = cap_id;
+	gs.capability_id = owner.id;
 	CHECK_OK(db_grain_session_add(db, host, &gs, 50));
 	CHECK_ERR(db_grain_session_add(db, host, &gs, 50), EEXIST);
 	CHECK_OK(db_grain_session_get(db, host, 60, &got_session));
@@ -329,6 +341,7 @@ TEST(apps_packages_grains)
 	CHECK_STR_EQ(got_session.username, "dave");
 	CHECK_STR_EQ(got_session.package_id, p.id);
 	CHECK_INT_EQ(got_session.owner_id, uid);
+	CHECK_INT_EQ(got_session.capability_id, owner.id);
 	CHECK_ERR(db_grain_session_get(db, other, 60, &got_session), ENOENT);
 	CHECK_ERR(db_grain_session_get(db, host, 100, &got_session), ENOENT); /* expired */
 	CHECK_OK(db_grain_session_touch(db, host, 200));
@@ -437,7 +450,11 @@ TEST(capabilities_attenuate_along_the_chain)
 	CHECK_INT_EQ(roles.n_roles, 2);
 	CHECK(grain_role_find(&roles, NULL) == &roles.roles[0]); /* the default */
 	CHECK(grain_role_find(&roles, "nope") == NULL);
-	CHECK_OK(db_owner_capability(db, g.id, &owner_cap, list, sizeof(list)));
+	struct db_cap owner = {};
+
+	CHECK_OK(db_cap_held(db, g.id, alice, owner_edge, &owner));
+	owner_cap = owner.id;
+	CHECK(owner_cap > 0);
 
 	/* alice → link (editor) → bob's grant → bob's link (editor, asks more than the chain). */
 	link = edge(db, CAP_LINK, owner_cap, alice, "[\"read\",\"write\"]", false, true, 0);
