@@ -14,7 +14,7 @@
  * | grains       | grain                             | trashed_at set: in the trash            |
  * | capabilities | grant of access to a grain        | tree via parent_id; see below           |
  * | audit        | event worth telling an owner      | detail is JSON                          |
- * | grain_sessions | open grain in a browser (ui- host) | only the BLAKE2b hash of the host label |
+ * | grain_sessions | open grain in a browser (ui- host) | only BLAKE2b hashes of label, key, cookie |
  * | settings     | server-wide secret or value       | e.g. the key of per-grain user ids      |
  *
  * capabilities: kind 'owner' (the grain's owner, the root of its tree), 'link'
@@ -138,6 +138,18 @@ static const char *const db_migrations[] = {
 	"  WHERE kind = 'user';"
 	"CREATE INDEX capabilities_expiry ON capabilities(expires_at) "
 	"  WHERE expires_at IS NOT NULL AND expiry_noted = 0;",
+	/*
+	 * 4: a session host alone no longer admits anyone (SECURITY-TESTS.md J).
+	 * A session is entered once, through a URL with a one-time key
+	 * (enter_hash, cleared when used); entering sets a cookie of that host
+	 * only (cookie_hash), which every later request must carry. Sessions of
+	 * before have neither and could never be entered: they end.
+	 */
+	"ALTER TABLE grain_sessions ADD COLUMN enter_hash BLOB "
+	"  CHECK (enter_hash IS NULL OR length(enter_hash) = 32);"
+	"ALTER TABLE grain_sessions ADD COLUMN cookie_hash BLOB "
+	"  CHECK (cookie_hash IS NULL OR length(cookie_hash) = 32);"
+	"DELETE FROM grain_sessions;",
 };
 
 #endif

@@ -69,6 +69,7 @@ enum statement {
 	ST_GRAIN_SESSION_ADD,
 	ST_GRAIN_SESSION_GET,
 	ST_GRAIN_SESSION_TOUCH,
+	ST_GRAIN_SESSION_ENTER,
 	ST_GRAIN_SESSION_PURGE,
 	ST_SETTING_GET,
 	ST_SETTING_ADD,
@@ -159,18 +160,22 @@ static const char *const statement_sql[_ST_MAX] = {
 	[ST_GRAIN_TOUCH] = "UPDATE grains SET last_used_at = ?2 WHERE id = ?1",
 	[ST_GRAIN_SET_PACKAGE] = "UPDATE grains SET package_id = ?2 WHERE id = ?1",
 	[ST_GRAIN_SESSION_ADD] = "INSERT INTO grain_sessions (host_hash, grain_id, user_id, "
-				 "capability_id, permissions, created_at, expires_at) "
-				 "VALUES (?1, ?2, ?3, ?4, '[]', ?5, ?6)",
+				 "capability_id, permissions, created_at, expires_at, enter_hash) "
+				 "VALUES (?1, ?2, ?3, ?4, '[]', ?5, ?6, ?7)",
 	/* The grain's current package is its app's: a grain runs the newest version. */
 	[ST_GRAIN_SESSION_GET] =
 		"SELECT s.grain_id, coalesce(s.user_id, 0), coalesce(u.name, ''), "
 		"s.expires_at, a.package_id, "
-		"coalesce(g.trashed_at, 0), g.owner_id, coalesce(s.capability_id, 0) "
+		"coalesce(g.trashed_at, 0), g.owner_id, coalesce(s.capability_id, 0), "
+		"s.cookie_hash "
 		"FROM grain_sessions s JOIN grains g ON g.id = s.grain_id "
 		"JOIN apps a ON a.id = g.app_id "
 		"LEFT JOIN users u ON u.id = s.user_id "
 		"WHERE s.host_hash = ?1 AND s.expires_at > ?2",
 	[ST_GRAIN_SESSION_TOUCH] = "UPDATE grain_sessions SET expires_at = ?2 WHERE host_hash = ?1",
+	[ST_GRAIN_SESSION_ENTER] = "UPDATE grain_sessions SET enter_hash = NULL, cookie_hash = ?3 "
+				   "WHERE host_hash = ?1 AND enter_hash = ?2 AND created_at > ?4 "
+				   "AND expires_at > ?5",
 	[ST_GRAIN_SESSION_PURGE] = "DELETE FROM grain_sessions WHERE expires_at <= ?1",
 	[ST_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
 	[ST_SETTING_ADD] = "INSERT INTO settings (name, value) VALUES (?1, ?2)",
@@ -1400,6 +1405,7 @@ db_grain_session_add(struct db *db, const uint8_t host_hash[32], const struct db
 		sqlite3_bind_int64(s, 4, gs->capability_id);
 	sqlite3_bind_int64(s, 5, now);
 	sqlite3_bind_int64(s, 6, gs->expires_at);
+	sqlite3_bind_blob(s, 7, gs->enter_hash, 32, SQLITE_STATIC);
 	return step_done(db, s, "add grain session");
 }
 
@@ -1426,8 +1432,34 @@ db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
 		ret->trashed_at = sqlite3_column_int64(s, 5);
 		ret->owner_id = sqlite3_column_int64(s, 6);
 		ret->capability_id = sqlite3_column_int64(s, 7);
+		if (sqlite3_column_bytes(s, 8) == sizeof(ret->cookie_hash)) {
+			memcpy(ret->cookie_hash, sqlite3_column_blob(s, 8),
+			       sizeof(ret->cookie_hash));
+			ret->entered = true;
+		}
 	}
 	done(s);
+	return r;
+}
+
+int
+db_grain_session_enter(struct db *db, const uint8_t host_hash[32], const uint8_t enter_hash[32],
+		       const uint8_t cookie_hash[32], int64_t created_after, int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = statement(db, ST_GRAIN_SESSION_ENTER, &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_blob(s, 1, host_hash, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, enter_hash, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, cookie_hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, created_after);
+	sqlite3_bind_int64(s, 5, now);
+	r = step_done(db, s, "enter grain session");
+	if (r >= 0 && sqlite3_changes(db->sqlite) != 1)
+		r = -ENOENT;
 	return r;
 }
 

@@ -539,7 +539,8 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url, co
 		const char *label = session_host_label(f, host);
 
 		if (label)
-			call->grain = grain_exchange_new(f, label, host);
+			call->grain = grain_exchange_new(f, connection, label, host, call->raw_uri,
+							 method);
 		else if (api_host(f, host)) {
 			char address[64];
 

@@ -1045,11 +1045,11 @@ handle_grain_open(struct request *req)
 		return r;
 	if (req->local)
 		(void)db_audit_add(f->db, now_seconds(), h.g.id, 0, "grain.opened_by_root", NULL);
-	/* "scheme://HOST/": the host is between the "//" and the final "/". */
+	/* "scheme://HOST/.granary/enter?k=KEY": the host is between "//" and the next "/". */
 	host = strstr(url, "://") + 3;
 	return respond_json(req, MHD_HTTP_CREATED,
-			    json_pack("{s:s,s:s%,s:s}", "url", url, "host", host, strlen(host) - 1,
-				      "session", session_id));
+			    json_pack("{s:s,s:s%,s:s}", "url", url, "host", host,
+				      strcspn(host, "/"), "session", session_id));
 }
 
 static int

@@ -599,6 +599,7 @@ exchange_free(struct client *c)
 	if (x->routed && l->ops->route_done)
 		l->ops->route_done(l->userdata, &x->route);
 	free(x->route.body);
+	free(x->route.fields);
 	free(x->page);
 	if (x->pipe[0] >= 0 && x->piped == 0 && l->n_pipes < LOOP_PIPES_KEPT) {
 		memcpy(l->pipes[l->n_pipes++], x->pipe, sizeof(x->pipe));
@@ -751,8 +752,8 @@ answer_local(struct client *c, unsigned status, const char *title, const char *d
 		proxy_put_field(&w, "Retry-After", "2");
 	if (c->closing)
 		proxy_put_field(&w, "Connection", "close");
-	if (x->route.field && !params)
-		proxy_put_field(&w, x->route.field, x->route.value);
+	if (x->route.fields && !params)
+		proxy_put_str(&w, x->route.fields);
 	if (params)
 		proxy_put_security_fields(&w, params, false);
 	else

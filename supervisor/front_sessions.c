@@ -15,6 +15,12 @@
  * difference in our table says anything about a label someone does not
  * already hold.
  *
+ * The label alone admits nobody (SECURITY-TESTS.md J): a session is entered
+ * once, through GRAIN_ENTER_PATH with a one-time key (its hash stored, used
+ * up within ENTER_WITHIN), which sets a cookie of that host only; every other
+ * request must carry it. Its hash is in the database, a SipHash of it in the
+ * cache, compared in constant time; it never reaches the app.
+ *
  * Requests on session hosts never take front's big lock on the hot path: the
  * cache (its own mutex) answers; a miss reads the database under f->lock once.
  * A session's expiry slides: every use pushes it SESSION_IDLE into the future,
@@ -52,6 +58,11 @@
 #define SESSION_IDLE	    (24 * 3600) /* seconds a session lives unused */
 #define SESSION_TOUCH_EVERY 3600	/* seconds between writes of its new expiry */
 #define HOST_LABEL_LEN	    32		/* hex of 128 bits */
+#define ENTER_KEY_LEN	    32		/* hex of 128 bits: a session's one-time key */
+#define COOKIE_LEN	    32		/* hex of 128 bits: a session's cookie */
+#define ENTER_WITHIN	    600		/* seconds a session can be entered after it was made */
+#define ENTER_PATH_MAX	    2048	/* bytes of the path an enter leads to */
+#define COOKIE_FIELDS_MAX   8		/* Cookie fields of a request looked at */
 #define HOST_PREFIX	    "ui-"
 #define API_HOST_PREFIX	    "api."
 #define LOG_TAIL	    4096 /* bytes of the grain log an owner sees on errors */
@@ -69,8 +80,12 @@ struct grain_session {
 	char user_id_header[33]; /* per-grain stable id, hex */
 	char session_id[33];	 /* public id, hex */
 	char permissions[512];	 /* comma list */
-	int64_t cap_id;		 /* the edge it came from; 0: none (a session of schema 2) */
+	int64_t cap_id;		 /* the edge it came from */
 	bool read_only;
+	bool entered;		 /* its cookie is set: */
+	uint8_t cookie_hash[32]; /* BLAKE2b of the cookie (from the database) */
+	bool cookie_keyed;	 /* cookie_key is known (c->lock): */
+	uint8_t cookie_key[crypto_shorthash_siphashx24_BYTES]; /* the cache's key of it */
 	bool cut;	     /* atomic: its access changed since (tunnels end) */
 	uint64_t generation; /* of f->caps_generation when its access was computed */
 	int64_t until;	     /* when an edge above it expires; 0: never */
@@ -110,10 +125,11 @@ label_cache_key(const struct session_cache *c, const char *secret, size_t len,
 	(void)crypto_shorthash_siphashx24(ret, (const unsigned char *)secret, len, c->key);
 }
 
+/* BLAKE2b-256 of a host label, enter key or cookie (len bytes), as the database keeps it. */
 static void
-host_hash(const char *label, uint8_t ret[32])
+secret_hash(const char *secret, size_t len, uint8_t ret[32])
 {
-	(void)crypto_generichash(ret, 32, (const unsigned char *)label, HOST_LABEL_LEN, NULL, 0);
+	(void)crypto_generichash(ret, 32, (const unsigned char *)secret, len, NULL, 0);
 }
 
 int
@@ -302,7 +318,7 @@ load_session(struct front *f, const char *label, int64_t now, struct grain_sessi
 	struct db_grain_session row;
 	int r;
 
-	host_hash(label, s->host_hash);
+	secret_hash(label, HOST_LABEL_LEN, s->host_hash);
 	r = db_grain_session_get(f->db, s->host_hash, now, &row);
 	if (r >= 0)
 		r = session_access(f, row.capability_id, row.package_id, now, s);
@@ -314,6 +330,8 @@ load_session(struct front *f, const char *label, int64_t now, struct grain_sessi
 	s->user_id = row.user_id;
 	s->owner = row.user_id > 0 && row.user_id == row.owner_id;
 	s->trashed = row.trashed_at != 0;
+	s->entered = row.entered;
+	memcpy(s->cookie_hash, row.cookie_hash, sizeof(s->cookie_hash));
 	return 0;
 }
 
@@ -452,15 +470,6 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 }
 
 struct grain_session *
-session_resolve(struct front *f, const char *label)
-{
-	struct grain_session *s = NULL;
-
-	(void)resolve(f, label, false, NULL, true, &s);
-	return s;
-}
-
-struct grain_session *
 session_unref(struct front *f, struct grain_session *s)
 {
 	if (!s)
@@ -476,15 +485,18 @@ session_open(struct front *f, const struct db_grain *g, const struct db_user *us
 	     char **ret_url, char *ret_session_id)
 {
 	struct db_grain_session gs = { .capability_id = cap_id };
-	char label[HOST_LABEL_LEN + 1];
+	char label[HOST_LABEL_LEN + 1], key[ENTER_KEY_LEN + 1];
 	uint8_t hash[32];
 	int64_t now = now_seconds();
 	int r;
 
 	r = random_hex(label, HOST_LABEL_LEN / 2);
+	if (r >= 0)
+		r = random_hex(key, ENTER_KEY_LEN / 2);
 	if (r < 0)
 		return r;
-	host_hash(label, hash);
+	secret_hash(label, HOST_LABEL_LEN, hash);
+	secret_hash(key, ENTER_KEY_LEN, gs.enter_hash);
 	(void)snprintf(gs.grain_id, sizeof(gs.grain_id), "%s", g->id);
 	gs.user_id = user ? user->id : 0;
 	gs.expires_at = now + SESSION_IDLE;
@@ -492,10 +504,298 @@ session_open(struct front *f, const struct db_grain *g, const struct db_user *us
 	if (r < 0)
 		return r;
 	(void)db_grain_touch(f->db, g->id, now);
-	if (asprintf(ret_url, "%s://" HOST_PREFIX "%s.%s/", f->tls ? "https" : "http", label,
-		     f->wildcard_suffix) < 0)
+	if (asprintf(ret_url, "%s://" HOST_PREFIX "%s.%s" GRAIN_ENTER_PATH "?k=%s",
+		     f->tls ? "https" : "http", label, f->wildcard_suffix, key) < 0)
 		return -ENOMEM;
 	hex_encode(ret_session_id, hash, 16);
+	return 0;
+}
+
+/* The answers where no app is asked at all, with the one field some of them need. */
+struct refusal {
+	unsigned status;
+	const char *page;
+	const char *field, *value; /* NULL: none */
+};
+
+static const struct refusal refused_expired = {
+	MHD_HTTP_NOT_FOUND,
+	"<!doctype html><meta charset=utf-8><title>Session ended</title>"
+	"<h1>This grain session has ended</h1>"
+	"<p>It expired, the access it came from ended, or it never existed. Open the grain "
+	"again from Granary.</p>\n",
+};
+static const struct refusal refused_trashed = {
+	MHD_HTTP_GONE,
+	"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
+	"<h1>This grain was deleted</h1>"
+	"<p>Its owner moved it to the trash. Ask them to restore it if you still need it.</p>\n",
+};
+static const struct refusal refused_misdirected = {
+	MHD_HTTP_MISDIRECTED_REQUEST,
+	"<!doctype html><meta charset=utf-8><title>Misdirected request</title>"
+	"<h1>Misdirected request</h1>"
+	"<p>This connection serves grain sessions only. Open a new one for this host.</p>\n",
+};
+static const struct refusal refused_token = {
+	MHD_HTTP_UNAUTHORIZED,
+	"<!doctype html><meta charset=utf-8><title>API token needed</title>"
+	"<h1>This host serves API tokens</h1>"
+	"<p>Send one as <code>Authorization: Bearer &lt;token&gt;</code>; this one is missing, "
+	"mistyped, expired or revoked.</p>\n",
+	"WWW-Authenticate",
+	"Bearer realm=\"granary\"",
+};
+static const struct refusal refused_throttled = {
+	MHD_HTTP_TOO_MANY_REQUESTS,
+	"<!doctype html><meta charset=utf-8><title>Too many tries</title>"
+	"<h1>Too many tokens that do not work</h1>"
+	"<p>This address sent too many. Wait a few minutes.</p>\n",
+	"Retry-After",
+	"60",
+};
+
+static const struct refusal refused_cookie = {
+	MHD_HTTP_FORBIDDEN,
+	"<!doctype html><meta charset=utf-8><title>Open the grain from Granary</title>"
+	"<h1>Open this grain from Granary</h1>"
+	"<p>This address belongs to a grain session that works only in the browser that opened "
+	"it. Open the grain again from Granary, or ask its owner for a share link.</p>\n",
+};
+static const struct refusal refused_enter = {
+	MHD_HTTP_FORBIDDEN,
+	"<!doctype html><meta charset=utf-8><title>Link used</title>"
+	"<h1>This link was used already</h1>"
+	"<p>A link that opens a grain works once, in one browser, for ten minutes. Open the "
+	"grain again from Granary.</p>\n",
+};
+static const struct refusal refused_enter_path = {
+	MHD_HTTP_BAD_REQUEST,
+	"<!doctype html><meta charset=utf-8><title>Bad link</title>"
+	"<h1>Bad link</h1>"
+	"<p>The page this link names is not a page of this grain.</p>\n",
+};
+/* An enter: with the session's cookie and where to go (struct gate), token-free. */
+static const struct refusal entered = {
+	MHD_HTTP_SEE_OTHER,
+	"<!doctype html><meta charset=utf-8><title>Opening</title><p>Opening the grain…</p>\n",
+	"Referrer-Policy",
+	"no-referrer",
+};
+
+/* ---- who may use a session host ------------------------------------------------- */
+
+/*
+ * What a request on a session host gets: the session (admitted), or an
+ * answer of ours; entering adds where to go and the cookie.
+ */
+struct gate {
+	struct grain_session *session; /* admitted: a reference */
+	const struct refusal *refusal; /* else */
+	char location[ENTER_PATH_MAX + 1];
+	char set_cookie[128];
+};
+
+/* The query of a request-target that enters a session ("" for none), or NULL: it does not. */
+static const char *
+enter_query(const char *target)
+{
+	size_t len = strlen(GRAIN_ENTER_PATH);
+
+	if (strncmp(target, GRAIN_ENTER_PATH, len) != 0)
+		return NULL;
+	if (target[len] == '\0')
+		return "";
+	return target[len] == '?' ? target + len + 1 : NULL;
+}
+
+/* The percent-decoded value of name in a query into out: -ENOENT none, -E2BIG too long. */
+static int
+query_param(const char *query, const char *name, char *out, size_t size)
+{
+	size_t name_len = strlen(name);
+
+	for (const char *p = query; *p;) {
+		const char *end = strchrnul(p, '&');
+
+		if ((size_t)(end - p) > name_len && strncmp(p, name, name_len) == 0 &&
+		    p[name_len] == '=') {
+			size_t len = (size_t)(end - p) - name_len - 1;
+
+			if (len >= size)
+				return -E2BIG;
+			memcpy(out, p + name_len + 1, len);
+			out[len] = '\0';
+			(void)MHD_http_unescape(out);
+			return 0;
+		}
+		p = *end ? end + 1 : end;
+	}
+	return -ENOENT;
+}
+
+/*
+ * Where an enter may lead: a path of the same host, never elsewhere. "//x"
+ * and "/\\x" name other hosts to a browser, and browsers drop tabs and
+ * newlines from URLs ("/\t/x" is "//x"): only printable ASCII, no backslash.
+ * A path with other bytes comes percent-encoded.
+ */
+static bool
+enter_path_valid(const char *path)
+{
+	if (path[0] != '/' || path[1] == '/')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '\\')
+			return false;
+	return true;
+}
+
+/* Forget the cached session of a label (its cookie just changed). */
+static void
+forget_label(struct session_cache *c, const char *label)
+{
+	uint8_t key[crypto_shorthash_siphashx24_BYTES];
+
+	label_cache_key(c, label, HOST_LABEL_LEN, key);
+	pthread_mutex_lock(&c->lock);
+	for (struct grain_session **link = &c->buckets[bucket_of(key)]; *link;
+	     link = &(*link)->next)
+		if (memcmp((*link)->cache_key, key, sizeof(key)) == 0 && !(*link)->api) {
+			unlist_locked(c, link);
+			break;
+		}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * GET GRAIN_ENTER_PATH?k=KEY[&path=PATH] on the host of label: with the
+ * session's one-time key, its cookie is set (and the key used up), and the
+ * answer leads to PATH ("/"). The path is checked before the key is used.
+ */
+static int
+session_enter(struct front *f, const char *label, const char *method, const char *query,
+	      struct gate *g)
+{
+	char key[ENTER_KEY_LEN + 1], cookie[COOKIE_LEN + 1];
+	uint8_t host_h[32], key_h[32], cookie_h[32];
+	int64_t now = now_seconds();
+	int r;
+
+	g->refusal = &refused_enter_path;
+	r = query_param(query, "path", g->location, sizeof(g->location));
+	if (r == -ENOENT)
+		(void)snprintf(g->location, sizeof(g->location), "/");
+	else if (r < 0 || !enter_path_valid(g->location))
+		return 0;
+	g->refusal = &refused_enter;
+	if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ||
+	    query_param(query, "k", key, sizeof(key)) < 0 || !hex_valid(key, ENTER_KEY_LEN) ||
+	    key[ENTER_KEY_LEN] != '\0')
+		return 0;
+	r = random_hex(cookie, COOKIE_LEN / 2);
+	if (r < 0)
+		return r;
+	secret_hash(label, HOST_LABEL_LEN, host_h);
+	secret_hash(key, ENTER_KEY_LEN, key_h);
+	secret_hash(cookie, COOKIE_LEN, cookie_h);
+	pthread_mutex_lock(&f->lock);
+	r = db_grain_session_enter(f->db, host_h, key_h, cookie_h, now - ENTER_WITHIN, now);
+	pthread_mutex_unlock(&f->lock);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	forget_label(f->sessions, label);
+	/*
+	 * Host-only (no Domain), HttpOnly, Secure and __Host- under TLS.
+	 * SameSite: see docs/api.md "Grain sessions".
+	 */
+	(void)snprintf(g->set_cookie, sizeof(g->set_cookie), "%s=%s; Path=/; HttpOnly; %s",
+		       f->tls ? GRAIN_COOKIE_TLS : GRAIN_COOKIE, cookie,
+		       f->tls ? "Secure; SameSite=None" : "SameSite=Lax");
+	g->refusal = &entered;
+	return 0;
+}
+
+/* Is value (len bytes) the cookie of s? Constant time in the cookie. */
+static bool
+cookie_matches(struct session_cache *c, struct grain_session *s, const char *value, size_t len)
+{
+	uint8_t key[crypto_shorthash_siphashx24_BYTES], hash[32];
+	bool keyed, ok;
+
+	if (len != COOKIE_LEN || !s->entered)
+		return false;
+	label_cache_key(c, value, len, key);
+	pthread_mutex_lock(&c->lock);
+	keyed = s->cookie_keyed;
+	ok = keyed && sodium_memcmp(key, s->cookie_key, sizeof(key)) == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (keyed)
+		return ok;
+	/* The first time since it was cached: the database's hash says, SipHash from then on. */
+	secret_hash(value, len, hash);
+	if (sodium_memcmp(hash, s->cookie_hash, sizeof(hash)) != 0)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	memcpy(s->cookie_key, key, sizeof(key));
+	s->cookie_keyed = true;
+	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+/* Does one of a request's Cookie fields (NULL-terminated) carry the cookie of s? */
+static bool
+cookie_admits(struct front *f, struct grain_session *s, const char *const *fields)
+{
+	const char *name = f->tls ? GRAIN_COOKIE_TLS : GRAIN_COOKIE;
+
+	for (size_t i = 0; fields[i]; i++) {
+		const char *pos = fields[i], *value;
+		size_t len;
+
+		/* Every one of that name: a sibling host may have set one for the parent domain. */
+		while ((value = http_cookie_next(&pos, name, &len)))
+			if (cookie_matches(f->sessions, s, value, len))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * Who may use the session host of label: a request entering it, or one
+ * with its cookie. Without may_block, -EWOULDBLOCK as resolve().
+ */
+static int
+session_gate(struct front *f, const char *label, const char *target, const char *method,
+	     const char *const *cookie_fields, bool may_block, struct gate *g)
+{
+	const char *query = enter_query(target);
+	struct grain_session *s = NULL;
+	int r;
+
+	g->session = NULL;
+	g->refusal = NULL;
+	if (query) {
+		if (!may_block)
+			return -EWOULDBLOCK;
+		return session_enter(f, label, method, query, g);
+	}
+	r = resolve(f, label, false, NULL, may_block, &s);
+	if (r < 0)
+		return r;
+	if (!s)
+		g->refusal = &refused_expired;
+	else if (!cookie_admits(f, s, cookie_fields))
+		g->refusal = &refused_cookie;
+	else if (s->trashed)
+		g->refusal = &refused_trashed;
+	else {
+		g->session = s;
+		return 0;
+	}
+	session_unref(f, s);
 	return 0;
 }
 
@@ -516,7 +816,8 @@ struct grain_exchange {
 	struct proxy_params params;
 	char origin[320];
 	char host[300];
-	const struct refusal *refusal; /* no session on the API host: why (401, 429) */
+	const struct refusal *refusal; /* no session: our answer (run is NULL) */
+	char *location, *set_cookie;   /* owned: an enter's (refusal is &entered) */
 	bool acquired; /* a connection was handed out before (generation is its run's) */
 	bool seen;     /* the first call is over (no session) */
 	bool answered; /* an error page is queued (no session) */
@@ -529,6 +830,8 @@ exchange_unref(struct grain_exchange *x)
 		return;
 	x->run = grain_run_unref(x->f->grains, x->run);
 	x->session = session_unref(x->f, x->session);
+	free(x->location);
+	free(x->set_cookie);
 	free(x);
 }
 
@@ -623,7 +926,9 @@ static const struct proxy_upstream_ops exchange_ops = {
 	.cut = exchange_cut,
 };
 
-static const char *const shell_cookies[] = { SESSION_COOKIE, SESSION_COOKIE_TLS, NULL };
+/* Never forwarded to an app, never set by one. */
+static const char *const shell_cookies[] = { SESSION_COOKIE, SESSION_COOKIE_TLS, GRAIN_COOKIE,
+					     GRAIN_COOKIE_TLS, NULL };
 
 /* x->host and x->origin ("http://" host) without snprintf(), which costs more per request. */
 static void
@@ -639,21 +944,27 @@ exchange_set_host(struct grain_exchange *x, bool tls, const char *host)
 	x->origin[scheme_len + len] = '\0';
 }
 
-/* An exchange for session s (its reference is the exchange's now, even on failure). */
+/* An exchange for what g admits (its session reference is the exchange's now, even on failure). */
 static struct grain_exchange *
-exchange_new(struct front *f, struct grain_session *s, const char *host)
+exchange_new(struct front *f, const struct gate *g, const char *host)
 {
 	struct grain_exchange *x = calloc(1, sizeof(*x));
 
 	if (!x) {
-		session_unref(f, s);
+		session_unref(f, g->session);
 		return NULL;
 	}
 	x->refs = 1;
 	x->f = f;
-	x->session = s;
-	if (!x->session || x->session->trashed)
-		return x; /* answered by grain_exchange_handle() */
+	x->session = g->session;
+	if (!x->session) {
+		/* Answered by grain_exchange_handle(). */
+		x->refusal = g->refusal;
+		if (g->refusal == &entered && (!(x->location = strdup(g->location)) ||
+					       !(x->set_cookie = strdup(g->set_cookie))))
+			return grain_exchange_free(x, MHD_REQUEST_TERMINATED_WITH_ERROR);
+		return x;
+	}
 	x->run = grain_manager_get(f->grains, x->session->grain_id, x->session->package_id);
 	if (!x->run) {
 		grain_exchange_free(x, MHD_REQUEST_TERMINATED_WITH_ERROR);
@@ -678,10 +989,34 @@ exchange_new(struct front *f, struct grain_session *s, const char *host)
 	return x;
 }
 
-struct grain_exchange *
-grain_exchange_new(struct front *f, const char *label, const char *host)
+/* The Cookie fields of a libmicrohttpd request, into a NULL-terminated array. */
+struct cookie_fields {
+	const char *v[COOKIE_FIELDS_MAX + 1];
+	size_t n;
+};
+
+static enum MHD_Result
+cookie_field_add(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
 {
-	return exchange_new(f, session_resolve(f, label), host);
+	struct cookie_fields *c = cls;
+
+	(void)kind;
+	if (value && strcasecmp(name, MHD_HTTP_HEADER_COOKIE) == 0 && c->n < COOKIE_FIELDS_MAX)
+		c->v[c->n++] = value;
+	return MHD_YES;
+}
+
+struct grain_exchange *
+grain_exchange_new(struct front *f, struct MHD_Connection *connection, const char *label,
+		   const char *host, const char *target, const char *method)
+{
+	struct cookie_fields cookies = {};
+	struct gate g;
+
+	(void)MHD_get_connection_values(connection, MHD_HEADER_KIND, cookie_field_add, &cookies);
+	if (session_gate(f, label, target, method, cookies.v, true, &g) < 0)
+		g = (struct gate){ .refusal = &refused_expired };
+	return exchange_new(f, &g, host);
 }
 
 bool
@@ -691,73 +1026,31 @@ api_host(struct front *f, const char *host)
 	       strcasecmp(host + 4, f->wildcard_suffix) == 0;
 }
 
-/* The answers where no app is asked at all, with the one field some of them need. */
-struct refusal {
-	unsigned status;
-	const char *page;
-	const char *field, *value; /* NULL: none */
-};
-
-static const struct refusal refused_expired = {
-	MHD_HTTP_NOT_FOUND,
-	"<!doctype html><meta charset=utf-8><title>Session ended</title>"
-	"<h1>This grain session has ended</h1>"
-	"<p>It expired, the access it came from ended, or it never existed. Open the grain "
-	"again from Granary.</p>\n",
-};
-static const struct refusal refused_trashed = {
-	MHD_HTTP_GONE,
-	"<!doctype html><meta charset=utf-8><title>Grain deleted</title>"
-	"<h1>This grain was deleted</h1>"
-	"<p>Its owner moved it to the trash. Ask them to restore it if you still need it.</p>\n",
-};
-static const struct refusal refused_misdirected = {
-	MHD_HTTP_MISDIRECTED_REQUEST,
-	"<!doctype html><meta charset=utf-8><title>Misdirected request</title>"
-	"<h1>Misdirected request</h1>"
-	"<p>This connection serves grain sessions only. Open a new one for this host.</p>\n",
-};
-static const struct refusal refused_token = {
-	MHD_HTTP_UNAUTHORIZED,
-	"<!doctype html><meta charset=utf-8><title>API token needed</title>"
-	"<h1>This host serves API tokens</h1>"
-	"<p>Send one as <code>Authorization: Bearer &lt;token&gt;</code>; this one is missing, "
-	"mistyped, expired or revoked.</p>\n",
-	"WWW-Authenticate",
-	"Bearer realm=\"granary\"",
-};
-static const struct refusal refused_throttled = {
-	MHD_HTTP_TOO_MANY_REQUESTS,
-	"<!doctype html><meta charset=utf-8><title>Too many tries</title>"
-	"<h1>Too many tokens that do not work</h1>"
-	"<p>This address sent too many. Wait a few minutes.</p>\n",
-	"Retry-After",
-	"60",
-};
-
 /*
- * The session of an API request's Authorization field: *ret, or NULL and
- * *ret_refusal says why. -EWOULDBLOCK as resolve(). Whatever is not a
- * token of ours (another scheme, a mistyped one) counts as a bad token.
+ * What an API request's Authorization field admits. -EWOULDBLOCK as
+ * resolve(). Whatever is not a token of ours (another scheme, a mistyped
+ * one) counts as a bad token.
  */
 static int
-api_resolve(struct front *f, const char *authorization, const char *address, bool may_block,
-	    struct grain_session **ret, const struct refusal **ret_refusal)
+api_gate(struct front *f, const char *authorization, const char *address, bool may_block,
+	 struct gate *g)
 {
 	const char *token = authorization;
 	int r;
 
-	*ret = NULL;
-	*ret_refusal = &refused_token;
+	g->session = NULL;
+	g->refusal = &refused_token;
 	if (!authorization)
 		return 0;
 	if (strncasecmp(authorization, "Bearer ", 7) == 0)
 		token = authorization + 7 + strspn(authorization + 7, " ");
-	r = resolve(f, token, true, address, may_block, ret);
+	r = resolve(f, token, true, address, may_block, &g->session);
 	if (r == -ETOOMANYREFS) {
-		*ret_refusal = &refused_throttled;
+		g->refusal = &refused_throttled;
 		return 0;
 	}
+	if (g->session)
+		g->refusal = NULL;
 	return r;
 }
 
@@ -765,24 +1058,18 @@ struct grain_exchange *
 grain_exchange_new_api(struct front *f, const char *authorization, const char *host,
 		       const char *address)
 {
-	const struct refusal *refusal;
-	struct grain_session *s = NULL;
-	struct grain_exchange *x;
+	struct gate g;
 
-	(void)api_resolve(f, authorization, address, true, &s, &refusal);
-	x = exchange_new(f, s, host);
-	if (x && !s)
-		x->refusal = refusal;
-	return x;
+	if (api_gate(f, authorization, address, true, &g) < 0)
+		g = (struct gate){ .refusal = &refused_token };
+	return exchange_new(f, &g, host);
 }
 
 static enum MHD_Result
 exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		const char *upload_data, size_t *upload_data_size)
 {
-	const struct refusal *refusal = x->refusal   ? x->refusal
-					: x->session ? &refused_trashed
-						     : &refused_expired;
+	const struct refusal *refusal = x->refusal;
 	struct MHD_Response *response;
 	enum MHD_Result ret;
 
@@ -809,6 +1096,10 @@ exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 	(void)MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
 	if (refusal->field)
 		(void)MHD_add_response_header(response, refusal->field, refusal->value);
+	if (x->location) {
+		(void)MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, x->location);
+		(void)MHD_add_response_header(response, MHD_HTTP_HEADER_SET_COOKIE, x->set_cookie);
+	}
 	ret = MHD_queue_response(connection, refusal->status, response);
 	MHD_destroy_response(response);
 	return ret;
@@ -836,34 +1127,31 @@ grain_exchange_free(struct grain_exchange *x, enum MHD_RequestTerminationCode to
 	return NULL;
 }
 
-/* A page for the event loop (the body is the loop's to free then). */
+/* A page for the event loop (body and fields are the loop's to free then). */
 static int
-route_page(const struct refusal *refusal, bool close, struct loop_route *ret)
+route_page(const struct gate *g, bool close, struct loop_route *ret)
 {
-	char *body = strdup(refusal->page);
+	const struct refusal *refusal = g->refusal;
+	_cleanup_free_ char *body = strdup(refusal->page), *fields = NULL;
+	int n = 0;
 
-	if (!body)
+	if (refusal == &entered)
+		n = asprintf(&fields, "%s: %s\r\nLocation: %s\r\nSet-Cookie: %s\r\n",
+			     refusal->field, refusal->value, g->location, g->set_cookie);
+	else if (refusal->field)
+		n = asprintf(&fields, "%s: %s\r\n", refusal->field, refusal->value);
+	if (!body || n < 0)
 		return -ENOMEM;
+	n = (int)strlen(body);
 	*ret = (struct loop_route){
 		.status = refusal->status,
 		.content_type = "text/html; charset=utf-8",
-		.body = body,
-		.body_len = strlen(body),
+		.body_len = (size_t)n,
+		.body = TAKE_PTR(body),
 		.close = close,
-		.field = refusal->field,
-		.value = refusal->value,
+		.fields = TAKE_PTR(fields),
 	};
 	return 0;
-}
-
-/* The Authorization field of head, or NULL. */
-static const char *
-head_authorization(const struct http_request_head *head)
-{
-	for (size_t i = 0; i < head->n_headers; i++)
-		if (strcasecmp(head->headers[i].name, "Authorization") == 0)
-			return head->headers[i].value;
-	return NULL;
 }
 
 int
@@ -871,31 +1159,29 @@ grain_route(struct front *f, const struct http_request_head *head, const char *a
 	    bool may_block, struct loop_route *ret)
 {
 	const char *label = session_host_label(f, head->host);
-	const struct refusal *refusal;
-	struct grain_session *s = NULL;
+	const char *cookies[COOKIE_FIELDS_MAX + 1] = {}, *authorization = NULL;
 	struct grain_exchange *x;
+	struct gate g;
+	size_t n = 0;
 	int r;
 
-	if (!label && api_host(f, head->host)) {
-		r = api_resolve(f, head_authorization(head), address, may_block, &s, &refusal);
-		if (r < 0)
-			return r;
-		if (!s)
-			return route_page(refusal, false, ret);
-	} else if (!label)
+	for (size_t i = 0; i < head->n_headers; i++)
+		if (strcasecmp(head->headers[i].name, "Cookie") == 0 && n < COOKIE_FIELDS_MAX)
+			cookies[n++] = head->headers[i].value;
+		else if (strcasecmp(head->headers[i].name, "Authorization") == 0 && !authorization)
+			authorization = head->headers[i].value;
+	if (label)
+		r = session_gate(f, label, head->target, head->method, cookies, may_block, &g);
+	else if (api_host(f, head->host))
+		r = api_gate(f, authorization, address, may_block, &g);
+	else
 		/* The shell on a connection we serve: its next connection goes to libmicrohttpd. */
-		return route_page(&refused_misdirected, true, ret);
-	else {
-		r = resolve(f, label, false, NULL, may_block, &s);
-		if (r < 0)
-			return r;
-	}
-	if (!s || s->trashed) {
-		r = route_page(s ? &refused_trashed : &refused_expired, false, ret);
-		session_unref(f, s);
+		return route_page(&(struct gate){ .refusal = &refused_misdirected }, true, ret);
+	if (r < 0)
 		return r;
-	}
-	x = exchange_new(f, s, head->host);
+	if (!g.session)
+		return route_page(&g, false, ret);
+	x = exchange_new(f, &g, head->host);
 	if (!x)
 		return -ENOMEM;
 	__atomic_add_fetch(&f->metrics.proxied, 1, __ATOMIC_RELAXED);

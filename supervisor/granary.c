@@ -63,8 +63,8 @@ help(void)
 	       "  grain new APP_ID --owner NAME [--title T]\n"
 	       "                                     create a grain; prints its id\n"
 	       "  grain list                         list every grain\n"
-	       "  grain open GRAIN_ID                print a URL that opens the grain as its "
-	       "owner\n"
+	       "  grain open GRAIN_ID                print a one-time URL that opens the grain as "
+	       "its owner\n"
 	       "  grain start GRAIN_ID               start a grain now (granaryd must run)\n"
 	       "  grain stop GRAIN_ID                stop a running grain\n"
 	       "  status                             show what the server holds\n"
@@ -954,8 +954,8 @@ print_grain_state(json_t *grain)
 
 static const struct grain_verb grain_verbs[] = {
 	{ "grain open GRAIN_ID",
-	  "Open a grain as its owner: prints the URL to visit (keep it secret: whoever has it "
-	  "acts as the owner).",
+	  "Open a grain as its owner: prints a one-time URL for one browser (it works once, "
+	  "within 10 minutes; whoever visits it first acts as the owner there).",
 	  "open", NULL, print_session_url },
 	{ "grain start GRAIN_ID", "Start a grain now (it also starts on its first request).",
 	  "start", "grain", print_grain_state },

@@ -452,28 +452,40 @@ name_listed(const char *name, size_t len, const char *const *names)
 	return false;
 }
 
+/*
+ * The next cookie-pair of a Cookie field from *p on: [*start, *end), its
+ * name ending at *name_end ('=' or *end: "name" alone is a cookie with no
+ * value). false at the end of the field.
+ */
+static bool
+cookie_pair(const char **p, const char **start, const char **end, const char **name_end)
+{
+	const char *eq;
+
+	while (**p == ';' || is_ows(**p))
+		(*p)++;
+	if (!**p)
+		return false;
+	*start = *p;
+	*end = strchrnul(*p, ';');
+	*p = *end;
+	while (*end > *start && is_ows((*end)[-1]))
+		(*end)--;
+	eq = memchr(*start, '=', (size_t)(*end - *start));
+	*name_end = eq ? eq : *end;
+	return true;
+}
+
 int
 http_cookie_filter(const char *in, const char *const *strip, char *out, size_t size,
 		   size_t *ret_len)
 {
+	const char *p = in, *start, *end, *name_end;
 	size_t len = 0;
-	const char *p = in;
 
-	while (*p) {
-		const char *start, *end, *eq;
-
-		while (*p == ';' || is_ows(*p))
-			p++;
-		if (!*p)
-			break;
-		start = p;
-		end = strchrnul(p, ';');
-		p = end;
-		while (end > start && is_ows(end[-1]))
-			end--;
-		eq = memchr(start, '=', (size_t)(end - start));
-		/* Cookie names are case-sensitive; "name" alone is a cookie with no value. */
-		if (name_listed(start, (size_t)((eq ? eq : end) - start), strip))
+	while (cookie_pair(&p, &start, &end, &name_end)) {
+		/* Cookie names are case-sensitive. */
+		if (name_listed(start, (size_t)(name_end - start), strip))
 			continue;
 		if (len + (len ? 2 : 0) + (size_t)(end - start) + 1 > size)
 			return -ENOBUFS;
@@ -488,6 +500,22 @@ http_cookie_filter(const char *in, const char *const *strip, char *out, size_t s
 		out[len] = '\0';
 	*ret_len = len;
 	return 0;
+}
+
+const char *
+http_cookie_next(const char **pos, const char *name, size_t *ret_len)
+{
+	const char *start, *end, *name_end;
+	size_t name_len = strlen(name);
+
+	while (cookie_pair(pos, &start, &end, &name_end))
+		if ((size_t)(name_end - start) == name_len && memcmp(start, name, name_len) == 0) {
+			const char *value = name_end < end ? name_end + 1 : end;
+
+			*ret_len = (size_t)(end - value);
+			return value;
+		}
+	return NULL;
 }
 
 bool

@@ -331,10 +331,13 @@ struct db_grain_session {
 	char username[USER_NAME_MAX + 1];
 	int64_t capability_id; /* the edge it came from: what it grants is computed from there */
 	int64_t expires_at;
+	uint8_t enter_hash[32]; /* of its one-time key (written once, by _add()) */
 	/* Read only (joined): */
 	char package_id[PACKAGE_ID_LEN + 1]; /* the app's current package */
 	int64_t trashed_at;		     /* the grain's; 0: not in the trash */
 	int64_t owner_id;
+	bool entered;		 /* its cookie is set: */
+	uint8_t cookie_hash[32]; /* the cookie's hash */
 };
 
 /* Add a session under host_hash (BLAKE2b-256 of the host's hex label). */
@@ -344,6 +347,14 @@ int db_grain_session_add(struct db *db, const uint8_t host_hash[32],
 int db_grain_session_get(struct db *db, const uint8_t host_hash[32], int64_t now,
 			 struct db_grain_session *ret);
 int db_grain_session_touch(struct db *db, const uint8_t host_hash[32], int64_t expires_at);
+/*
+ * Enter the session of host_hash with the one-time key of enter_hash, if it
+ * was made after created_after and is alive at now: its key is used up, its
+ * cookie's hash is cookie_hash from now on. -ENOENT: no such session, key
+ * used or expired.
+ */
+int db_grain_session_enter(struct db *db, const uint8_t host_hash[32], const uint8_t enter_hash[32],
+			   const uint8_t cookie_hash[32], int64_t created_after, int64_t now);
 int db_grain_session_purge(struct db *db, int64_t now);
 /* The server-wide secret called name (size bytes), made on first use. */
 int db_secret(struct db *db, const char *name, uint8_t *ret, size_t size);
@@ -513,6 +524,11 @@ void login_throttle_reset(void);
 /* The shell's session cookie (host-only; __Host- under TLS). Never forwarded to apps. */
 #define SESSION_COOKIE	   "granary_session"
 #define SESSION_COOKIE_TLS "__Host-granary_session"
+/* A grain session's cookie (its host only; __Host- under TLS). Never forwarded to apps. */
+#define GRAIN_COOKIE	   "granary_grain"
+#define GRAIN_COOKIE_TLS   "__Host-granary_grain"
+/* Where a grain session is entered, on its own host (docs/api.md "Grain sessions"). */
+#define GRAIN_ENTER_PATH   "/.granary/enter"
 
 struct session_cache;
 
@@ -757,8 +773,6 @@ void session_cache_forget_grain(struct session_cache *c, const char *grain_id);
 void session_cache_recheck_grain(struct front *f, const char *grain_id);
 /* The label (32 hex) when host is "ui-<label>.<wildcard>", else NULL. Points into host. */
 const char *session_host_label(struct front *f, const char *host);
-/* The live session of label, with a reference (session_unref()); NULL: none (expired). */
-struct grain_session *session_resolve(struct front *f, const char *label);
 struct grain_session *session_unref(struct front *f, struct grain_session *s);
 /*
  * A new session on grain g through the edge cap_id, of user (NULL: anonymous)
@@ -778,8 +792,14 @@ void address_format(const struct sockaddr *sa, char *buf, size_t size);
  */
 struct grain_exchange *grain_exchange_new_api(struct front *f, const char *authorization,
 					      const char *host, const char *address);
-/* One request on a session host (label), from its first handler call. NULL: out of memory. */
-struct grain_exchange *grain_exchange_new(struct front *f, const char *label, const char *host);
+/*
+ * One request on a session host (label), from its first handler call, with
+ * its request-target as sent: its session when its cookie is the session's,
+ * or an answer of ours (entering it, refusing it). NULL: out of memory.
+ */
+struct grain_exchange *grain_exchange_new(struct front *f, struct MHD_Connection *connection,
+					  const char *label, const char *host, const char *target,
+					  const char *method);
 enum MHD_Result grain_exchange_handle(struct grain_exchange *x, struct MHD_Connection *connection,
 				      const char *raw_uri, const char *method, const char *version,
 				      const char *upload_data, size_t *upload_data_size);
@@ -1187,6 +1207,13 @@ bool http_chunked_done(const struct http_chunked *c);
  */
 int http_cookie_filter(const char *in, const char *const *strip, char *out, size_t size,
 		       size_t *ret_len);
+/*
+ * The value of the next cookie called name in a Cookie field, from *pos on
+ * (start with the field; *pos moves past it): NULL when there is none. Not
+ * terminated: *ret_len bytes. A name may come more than once (a sibling host
+ * may set one for the parent domain): callers look at each.
+ */
+const char *http_cookie_next(const char **pos, const char *name, size_t *ret_len);
 /* Whether the cookie a Set-Cookie value sets is one of names (NULL-terminated; may be NULL). */
 bool http_set_cookie_named(const char *value, const char *const *names);
 /* Remove every Domain attribute of a Set-Cookie value in place; returns its new length. */
@@ -1423,8 +1450,8 @@ struct loop_route {
 	const char *content_type; /* static; NULL: HTML */
 	char *body;		  /* malloc()ed, owned by the loop from then on; may be NULL */
 	size_t body_len;
-	bool close;		   /* the connection ends after this page */
-	const char *field, *value; /* static: one more field of the page, or NULL */
+	bool close;   /* the connection ends after this page */
+	char *fields; /* malloc()ed, owned: more lines of the head ("N: v\r\n"), or NULL */
 	void *userdata;
 };
 

@@ -26,7 +26,7 @@
  * | `/drip?chunks=N&ms=M`           | chunked: the head at once, a chunk every M ms         |
  * | `/crash`                        | "crashing on request" on stderr, exit status 3        |
  * | `/print?text=T`                 | T and a newline on stdout and on stderr               |
- * | `/cookie`                       | two Set-Cookie headers, one with Domain=example.com   |
+ * | `/cookie`                       | Set-Cookie: one with Domain=, two of Granary's names  |
  * | `/status?code=N`                | status N (200-599; 204 and 304 without a body)        |
  * | `GET /ws`                       | WebSocket echo (RFC 6455): text, binary, fragments,   |
  * |                                 | ping/pong, close                                      |
@@ -915,7 +915,9 @@ dispatch(struct conn *c)
 	case ROUTE_COOKIE:
 		answer(c, 200, "text/plain", "cookies\n", 8,
 		       "Set-Cookie: grain_test=1; Domain=example.com; Path=/\r\n"
-		       "Set-Cookie: grain_test_plain=2; Path=/; HttpOnly\r\n");
+		       "Set-Cookie: grain_test_plain=2; Path=/; HttpOnly\r\n"
+		       "Set-Cookie: granary_grain=forged; Path=/; HttpOnly\r\n"
+		       "Set-Cookie: granary_session=forged; Path=/\r\n");
 		break;
 	case ROUTE_STATUS:
 		if (!query_u64(c->target, "code", 599, &v) || v < 200) {

@@ -58,7 +58,7 @@ def curl(args):
 
 
 def upload(port, host):
-    body, t, _, up = curl(["-H", f"Host: {host}", "-H", f"Origin: http://{host}", "-H", "Expect:",
+    body, t, _, up = curl([*B.head_args(host), "-H", f"Origin: http://{host}", "-H", "Expect:",
                            "-T", data_path,
                            "-X", "POST", f"http://127.0.0.1:{port}/upload"])
     got = json.loads(body)
@@ -69,7 +69,7 @@ def upload(port, host):
 
 
 def download(port, host):
-    _, t, down, _ = curl(["-H", f"Host: {host}", "-o", "/dev/null",
+    _, t, down, _ = curl([*B.head_args(host), "-o", "/dev/null",
                           f"http://127.0.0.1:{port}/download?bytes={SIZE}"])
     if down != SIZE:
         raise RuntimeError(f"download through {port}: {down} bytes, expected {SIZE}")

@@ -6,7 +6,8 @@ network namespace of a running grain's app (wrk and nginx through
 `nsenter --net`, B1's in-grain rows); Granary runs as a real granaryd
 with a user, the app installed through the API, and grains opened through
 `POST /api/grains/<id>/open` (the session host, sent as the Host header of
-requests to 127.0.0.1:PORT). Until the daemon offers grains and the proxy,
+requests to 127.0.0.1:PORT, with the cookie its one-time enter URL set: a
+Session, which is the host as a str with a .cookie). Until the daemon offers grains and the proxy,
 Granary(...).require() raises NotAvailable and the benchmarks report the
 Granary rows as "not run yet".
 
@@ -33,7 +34,8 @@ os.environ.setdefault("GRANARY_SOURCE", SOURCE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 
 import apps  # noqa: E402  (tests/integration/apps.py: build_app)
-import conftest  # noqa: E402  (Daemon, Client, add_user)
+import conftest  # noqa: E402  (Daemon, Client, add_user, enter_session)
+import requests  # noqa: E402
 
 GRAIN_TEST = os.path.join(BUILD, "apps", "grain-test")
 DOCS = os.path.join(SOURCE, "docs", "benchmarks")
@@ -270,12 +272,34 @@ def connect(port, timeout=10, netns=None):
     return socket.create_connection(("127.0.0.1", port), timeout)
 
 
+class Session(str):
+    """A grain session's host (the str itself) and the cookie that admits
+    requests on it (docs/api.md "Grain sessions"). Peers get plain strs."""
+
+    def __new__(cls, host, cookie):
+        s = super().__new__(cls, host)
+        s.cookie = cookie
+        return s
+
+
+def head_fields(host):
+    """The Host field, and the session's Cookie field when host is a Session."""
+    cookie = getattr(host, "cookie", None)
+    return f"Host: {host}\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "")
+
+
+def head_args(host):
+    """head_fields() as -H arguments (curl, wrk)."""
+    cookie = getattr(host, "cookie", None)
+    return ["-H", f"Host: {host}"] + (["-H", f"Cookie: {cookie}"] if cookie else [])
+
+
 def keep_alive_ok(port, host, path="/", netns=None):
     """Two requests on one connection, both answered, no Connection: close."""
     with connect(port, 10, netns) as s:
         f = s.makefile("rb")
         for _ in range(2):
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            s.sendall(f"GET {path} HTTP/1.1\r\n{head_fields(host)}\r\n".encode())
             status = f.readline()
             if not status.startswith(b"HTTP/1.1 200"):
                 return False
@@ -315,7 +339,7 @@ def wrk(port, host, path, duration, connections=32, threads=1, workdir="/tmp", n
         with open(script, "w") as f:
             f.write(WRK_LUA)
     r = subprocess.run(netns_prefix(netns) + ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-                        "-H", f"Host: {host}", "-s", script, f"http://127.0.0.1:{port}{path}"],
+                        *head_args(host), "-s", script, f"http://127.0.0.1:{port}{path}"],
                        capture_output=True, text=True, timeout=duration + 60)
     m = re.search(r"^WRK-JSON (\{.*\})$", r.stdout, re.M)
     if r.returncode != 0 or not m:
@@ -363,11 +387,14 @@ class Granary:
                          ).json()["grain"]["id"]
 
     def open(self, grain_id):
-        """The grain's session: (url, host) from POST /api/grains/<id>/open."""
+        """The grain's session from POST /api/grains/<id>/open, entered:
+        (url, Session)."""
         d = self.call("POST", f"/api/grains/{grain_id}/open").json()
         if "host" not in d:
             raise NotAvailable(f"POST /api/grains/{grain_id}/open answered {d}")
-        return d["url"], d["host"]
+        http = requests.Session()
+        conftest.enter_session(http, self.daemon, d["url"])
+        return d["url"], Session(d["host"], http.headers["Cookie"])
 
     def stop_grain(self, grain_id):
         self.call("POST", f"/api/grains/{grain_id}/stop")
@@ -409,7 +436,8 @@ def first_byte_ms(port, host, path="/", timeout=60):
     on a new connection; and the status line."""
     t0 = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\n{head_fields(host)}Connection: close\r\n\r\n"
+                  .encode())
         first = s.recv(1)
         t1 = time.perf_counter()
         rest = b""

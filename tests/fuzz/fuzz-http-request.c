@@ -2,9 +2,10 @@
 /*
  * Fuzz target: what a client sends the event loop (supervisor/http-request.c).
  * The input is a connection's bytes: empty lines skipped, the head found and
- * parsed, then the rest goes through the chunked decoder (request bodies use
- * it too) in spans as small as the first byte says. Whatever is accepted must
- * hold what front_loop.c relies on.
+ * parsed (its Cookie fields read as the session gate and the proxy do), then
+ * the rest goes through the chunked decoder (request bodies use it too) in
+ * spans as small as the first byte says. Whatever is accepted must hold what
+ * front_loop.c relies on.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +17,32 @@
 #include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/*
+ * A Cookie field as the session gate and the proxy read it: every value of
+ * the grain cookie lies inside the field, and none survives the filter.
+ */
+static void
+check_cookies(const char *field)
+{
+	static const char *const strip[] = { GRAIN_COOKIE, SESSION_COOKIE, NULL };
+	size_t field_len = strlen(field), len, n = 0;
+	const char *pos = field, *v;
+	char *out = malloc(field_len + 1);
+
+	if (!out)
+		abort();
+	while ((v = http_cookie_next(&pos, GRAIN_COOKIE, &len)))
+		if (v < field || v + len > field + field_len || pos < v + len ||
+		    memchr(v, ';', len) || ++n > field_len)
+			__builtin_trap();
+	if (http_cookie_filter(field, strip, out, field_len + 1, &len) == 0) {
+		pos = out;
+		if (len > field_len || http_cookie_next(&pos, GRAIN_COOKIE, &len))
+			__builtin_trap();
+	}
+	free(out);
+}
 
 static void
 check_head(const struct http_request_head *h, size_t head_size)
@@ -33,6 +60,8 @@ check_head(const struct http_request_head *h, size_t head_size)
 
 		if (!http_is_token(name, strlen(name)) || !http_value_is_safe(value, strlen(value)))
 			__builtin_trap();
+		if (strcasecmp(name, "Cookie") == 0)
+			check_cookies(value);
 	}
 	(void)http_request_keeps_alive(h);
 }

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import pytest
 import requests
@@ -191,6 +192,37 @@ class Client(requests.Session):
         r = self.post("/api/login", json={"name": name, "password": password})
         assert r.status_code == 200, r.text
         return r
+
+
+def make_cert(directory, name, san="DNS:localhost,IP:127.0.0.1"):
+    """A self-signed P-256 certificate and its key (0600, like a real one)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", f"subjectAltName={san}",
+             "-keyout", str(key), "-out", str(cert)])
+    assert r.returncode == 0, r.stderr
+    os.chmod(key, 0o600)
+    return str(cert), str(key)
+
+
+def enter_session(http, daemon, url):
+    """Enter a grain session: GET its one-time URL (to 127.0.0.1 with the
+    session's Host) and keep the cookie it sets in http's Cookie header, for
+    the session host answers nothing else. The 303 answer."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.path == "/.granary/enter", url
+    r = http.get(f"{daemon.url}{parts.path}?{parts.query}", headers={"Host": parts.netloc},
+                 allow_redirects=False, timeout=30)
+    assert r.status_code == 303, (r.status_code, r.text)
+    http.headers["Cookie"] = grain_cookie(r)
+    return r
+
+
+def grain_cookie(response):
+    """The "name=value" of the grain cookie an enter answer sets."""
+    value = response.headers["Set-Cookie"]
+    assert "granary_grain=" in value.split(";")[0], value
+    return value.split(";")[0]
 
 
 def add_user(state, name, password, admin=False):

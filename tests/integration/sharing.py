@@ -25,7 +25,7 @@ import urllib.parse
 import requests
 from requests.adapters import HTTPAdapter
 
-from conftest import Client, Daemon, Packager, add_user, program, wait_for
+from conftest import Client, Daemon, Packager, add_user, enter_session, program, wait_for
 
 PASSWORD = "correct horse battery"
 USERS = ("bob", "carol", "dave", "erin")
@@ -138,7 +138,11 @@ class GrainSession:
         self.daemon, self.url, self.host = daemon, url, parts.netloc
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.http = bind(requests.Session(), address)
+        enter_session(self.http, daemon, url)
         self.http.headers["Host"] = self.host
+        # Bearer secrets all: the host's label, the one-time key, the cookie.
+        self.secrets = (parts.hostname[3:35], parts.query.split("=", 1)[1],
+                        self.http.headers["Cookie"].split("=", 1)[1])
 
     def request(self, method, path, **kwargs):
         kwargs.setdefault("timeout", 60)
@@ -243,6 +247,7 @@ class World:
         if r.status_code == 303 and urllib.parse.urlsplit(location).hostname and \
                 urllib.parse.urlsplit(location).hostname.startswith("ui-"):
             session = GrainSession(self.daemon, location, self.addresses.next())
+            self.tokens.extend(session.secrets)
         return Visit(r, session)
 
     def open_grain(self, grain, name, via=None):
@@ -251,7 +256,9 @@ class World:
         r = self.clients[name].post(f"/api/grains/{grain}/open", json=body)
         if r.status_code != 201:
             return r.status_code, None
-        return 201, GrainSession(self.daemon, r.json()["url"], self.addresses.next())
+        session = GrainSession(self.daemon, r.json()["url"], self.addresses.next())
+        self.tokens.extend(session.secrets)
+        return 201, session
 
     def access(self, grain, name):
         """The access object of grain in name's GET /api/grains, None when absent."""

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import Client, add_user, program, run
+from conftest import Client, add_user, make_cert, program, run
 
 
 def write(path, text, mode=0o644):
@@ -29,17 +29,6 @@ def granaryd_fails(*args, cwd=None):
     r = run([program("granaryd"), *args], cwd=cwd, timeout=20)
     assert r.returncode != 0, r.stderr
     return r.stderr
-
-
-def make_cert(directory, name, san="DNS:localhost,IP:127.0.0.1"):
-    """A self-signed P-256 certificate and its key (0600, like a real one)."""
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", f"subjectAltName={san}",
-             "-keyout", str(key), "-out", str(cert)])
-    assert r.returncode == 0, r.stderr
-    os.chmod(key, 0o600)
-    return str(cert), str(key)
 
 
 def tls_client(daemon, cert):

@@ -7,12 +7,14 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import time
+import urllib.parse
 
 import pytest
 import requests
 
-from conftest import Client, Packager, add_user, wait_for
+from conftest import Client, Packager, add_user, enter_session, make_cert, wait_for
 
 PASSWORD = "correct horse battery"
 GRAIN_TEST = os.path.join(os.environ.get("GRANARY_BUILD", "build"), "apps", "grain-test")
@@ -51,7 +53,9 @@ class Grain:
         assert r.status_code == 201, r.text
         self.url, self.host = r.json()["url"], r.json()["host"]
         self.http = requests.Session()
+        enter_session(self.http, self.daemon, self.url)
         self.http.headers["Host"] = self.host
+        self.origin = f"http://{self.host}"
 
     def request(self, method, path, **kwargs):
         kwargs.setdefault("timeout", 60)
@@ -145,7 +149,8 @@ def test_the_app_runs_as_its_own_uid_in_its_sandbox(grain):
 def test_headers_reach_the_app_by_the_rules(grain):
     r = grain.get("/echo?a=%2Fb&c", headers={
         "X-Granary-User-Id": "forged", "X-Granary-Permissions": "admin",
-        "X-Forwarded-For": "6.6.6.6", "Cookie": "granary_session=secret; app=1",
+        "X-Forwarded-For": "6.6.6.6",
+        "Cookie": f"granary_session=secret; {grain.http.headers['Cookie']}; app=1",
         "Connection": "keep-alive, X-Drop-Me", "X-Drop-Me": "1", "X-Keep": "yes"})
     assert r.status_code == 200, r.text
     echo = r.json()
@@ -171,17 +176,162 @@ def test_response_rules(grain):
     assert r.status_code == 200
     cookie = r.headers["Set-Cookie"]
     assert "domain" not in cookie.lower(), cookie
+    # The app cannot set Granary's cookies (the shell's, a session's).
+    assert "grain_test_plain=2" in cookie and "granary_" not in cookie, cookie
     assert f"frame-ancestors http://localhost:{grain.daemon.port}" in r.headers[
         "Content-Security-Policy"]
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "Referrer-Policy" in r.headers
 
 
+def fresh_enter_url(grain):
+    r = grain.client.post(f"/api/grains/{grain.id}/open")
+    assert r.status_code == 201, r.text
+    url = r.json()["url"]
+    parts = urllib.parse.urlsplit(url)
+    assert parts.netloc == r.json()["host"] and parts.path == "/.granary/enter", url
+    return url
+
+
+def get_on(grain, url, suffix="", method="GET", **kwargs):
+    """A bare request (no cookie) for url, sent to 127.0.0.1 with its Host."""
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "") + suffix
+    return requests.request(method, grain.daemon.url + target, allow_redirects=False,
+                            headers={"Host": parts.netloc, **kwargs.pop("headers", {})},
+                            timeout=30, **kwargs)
+
+
+def test_entering_a_session_sets_a_cookie_of_its_host_once(grain):
+    """SECURITY-TESTS J: the session's cookie is host-only and HttpOnly, set
+    through a one-time URL that then leaves no trace (303, no referrer)."""
+    url = fresh_enter_url(grain)
+    first = enter_session(requests.Session(), grain.daemon, url)
+    assert first.headers["Location"] == "/"
+    assert first.headers["Referrer-Policy"] == "no-referrer"
+    assert first.headers["Cache-Control"] == "no-store"
+    pair, *attributes = [a.strip() for a in first.headers["Set-Cookie"].split(";")]
+    assert pair.startswith("granary_grain=") and len(pair.split("=")[1]) == 32, pair
+    names = {a.split("=")[0].lower() for a in attributes}
+    assert {"path", "httponly", "samesite"} <= names and "Path=/" in attributes, attributes
+    assert "domain" not in names and "secure" not in names, attributes  # plain HTTP here
+    # Once: the same URL again enters nothing, sets nothing.
+    again = get_on(grain, url)
+    assert again.status_code == 403 and "used already" in again.text, again.text
+    assert "Set-Cookie" not in again.headers and "Location" not in again.headers
+    # Another session's key does not enter this host.
+    other = urllib.parse.urlsplit(fresh_enter_url(grain))
+    r = get_on(grain, url.split("?")[0] + "?" + other.query)
+    assert r.status_code == 403 and "Set-Cookie" not in r.headers
+    # Only GET or HEAD enters; a refused method leaves the key usable.
+    url = fresh_enter_url(grain)
+    assert get_on(grain, url, method="POST", data=b"x").status_code == 403
+    assert get_on(grain, url).status_code == 303
+    # Nonsense keys.
+    for query in ("", "?k=", "?k=" + "0" * 32, "?k=" + "g" * 32, "?k=" + "0" * 33, "?x=1"):
+        r = get_on(grain, url.split("?")[0] + query)
+        assert r.status_code == 403 and "Set-Cookie" not in r.headers, query
+
+
+@pytest.mark.parametrize("path", [
+    "//evil.test/", "/\\evil.test/", "%2F%2Fevil.test", "/%2F/evil.test", "%2F%5Cevil.test",
+    "/%09/evil.test", "/%0D%0ASet-Cookie:%20x=1", "https://evil.test/", "evil.test",
+    "%252F%252Fevil.test", "/%E2%80%A8", "/a\\b"])
+def test_entering_never_redirects_elsewhere(grain, path):
+    """SECURITY-TESTS J: open redirects through the enter URL's path are
+    refused before its key is used."""
+    url = fresh_enter_url(grain)
+    r = get_on(grain, url, "&path=" + path)
+    assert r.status_code == 400, (path, r.status_code, r.headers)
+    assert "Location" not in r.headers and "Set-Cookie" not in r.headers
+    assert get_on(grain, url).status_code == 303  # the key still works
+
+
+def test_entering_leads_to_a_path_of_the_grain(grain):
+    url = fresh_enter_url(grain)
+    r = get_on(grain, url, "&path=" + urllib.parse.quote("/echo?x=%C3%A9&y=1", safe=""))
+    assert r.status_code == 303 and r.headers["Location"] == "/echo?x=%C3%A9&y=1", r.headers
+
+
+def test_a_session_host_admits_only_its_own_cookie(grain):
+    """SECURITY-TESTS J: the host alone admits nobody; one session's cookie
+    on another session's host gets 403; tossed cookies of the same name do
+    not lock the owner out."""
+    websocket = pytest.importorskip("websocket")
+    cookie = grain.http.headers["Cookie"]
+    other = Grain(grain.daemon, grain.client, grain.id)  # the same grain and person
+    for sent in (None, other.http.headers["Cookie"], "granary_grain=", "granary_grain",
+                 "granary_grain=" + "0" * 32, cookie.upper().replace("GRANARY_GRAIN", "granary_grain"),
+                 cookie + "0", cookie.replace("granary_grain", "granary_session"),
+                 cookie.replace("granary_grain", "Granary_grain")):
+        r = requests.get(grain.daemon.url + "/echo", timeout=30, allow_redirects=False,
+                         headers={"Host": grain.host, **({"Cookie": sent} if sent else {})})
+        assert r.status_code == 403, (sent, r.status_code)
+        assert "Open this grain from Granary" in r.text
+    for sent in (f"granary_grain={'0' * 32}; {cookie}", f"{cookie}; granary_grain=x"):
+        r = requests.get(grain.daemon.url + "/echo", headers={"Host": grain.host, "Cookie": sent},
+                         timeout=30)
+        assert r.status_code == 200, sent
+        assert "granary_grain" not in json.dumps(r.json()["headers"])  # never forwarded
+    # A second Cookie field counts as well (HTTP/1.1 allows it).
+    with socket.create_connection(("127.0.0.1", grain.daemon.port), timeout=30) as s:
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {grain.host}\r\nCookie: a=1\r\n"
+                  f"Cookie: {cookie}\r\nConnection: close\r\n\r\n".encode())
+        assert s.recv(12) == b"HTTP/1.1 200"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"ws://127.0.0.1:{grain.daemon.port}/ws", host=grain.host,
+                                    origin=grain.origin, timeout=30,
+                                    cookie=other.http.headers["Cookie"])
+    assert refused.value.status_code == 403
+    assert grain.get("/").status_code == 200 and other.get("/").status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_sessions_under_tls(start_granaryd, app_spk, tmp_path):
+    """Under TLS libmicrohttpd serves session hosts (not the event loop): the
+    same gate, and a __Host- cookie that is Secure."""
+    cert, key = make_cert(tmp_path, "server")
+    daemon = start_granaryd("--tls-cert", cert, "--tls-key", key)
+    add_user(daemon.state, "alice", PASSWORD, admin=True)
+    client = Client(daemon)
+    client.trust_env, client.verify = False, False  # REQUESTS_CA_BUNDLE would win otherwise
+    client.login("alice", PASSWORD)
+    with open(app_spk, "rb") as f:
+        app = client.post("/api/apps", data=f,
+                          headers={"Content-Type": "application/octet-stream"}).json()["app"]
+    grain = client.post("/api/grains", json={"app": app["id"]}).json()["grain"]
+    sessions = []
+    for _ in range(2):
+        url = client.post(f"/api/grains/{grain['id']}/open").json()["url"]
+        assert url.startswith("https://ui-"), url
+        http = requests.Session()
+        http.trust_env, http.verify = False, False
+        first = enter_session(http, daemon, url)
+        pair, *attributes = [a.strip() for a in first.headers["Set-Cookie"].split(";")]
+        assert pair.startswith("__Host-granary_grain="), pair
+        assert {"Secure", "HttpOnly", "Path=/"} <= set(attributes), attributes
+        assert first.headers["Referrer-Policy"] == "no-referrer"
+        sessions.append((urllib.parse.urlsplit(url).netloc, http.headers["Cookie"], url))
+    (host, cookie, url), (_, other_cookie, _) = sessions
+
+    def get(target, cookie=None):
+        return requests.get(daemon.url + target, verify=False, timeout=60, allow_redirects=False,
+                            headers={"Host": host, **({"Cookie": cookie} if cookie else {})})
+
+    parts = urllib.parse.urlsplit(url)
+    assert get(f"{parts.path}?{parts.query}").status_code == 403  # used already
+    for sent in (other_cookie, None, cookie.replace("__Host-", "")):
+        assert get("/echo", sent).status_code == 403, sent
+    r = get("/echo", cookie)
+    assert r.status_code == 200, r.text
+    assert "granary_grain" not in json.dumps(r.json()["headers"])
+
+
 def test_foreign_origin_is_refused_before_the_app(grain):
     r = grain.request("POST", "/upload", data=b"x" * 10, headers={"Origin": "http://evil.test"})
     assert r.status_code == 403
     r = grain.request("POST", "/upload", data=b"x" * 10,
-                      headers={"Origin": grain.url.rstrip("/")})
+                      headers={"Origin": grain.origin})
     assert r.status_code == 200, r.text
     assert r.json()["bytes"] == 10
 
@@ -210,7 +360,8 @@ def test_open_websocket_keeps_a_grain_running(start_granaryd, app_spk):
     websocket = pytest.importorskip("websocket")
     daemon, client, g = setup_grain(start_granaryd, app_spk, "--grain-idle-timeout", "1s")
     ws = websocket.create_connection(f"ws://127.0.0.1:{daemon.port}/ws", host=g.host,
-                                     origin=g.url.rstrip("/"), timeout=30)
+                                     origin=f"http://{g.host}", timeout=30,
+                                     cookie=g.http.headers["Cookie"])
     try:
         ws.send("ping one")
         assert ws.recv() == "ping one"
@@ -331,7 +482,7 @@ def test_large_transfers_stream_through_front(grain):
             yield chunk
 
     r = grain.request("POST", "/upload", data=body(),
-                      headers={"Origin": grain.url.rstrip("/")}, timeout=300)
+                      headers={"Origin": grain.origin}, timeout=300)
     assert r.status_code == 200, r.text
     assert r.json()["bytes"] == size
     r = grain.get(f"/download?bytes={size}", stream=True, timeout=300)
@@ -380,7 +531,7 @@ def test_python_app_serves_through_the_proxy(start_granaryd):
     assert r.status_code == 200, r.text
     assert "Hello, alice!" in r.text and "permissions: read,write" in r.text
     r = g.request("PUT", "/", data="a note from the test",
-                  headers={"Origin": g.url.rstrip("/")})
+                  headers={"Origin": g.origin})
     assert r.status_code == 204, r.text
     assert "a note from the test" in g.get("/").text
 
@@ -397,7 +548,7 @@ def test_php_app_serves_through_the_proxy(start_granaryd):
     assert second["visits"] == info["visits"] + 1
 
 
-def test_cli_opens_starts_and_stops_grains(grain):
+def test_cli_opens_starts_and_stops_grains(grain, tmp_path):
     from conftest import program, run
     granary = [program("granary"), "--state", grain.daemon.state]
     r = run(granary + ["grain", "open", grain.id])
@@ -405,8 +556,13 @@ def test_cli_opens_starts_and_stops_grains(grain):
     url = r.stdout.strip()
     host = url.split("/")[2]
     assert host.startswith("ui-") and host != grain.host
-    r = requests.get(grain.daemon.url + "/", headers={"Host": host}, timeout=60)
-    assert r.status_code == 200 and r.text == "hello world\n"
+    # As docs/api.md shows it: curl enters with a cookie jar (it resolves *.localhost itself).
+    jar = str(tmp_path / "jar")
+    r = run(["curl", "-sS", "--fail", "-c", jar, "-b", jar, "-L", url])
+    assert r.returncode == 0 and r.stdout == "hello world\n", r.stderr
+    r = run(["curl", "-sS", "-b", jar, url.split("/.granary/")[0] + "/echo"])
+    assert r.returncode == 0 and json.loads(r.stdout)["target"] == "/echo", r.stdout
+    assert run(["curl", "-sS", "--fail", "-L", url]).returncode != 0  # used up
     r = run(granary + ["grain", "stop", grain.id])
     assert r.returncode == 0 and r.stdout.strip() == f"{grain.id} stopped", r.stderr
     assert grain.status()["running"] is False
@@ -458,5 +614,5 @@ def test_web_isolation_origins(grain):
     # The shell's API, called with the shell's cookie from a grain page's origin.
     shell = grain.client
     r = shell.post("/api/grains", json={"app": "x"},
-                   headers={"Origin": grain.url.rstrip("/")})
+                   headers={"Origin": grain.origin})
     assert r.status_code == 403 and r.json()["error"]["code"] == "bad_origin", r.text

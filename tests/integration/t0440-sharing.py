@@ -89,8 +89,9 @@ def test_a_link_lands_on_a_token_free_session(world, grain):
     assert visit.session, r.headers
     location = r.headers["Location"]
     assert token not in location and token[:16] not in location, location
-    assert re.fullmatch(r"http://ui-[0-9a-f]{32}\.localhost:%d/" % world.daemon.port,
-                        location), location
+    # The session's one-time enter URL, which sets its cookie and leads to "/".
+    assert re.fullmatch(r"http://ui-[0-9a-f]{32}\.localhost:%d/\.granary/enter\?k=[0-9a-f]{32}"
+                        % world.daemon.port, location), location
     # Browsers apply the last policy they know (a list may come from two fields).
     policies = [p.strip() for p in r.headers.get("Referrer-Policy", "").split(",")]
     assert policies[-1] == "no-referrer", r.headers
@@ -355,8 +356,9 @@ def test_expired_links_fail_and_end_what_came_from_them(world, grain):
     assert world.edge(grain, grant["id"])["effective"]["active"] is False
 
 
-def keep_alive_get(conn, host):
-    conn.request("GET", "/echo", headers={"Host": host})
+def keep_alive_get(conn, session):
+    conn.request("GET", "/echo", headers={"Host": session.host,
+                                          "Cookie": session.http.headers["Cookie"]})
     r = conn.getresponse()
     r.read()
     return r.status
@@ -380,9 +382,10 @@ def test_revoking_a_link_cuts_everything_derived_from_it(world, grain):
     address = world.addresses.next()
     conn = http.client.HTTPConnection("127.0.0.1", world.daemon.port, timeout=30,
                                       source_address=(address, 0))
-    assert keep_alive_get(conn, carol.host) == 200
+    assert keep_alive_get(conn, carol) == 200
     ws = websocket.create_connection(f"ws://127.0.0.1:{world.daemon.port}/ws", host=carol.host,
                                      origin=carol.origin, timeout=30,
+                                     cookie=carol.http.headers["Cookie"],
                                      socket=connect_from(world.addresses.next(),
                                                          world.daemon.port))
     ws.send("before")
@@ -410,7 +413,7 @@ def test_revoking_a_link_cuts_everything_derived_from_it(world, grain):
     for s in (bob, carol, stranger):
         assert s.echo()[0] == 404, s.host
     try:
-        assert keep_alive_get(conn, carol.host) == 404
+        assert keep_alive_get(conn, carol) == 404
     except (http.client.RemoteDisconnected, ConnectionError):
         pytest.fail("the keep-alive connection was closed instead of getting a 404")
     conn.close()
@@ -756,6 +759,7 @@ def test_the_cli_needs_the_daemon(state_root):
 
 
 def test_no_token_in_any_log_or_in_the_database(world):
+    """Share and API tokens, and every session's label, enter key and cookie."""
     assert len(world.tokens) > 2000
     logs = world.daemon.log.encode()
     assert b"Grain " in logs or b"listening" in logs  # it did log

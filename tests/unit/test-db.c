@@ -54,11 +54,11 @@ TEST(open_creates_migrates_and_reopens)
 	if (!db)
 		return;
 	CHECK_OK(db_schema_version(db, &v));
-	CHECK_INT_EQ(v, 3);
+	CHECK_INT_EQ(v, 4);
 	db = db_free(db);
 	CHECK_OK(db_open(path, 0, &db));
 	CHECK_OK(db_schema_version(db, &v));
-	CHECK_INT_EQ(v, 3);
+	CHECK_INT_EQ(v, 4);
 	db = db_free(db);
 	remove_db(path);
 }
@@ -329,6 +329,9 @@ TEST(apps_packages_grains)
 
 	memset(host, 7, sizeof(host));
 	memset(other, 8, sizeof(other));
+	memset(gs.enter_hash, 9, sizeof(gs.enter_hash));
+	memset(secret, 10, sizeof(secret));
+	memset(again, 11, sizeof(again));
 	CHECK_OK(db_cap_held(db, g.id, uid, owner_edge, &owner));
 	CHECK_UINT_EQ(owner.kind, CAP_OWNER);
 	CHECK_STR_EQ(owner.permissions, "[\"read\",\"write\"]");
@@ -344,6 +347,20 @@ TEST(apps_packages_grains)
 	CHECK_INT_EQ(got_session.capability_id, owner.id);
 	CHECK_ERR(db_grain_session_get(db, other, 60, &got_session), ENOENT);
 	CHECK_ERR(db_grain_session_get(db, host, 100, &got_session), ENOENT); /* expired */
+	/* Entered once, with its key, while young enough and alive: then it has a cookie. */
+	CHECK(!got_session.entered);
+	CHECK_ERR(db_grain_session_enter(db, host, other, secret, 0, 60), ENOENT); /* wrong key */
+	CHECK_ERR(db_grain_session_enter(db, host, gs.enter_hash, secret, 50, 60),
+		  ENOENT); /* old */
+	CHECK_ERR(db_grain_session_enter(db, host, gs.enter_hash, secret, 0, 100),
+		  ENOENT); /* dead */
+	CHECK_ERR(db_grain_session_enter(db, other, gs.enter_hash, secret, 0, 60), ENOENT);
+	CHECK_OK(db_grain_session_enter(db, host, gs.enter_hash, secret, 49, 60));
+	CHECK_ERR(db_grain_session_enter(db, host, gs.enter_hash, again, 49, 60),
+		  ENOENT); /* once */
+	CHECK_OK(db_grain_session_get(db, host, 60, &got_session));
+	CHECK(got_session.entered);
+	CHECK(memcmp(got_session.cookie_hash, secret, sizeof(secret)) == 0);
 	CHECK_OK(db_grain_session_touch(db, host, 200));
 	CHECK_OK(db_grain_session_get(db, host, 100, &got_session));
 	CHECK_OK(db_grain_session_purge(db, 150));

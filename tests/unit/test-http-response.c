@@ -333,6 +333,28 @@ TEST(cookie_filter)
 	CHECK_ERR(http_cookie_filter("abcdef=1", strip, out, 4, &len), ENOBUFS);
 }
 
+TEST(cookie_next)
+{
+	const char *field =
+		" a=1; granary_grain=x ;;granary_grain; Granary_grain=y; granary_grain=z=w";
+	const char *pos = field, *v;
+	size_t len;
+
+	/* Every cookie of the name in order, exact and case-sensitive; "name" alone is empty. */
+	v = http_cookie_next(&pos, "granary_grain", &len);
+	CHECK(v && len == 1 && memcmp(v, "x", 1) == 0);
+	v = http_cookie_next(&pos, "granary_grain", &len);
+	CHECK(v && len == 0);
+	v = http_cookie_next(&pos, "granary_grain", &len);
+	CHECK(v && len == 3 && memcmp(v, "z=w", 3) == 0);
+	CHECK(!http_cookie_next(&pos, "granary_grain", &len));
+	CHECK(!http_cookie_next(&pos, "granary_grain", &len));
+	pos = "granary_grain2=1; xgranary_grain=2";
+	CHECK(!http_cookie_next(&pos, "granary_grain", &len));
+	pos = "";
+	CHECK(!http_cookie_next(&pos, "a", &len));
+}
+
 TEST(set_cookie)
 {
 	static const char *const names[] = { "granary_session", NULL };
