@@ -23,5 +23,5 @@ $(BUILD)/lib/libgranary-common-static.a: $(COMMON_STATIC_SOURCES:%.c=$(BUILD)/st
 LIBRARIES += $(BUILD)/lib/libgranary-common.a
 STATIC_LIBRARIES += $(BUILD)/lib/libgranary-common-static.a
 
-UNIT_TESTS += test-buf test-dir test-json test-log test-parse test-token
+UNIT_TESTS += test-buf test-constant-time test-dir test-json test-log test-parse test-token
 FUZZ_TARGETS += json parse token

@@ -44,6 +44,7 @@ procps              cmd:ps
 php-cli             cmd:php
 php-sqlite3         dpkg
 nodejs              cmd:node
+valgrind            file:/usr/include/valgrind/memcheck.h
 '
 
 bench_deps='

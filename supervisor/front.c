@@ -424,12 +424,6 @@ handle_request_locked(void *cls, struct MHD_Connection *connection, const char *
 		req->raw_url = raw_url;
 		*req_cls = req;
 		f->metrics.requests++;
-		if (now_seconds() - f->housekeeping_at >= HOUSEKEEPING_INTERVAL)
-			(void)front_housekeeping(f);
-		if (now_seconds() - f->shares_expired_at >= SHARES_EXPIRY_INTERVAL) {
-			f->shares_expired_at = now_seconds();
-			(void)shares_expire(f);
-		}
 		if (!(req->route && (req->route->flags & ROUTE_UPLOAD) &&
 		      upload_announced_too_large(req)))
 			return MHD_YES;
@@ -633,6 +627,36 @@ static const struct loop_ops front_loop_ops = {
 	.route_done = loop_route_done,
 };
 
+/*
+ * Housekeeping off the request path: shares that expired are noted (audit,
+ * open sessions re-checked) within SHARES_EXPIRY_INTERVAL, whether or not
+ * anyone asks; the trash and dead sessions are purged every
+ * HOUSEKEEPING_INTERVAL. Under f->lock, like every shell request.
+ */
+static void *
+housekeeper_main(void *userdata)
+{
+	struct front *f = userdata;
+
+	pthread_mutex_lock(&f->lock);
+	while (!f->stopping) {
+		struct timespec until;
+
+		(void)clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += SHARES_EXPIRY_INTERVAL;
+		while (!f->stopping &&
+		       pthread_cond_timedwait(&f->housekeeper_wake, &f->lock, &until) == 0)
+			;
+		if (f->stopping)
+			break;
+		(void)shares_expire(f);
+		if (now_seconds() - f->housekeeping_at >= HOUSEKEEPING_INTERVAL)
+			(void)front_housekeeping(f);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
 static int
 setup_hint(struct front *f)
 {
@@ -659,6 +683,7 @@ front_start(const struct front_config *config, struct front **ret)
 	_cleanup_(front_freep) struct front *f = NULL;
 	_cleanup_free_ char *db_path = NULL, *default_url = NULL;
 	const char *base_url = config->base_url;
+	pthread_condattr_t condattr;
 	int r;
 
 	f = calloc(1, sizeof(*f));
@@ -668,6 +693,10 @@ front_start(const struct front_config *config, struct front **ret)
 	f->packages_fd = -EBADF;
 	f->listen_fd = -EBADF;
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_condattr_init(&condattr);
+	pthread_condattr_setclock(&condattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->housekeeper_wake, &condattr);
+	pthread_condattr_destroy(&condattr);
 	r = launcher_client_new(config->launcher_fd, &f->launcher);
 	if (r < 0)
 		return r;
@@ -733,6 +762,10 @@ front_start(const struct front_config *config, struct front **ret)
 	if (mkdir("uploads", 0700) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "Failed to create '%s/uploads': %m", f->state_dir);
 	(void)front_housekeeping(f);
+	r = -pthread_create(&f->housekeeper, NULL, housekeeper_main, f);
+	if (r < 0)
+		return log_error_errno(r, "Failed to start the housekeeping thread: %m");
+	f->housekeeper_running = true;
 
 	/* TLS: the PEM the root parent read (config.c, tls_load()), or nothing. */
 	struct MHD_OptionItem tls_options[] = {
@@ -824,6 +857,13 @@ front_free(struct front *f)
 {
 	if (!f)
 		return NULL;
+	if (f->housekeeper_running) {
+		pthread_mutex_lock(&f->lock);
+		f->stopping = true;
+		pthread_cond_signal(&f->housekeeper_wake);
+		pthread_mutex_unlock(&f->lock);
+		(void)pthread_join(f->housekeeper, NULL);
+	}
 	/*
 	 * Requests in flight may wait on their apps: stop the apps (and end
 	 * the WebSocket tunnels) first, so neither the loop's jobs nor
@@ -853,6 +893,7 @@ front_free(struct front *f)
 	free(f->origin);
 	free(f->shell_host);
 	free(f->state_dir);
+	pthread_cond_destroy(&f->housekeeper_wake);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 	return NULL;

@@ -546,7 +546,6 @@ struct front {
 	char *wildcard_suffix;		  /* owned: "localhost:6080" of "*.localhost:6080" */
 	uint8_t user_id_key[32];	  /* keys the per-grain user ids (db_secret()) */
 	uint64_t caps_generation;	  /* atomic: bumped by every change of any sharing */
-	int64_t shares_expired_at;	  /* the last shares_expire() */
 	int packages_fd;		  /* owned: STATE/packages, opened when first needed */
 	struct db *db;			  /* owned */
 	char *state_dir;		  /* owned */
@@ -555,6 +554,9 @@ struct front {
 	bool tls;
 	char setup_token[TOKEN_STRING_LEN + 1]; /* "" once a user exists */
 	int64_t housekeeping_at;		/* when front_housekeeping() ran last */
+	pthread_t housekeeper;			/* runs it, and shares_expire() */
+	pthread_cond_t housekeeper_wake;	/* with lock: stopping */
+	bool housekeeper_running, stopping;
 	int64_t started_at;
 	struct {
 		uint64_t requests, errors_4xx, errors_5xx;
@@ -566,7 +568,7 @@ struct front {
 #define BODY_LIMIT	       (64 * 1024) /* largest JSON body a ROUTE_BODY route collects */
 #define UPLOAD_LIMIT	       (UINT64_C(2) << 30) /* largest upload (an spk's own budget) */
 #define TRASH_KEEP	       (30 * 24 * 3600)	   /* seconds a grain stays in the trash */
-#define SHARES_EXPIRY_INTERVAL 5	 /* seconds between audits of expired shares, at most */
+#define SHARES_EXPIRY_INTERVAL 5	 /* seconds between looks for shares that expired */
 #define HOUSEKEEPING_INTERVAL  (10 * 60) /* seconds between trash purges */
 
 enum route_flags {
@@ -684,7 +686,10 @@ struct held_grain {
 int held_grain(struct request *req, int64_t via, struct held_grain *h);
 /* {"owner":…, "role":…, "permissions":[…], "readOnly":…, "via":…} */
 json_t *held_access_json(const struct held_grain *h);
-/* Audit the edges that expired since the last call, and let their sessions know. */
+/*
+ * Audit the edges that expired since the last call, and let their sessions
+ * know (f->lock held; front.c's housekeeping thread calls it).
+ */
 int shares_expire(struct front *f);
 /* The routes of front_shares.c, ended by an empty one. */
 extern const struct route share_routes[];

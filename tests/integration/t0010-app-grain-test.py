@@ -275,7 +275,7 @@ def test_print_writes_to_stdout_and_stderr(app):
 def test_cookie_status_and_close(app):
     r = requests.get(app.url + "/cookie", timeout=10)
     cookies = r.raw.headers.getlist("Set-Cookie")
-    assert "grain_test=1; Domain=example.com; Path=/" in cookies and len(cookies) == 2
+    assert "grain_test=1; Domain=example.com; Path=/" in cookies and len(cookies) == 4
     for code in (200, 201, 302, 404, 418, 500, 503):
         r = requests.get(app.url + f"/status?code={code}", allow_redirects=False, timeout=10)
         assert r.status_code == code and r.text == f"status {code}\n"

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import sqlite3
 import time
 import urllib.parse
 
@@ -665,8 +666,18 @@ def test_the_audit_log_tells_what_happened(world, grain):
     assert has("token.created", user="alice", share=token["share"]["id"])
     assert has("share.revoked", user="alice", share=bobs["share"]["id"])
     assert bob_grant  # (the grant is what bob opened through)
-    assert wait_for(lambda: has("share.expired", share=short["share"]["id"]), timeout=15), \
-        world.audit(grain)
+
+    # The expiry is noted without anyone asking (no request meanwhile): read the database.
+    def expiry_noted():
+        db = sqlite3.connect(f"file:{world.daemon.state}/granary.sqlite3?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM audit WHERE grain_id = ? AND action = "
+                              "'share.expired' AND json_extract(detail, '$.share') = ?",
+                              (grain, short["share"]["id"])).fetchone()[0] == 1
+        finally:
+            db.close()
+    assert wait_for(expiry_noted, timeout=15, interval=0.2)
+    assert has("share.expired", share=short["share"]["id"]), world.audit(grain)
     events = world.audit(grain)
     assert [e["at"] for e in events] == sorted((e["at"] for e in events), reverse=True)
     text = json.dumps(events)
