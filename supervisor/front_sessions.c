@@ -593,7 +593,7 @@ struct gate {
 	struct grain_session *session; /* admitted: a reference */
 	const struct refusal *refusal; /* else */
 	char location[ENTER_PATH_MAX + 1];
-	char set_cookie[128];
+	char set_cookie[2][160]; /* one or two; "" none */
 };
 
 /* The query of a request-target that enters a session ("" for none), or NULL: it does not. */
@@ -669,6 +669,38 @@ forget_label(struct session_cache *c, const char *label)
 }
 
 /*
+ * The cookie of an enter, where it must work: in the shell's frame. Session
+ * hosts under a domain of the shell's (*.granary.example.com) are same-site
+ * with it, and SameSite=Lax does (Secure under TLS). Under a single label,
+ * like the default *.localhost, every ui-<hex>.localhost is a site of its
+ * own: the frame is a third party, and browsers that block third-party
+ * cookies (Chromium does by default) keep only a partitioned cookie, which
+ * must be Secure: allowed over https, and over http on *.localhost, a secure
+ * context to browsers but not to curl. So there, the same cookie comes twice:
+ * Lax for programs and top-level visits, partitioned for the frame. Measured
+ * with Chromium 156 (docs/api.md "Grain sessions").
+ */
+static void
+enter_cookies(const struct front *f, const char *value, struct gate *g)
+{
+	size_t len = strcspn(f->wildcard_suffix, ":");
+	const char *name = f->tls ? GRAIN_COOKIE_TLS : GRAIN_COOKIE;
+	bool single_label = !memchr(f->wildcard_suffix, '.', len);
+	bool localhost =
+		(len == 9 && strncasecmp(f->wildcard_suffix, "localhost", 9) == 0) ||
+		(len > 10 && strncasecmp(f->wildcard_suffix + len - 10, ".localhost", 10) == 0);
+
+	(void)snprintf(g->set_cookie[0], sizeof(g->set_cookie[0]),
+		       "%s=%s; Path=/; HttpOnly; SameSite=Lax%s", name, value,
+		       f->tls ? "; Secure" : "");
+	g->set_cookie[1][0] = '\0';
+	if (single_label && (f->tls || localhost))
+		(void)snprintf(g->set_cookie[1], sizeof(g->set_cookie[1]),
+			       "%s=%s; Path=/; HttpOnly; Secure; SameSite=None; Partitioned", name,
+			       value);
+}
+
+/*
  * GET GRAIN_ENTER_PATH?k=KEY[&path=PATH] on the host of label: with the
  * session's one-time key, its cookie is set (and the key used up), and the
  * answer leads to PATH ("/"). The path is checked before the key is used.
@@ -707,13 +739,8 @@ session_enter(struct front *f, const char *label, const char *method, const char
 	if (r < 0)
 		return r;
 	forget_label(f->sessions, label);
-	/*
-	 * Host-only (no Domain), HttpOnly, Secure and __Host- under TLS.
-	 * SameSite: see docs/api.md "Grain sessions".
-	 */
-	(void)snprintf(g->set_cookie, sizeof(g->set_cookie), "%s=%s; Path=/; HttpOnly; %s",
-		       f->tls ? GRAIN_COOKIE_TLS : GRAIN_COOKIE, cookie,
-		       f->tls ? "Secure; SameSite=None" : "SameSite=Lax");
+	/* Host-only (no Domain), HttpOnly, and __Host- under TLS. */
+	enter_cookies(f, cookie, g);
 	g->refusal = &entered;
 	return 0;
 }
@@ -817,10 +844,11 @@ struct grain_exchange {
 	char origin[320];
 	char host[300];
 	const struct refusal *refusal; /* no session: our answer (run is NULL) */
-	char *location, *set_cookie;   /* owned: an enter's (refusal is &entered) */
-	bool acquired; /* a connection was handed out before (generation is its run's) */
-	bool seen;     /* the first call is over (no session) */
-	bool answered; /* an error page is queued (no session) */
+	char *location,
+		*set_cookie[2]; /* owned: an enter's (refusal is &entered), [1] may be NULL */
+	bool acquired;		/* a connection was handed out before (generation is its run's) */
+	bool seen;		/* the first call is over (no session) */
+	bool answered;		/* an error page is queued (no session) */
 };
 
 static void
@@ -831,7 +859,8 @@ exchange_unref(struct grain_exchange *x)
 	x->run = grain_run_unref(x->f->grains, x->run);
 	x->session = session_unref(x->f, x->session);
 	free(x->location);
-	free(x->set_cookie);
+	free(x->set_cookie[0]);
+	free(x->set_cookie[1]);
 	free(x);
 }
 
@@ -960,8 +989,10 @@ exchange_new(struct front *f, const struct gate *g, const char *host)
 	if (!x->session) {
 		/* Answered by grain_exchange_handle(). */
 		x->refusal = g->refusal;
-		if (g->refusal == &entered && (!(x->location = strdup(g->location)) ||
-					       !(x->set_cookie = strdup(g->set_cookie))))
+		if (g->refusal == &entered &&
+		    (!(x->location = strdup(g->location)) ||
+		     !(x->set_cookie[0] = strdup(g->set_cookie[0])) ||
+		     (g->set_cookie[1][0] && !(x->set_cookie[1] = strdup(g->set_cookie[1])))))
 			return grain_exchange_free(x, MHD_REQUEST_TERMINATED_WITH_ERROR);
 		return x;
 	}
@@ -1098,7 +1129,9 @@ exchange_refuse(struct grain_exchange *x, struct MHD_Connection *connection,
 		(void)MHD_add_response_header(response, refusal->field, refusal->value);
 	if (x->location) {
 		(void)MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, x->location);
-		(void)MHD_add_response_header(response, MHD_HTTP_HEADER_SET_COOKIE, x->set_cookie);
+		for (size_t i = 0; i < ELEMENTSOF(x->set_cookie) && x->set_cookie[i]; i++)
+			(void)MHD_add_response_header(response, MHD_HTTP_HEADER_SET_COOKIE,
+						      x->set_cookie[i]);
 	}
 	ret = MHD_queue_response(connection, refusal->status, response);
 	MHD_destroy_response(response);
@@ -1136,8 +1169,10 @@ route_page(const struct gate *g, bool close, struct loop_route *ret)
 	int n = 0;
 
 	if (refusal == &entered)
-		n = asprintf(&fields, "%s: %s\r\nLocation: %s\r\nSet-Cookie: %s\r\n",
-			     refusal->field, refusal->value, g->location, g->set_cookie);
+		n = asprintf(&fields, "%s: %s\r\nLocation: %s\r\nSet-Cookie: %s\r\n%s%s%s",
+			     refusal->field, refusal->value, g->location, g->set_cookie[0],
+			     g->set_cookie[1][0] ? "Set-Cookie: " : "", g->set_cookie[1],
+			     g->set_cookie[1][0] ? "\r\n" : "");
 	else if (refusal->field)
 		n = asprintf(&fields, "%s: %s\r\n", refusal->field, refusal->value);
 	if (!body || n < 0)

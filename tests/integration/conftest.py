@@ -218,11 +218,21 @@ def enter_session(http, daemon, url):
     return r
 
 
+def set_cookies(response):
+    """Each Set-Cookie field of an answer, as [(name=value, [attributes])]."""
+    out = []
+    for field in response.raw.headers.getlist("Set-Cookie"):
+        pair, *attributes = [a.strip() for a in field.split(";")]
+        out.append((pair, attributes))
+    return out
+
+
 def grain_cookie(response):
-    """The "name=value" of the grain cookie an enter answer sets."""
-    value = response.headers["Set-Cookie"]
-    assert "granary_grain=" in value.split(";")[0], value
-    return value.split(";")[0]
+    """The "name=value" of the grain cookie an enter answer sets (the same in
+    each of its Set-Cookie fields)."""
+    pairs = {pair for pair, _ in set_cookies(response)}
+    assert len(pairs) == 1 and "granary_grain=" in next(iter(pairs)), pairs
+    return pairs.pop()
 
 
 def add_user(state, name, password, admin=False):

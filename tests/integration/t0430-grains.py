@@ -6,6 +6,7 @@ ways, sessions that end, and data that survives a restart."""
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -14,7 +15,8 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import Client, Packager, add_user, enter_session, make_cert, wait_for
+from conftest import (Client, Packager, add_user, enter_session, grain_cookie, make_cert,
+                      set_cookies, wait_for)
 
 PASSWORD = "correct horse battery"
 GRAIN_TEST = os.path.join(os.environ.get("GRANARY_BUILD", "build"), "apps", "grain-test")
@@ -210,11 +212,19 @@ def test_entering_a_session_sets_a_cookie_of_its_host_once(grain):
     assert first.headers["Location"] == "/"
     assert first.headers["Referrer-Policy"] == "no-referrer"
     assert first.headers["Cache-Control"] == "no-store"
-    pair, *attributes = [a.strip() for a in first.headers["Set-Cookie"].split(";")]
+    cookies = set_cookies(first)
+    pair = grain_cookie(first)
     assert pair.startswith("granary_grain=") and len(pair.split("=")[1]) == 32, pair
-    names = {a.split("=")[0].lower() for a in attributes}
-    assert {"path", "httponly", "samesite"} <= names and "Path=/" in attributes, attributes
-    assert "domain" not in names and "secure" not in names, attributes  # plain HTTP here
+    for _, attributes in cookies:
+        names = {a.split("=")[0].lower() for a in attributes}
+        assert {"path", "httponly"} <= names and "Path=/" in attributes, attributes
+        assert "domain" not in names and "expires" not in names and "max-age" not in names
+    # Every ui-<hex>.localhost is a site of its own, framed by localhost: the
+    # cookie comes as SameSite=Lax (for programs, top-level visits), and
+    # partitioned for the frame (Secure: *.localhost is a secure context).
+    assert [a for _, a in cookies] == [["Path=/", "HttpOnly", "SameSite=Lax"],
+                                       ["Path=/", "HttpOnly", "Secure", "SameSite=None",
+                                        "Partitioned"]], cookies
     # Once: the same URL again enters nothing, sets nothing.
     again = get_on(grain, url)
     assert again.status_code == 403 and "used already" in again.text, again.text
@@ -286,6 +296,30 @@ def test_a_session_host_admits_only_its_own_cookie(grain):
     assert grain.get("/").status_code == 200 and other.get("/").status_code == 200
 
 
+def test_session_hosts_under_the_shells_domain_get_lax_cookies(start_granaryd, app_spk):
+    """Session hosts same-site with the shell (*.granary.test under
+    granary.test): SameSite=Lax, and no Secure over plain HTTP, where
+    browsers would refuse it."""
+    daemon = start_granaryd("--base-url", "http://granary.test", "--wildcard", "*.granary.test")
+    add_user(daemon.state, "alice", PASSWORD, admin=True)
+    client = Client(daemon)
+    client.headers["Host"], client.headers["Origin"] = "granary.test", "http://granary.test"
+    client.login("alice", PASSWORD)
+    with open(app_spk, "rb") as f:
+        app = client.post("/api/apps", data=f,
+                          headers={"Content-Type": "application/octet-stream"}).json()["app"]
+    grain = client.post("/api/grains", json={"app": app["id"]}).json()["grain"]
+    url = client.post(f"/api/grains/{grain['id']}/open").json()["url"]
+    assert re.fullmatch(r"http://ui-[0-9a-f]{32}\.granary\.test/\.granary/enter\?k=[0-9a-f]{32}",
+                        url), url
+    http = requests.Session()
+    first = enter_session(http, daemon, url)
+    assert [a for _, a in set_cookies(first)] == [["Path=/", "HttpOnly", "SameSite=Lax"]]
+    r = http.get(daemon.url + "/", headers={"Host": urllib.parse.urlsplit(url).netloc},
+                 timeout=60)
+    assert r.status_code == 200 and r.text == "hello world\n"
+
+
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_sessions_under_tls(start_granaryd, app_spk, tmp_path):
     """Under TLS libmicrohttpd serves session hosts (not the event loop): the
@@ -307,9 +341,9 @@ def test_sessions_under_tls(start_granaryd, app_spk, tmp_path):
         http = requests.Session()
         http.trust_env, http.verify = False, False
         first = enter_session(http, daemon, url)
-        pair, *attributes = [a.strip() for a in first.headers["Set-Cookie"].split(";")]
-        assert pair.startswith("__Host-granary_grain="), pair
-        assert {"Secure", "HttpOnly", "Path=/"} <= set(attributes), attributes
+        assert grain_cookie(first).startswith("__Host-granary_grain=")
+        for _, attributes in set_cookies(first):
+            assert {"Secure", "HttpOnly", "Path=/"} <= set(attributes), attributes
         assert first.headers["Referrer-Policy"] == "no-referrer"
         sessions.append((urllib.parse.urlsplit(url).netloc, http.headers["Cookie"], url))
     (host, cookie, url), (_, other_cookie, _) = sessions
