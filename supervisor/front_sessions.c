@@ -84,7 +84,7 @@ struct grain_session {
 	bool read_only;
 	bool entered;		 /* its cookie is set: */
 	uint8_t cookie_hash[32]; /* BLAKE2b of the cookie (from the database) */
-	bool cookie_keyed;	 /* cookie_key is known (c->lock): */
+	bool cookie_keyed;	 /* atomic: cookie_key is known (set under c->lock): */
 	uint8_t cookie_key[crypto_shorthash_siphashx24_BYTES]; /* the cache's key of it */
 	bool cut;	     /* atomic: its access changed since (tunnels end) */
 	uint64_t generation; /* of f->caps_generation when its access was computed */
@@ -750,24 +750,22 @@ static bool
 cookie_matches(struct session_cache *c, struct grain_session *s, const char *value, size_t len)
 {
 	uint8_t key[crypto_shorthash_siphashx24_BYTES], hash[32];
-	bool keyed, ok;
 
 	if (len != COOKIE_LEN || !s->entered)
 		return false;
 	label_cache_key(c, value, len, key);
-	pthread_mutex_lock(&c->lock);
-	keyed = s->cookie_keyed;
-	ok = keyed && sodium_memcmp(key, s->cookie_key, sizeof(key)) == 0;
-	pthread_mutex_unlock(&c->lock);
-	if (keyed)
-		return ok;
+	/* cookie_key is written once, under c->lock, before cookie_keyed. */
+	if (__atomic_load_n(&s->cookie_keyed, __ATOMIC_ACQUIRE))
+		return sodium_memcmp(key, s->cookie_key, sizeof(key)) == 0;
 	/* The first time since it was cached: the database's hash says, SipHash from then on. */
 	secret_hash(value, len, hash);
 	if (sodium_memcmp(hash, s->cookie_hash, sizeof(hash)) != 0)
 		return false;
 	pthread_mutex_lock(&c->lock);
-	memcpy(s->cookie_key, key, sizeof(key));
-	s->cookie_keyed = true;
+	if (!s->cookie_keyed) {
+		memcpy(s->cookie_key, key, sizeof(key));
+		__atomic_store_n(&s->cookie_keyed, true, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&c->lock);
 	return true;
 }
@@ -844,11 +842,11 @@ struct grain_exchange {
 	char origin[320];
 	char host[300];
 	const struct refusal *refusal; /* no session: our answer (run is NULL) */
-	char *location,
-		*set_cookie[2]; /* owned: an enter's (refusal is &entered), [1] may be NULL */
-	bool acquired;		/* a connection was handed out before (generation is its run's) */
-	bool seen;		/* the first call is over (no session) */
-	bool answered;		/* an error page is queued (no session) */
+	char *location;		       /* owned: an enter's (refusal is &entered) */
+	char *set_cookie[2];	       /* owned: its cookies ([1] may be NULL) */
+	bool acquired; /* a connection was handed out before (generation is its run's) */
+	bool seen;     /* the first call is over (no session) */
+	bool answered; /* an error page is queued (no session) */
 };
 
 static void
