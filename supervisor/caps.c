@@ -153,11 +153,33 @@ grain_perms_list(const struct grain_roles *roles, uint32_t mask, char *out, size
 	}
 }
 
+void
+cap_access_step(const struct grain_roles *roles, const struct db_cap *c, int64_t now,
+		struct cap_access *a)
+{
+	if (c->revoked_at || (c->expires_at && now >= c->expires_at))
+		a->active = false;
+	if (c->expires_at && (!a->until || c->expires_at < a->until))
+		a->until = c->expires_at;
+	a->read_only |= c->read_only;
+	a->reshare &= c->reshare;
+	a->mask &= c->kind == CAP_OWNER ? grain_perms_all(roles)
+					: grain_perms_mask(roles, c->permissions);
+	a->depth++;
+}
+
+void
+cap_access_settle(struct cap_access *a)
+{
+	if (!a->active)
+		*a = (struct cap_access){ .depth = a->depth };
+}
+
 int
 cap_access(struct db *db, const struct grain_roles *roles, int64_t id, int64_t now,
 	   struct db_cap *ret_edge, struct cap_access *ret)
 {
-	struct cap_access a = { .active = true, .mask = UINT32_MAX, .reshare = true };
+	struct cap_access a = CAP_ACCESS_ROOT;
 	char grain_id[GRAIN_ID_LEN + 1] = "";
 	int r;
 
@@ -175,24 +197,14 @@ cap_access(struct db *db, const struct grain_roles *roles, int64_t id, int64_t n
 				*ret_edge = c;
 		} else if (strcmp(grain_id, c.grain_id) != 0)
 			return -EBADMSG;
-		a.depth = depth + 1;
-		if (c.revoked_at || (c.expires_at && now >= c.expires_at))
-			a.active = false;
-		if (c.expires_at && (!a.until || c.expires_at < a.until))
-			a.until = c.expires_at;
-		a.read_only |= c.read_only;
-		a.reshare &= c.reshare;
-		if (c.kind == CAP_OWNER) {
-			a.mask &= grain_perms_all(roles);
+		cap_access_step(roles, &c, now, &a);
+		if (c.kind == CAP_OWNER)
 			break;
-		}
-		a.mask &= grain_perms_mask(roles, c.permissions);
 		if (c.parent_id <= 0)
 			return -EBADMSG; /* only the owner's edge is a root */
 		id = c.parent_id;
 	}
-	if (!a.active)
-		a = (struct cap_access){ .depth = a.depth };
+	cap_access_settle(&a);
 	*ret = a;
 	return 0;
 }

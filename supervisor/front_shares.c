@@ -207,22 +207,13 @@ handle_shares_list(struct request *req)
 		const struct db_cap *c = &t.edges[i];
 		ssize_t p = tree_index(&t, i, c->parent_id);
 		struct cap_access *a = &eff[i];
-		bool dead = c->revoked_at || (c->expires_at && now >= c->expires_at);
 
-		/* What it grants, from its parent's (computed just before). */
-		if (c->kind == CAP_OWNER)
-			*a = (struct cap_access){ .active = !dead,
-						  .mask = grain_perms_all(&h.roles),
-						  .reshare = true };
-		else if (p >= 0) {
-			*a = eff[p];
-			a->mask &= grain_perms_mask(&h.roles, c->permissions);
-			a->read_only |= c->read_only;
-			a->reshare &= c->reshare;
-			a->active &= !dead;
+		/* What it grants, from its parent's (computed just before): caps.c's rule. */
+		if (c->kind == CAP_OWNER || p >= 0) {
+			*a = c->kind == CAP_OWNER ? CAP_ACCESS_ROOT : eff[p];
+			cap_access_step(&h.roles, c, now, a);
 		}
-		if (!a->active)
-			a->mask = 0;
+		cap_access_settle(a);
 		/* Whom it is shown to: the owner; the maker and what came from it; its holder. */
 		made[i] = c->kind != CAP_OWNER &&
 			  (c->created_by == h.actor.id || (p >= 0 && made[p]));

@@ -466,6 +466,18 @@ uint32_t grain_perms_mask(const struct grain_roles *roles, const char *json_text
 json_t *grain_perms_json(const struct grain_roles *roles, uint32_t mask);
 /* mask → "read,write" (X-Granary-Permissions). */
 void grain_perms_list(const struct grain_roles *roles, uint32_t mask, char *out, size_t size);
+/* Where cap_access_step() starts: nothing taken away yet. */
+#define CAP_ACCESS_ROOT ((struct cap_access){ .active = true, .mask = UINT32_MAX, .reshare = true })
+/*
+ * The one rule of attenuation, for one edge c at now: a becomes what c
+ * grants given that a is what the rest of its chain grants (the edges above
+ * it, or below: the rule is the same in either order). Apply to every edge
+ * from CAP_ACCESS_ROOT, then cap_access_settle().
+ */
+void cap_access_step(const struct grain_roles *roles, const struct db_cap *c, int64_t now,
+		     struct cap_access *a);
+/* An inactive chain grants nothing at all (its depth stays). */
+void cap_access_settle(struct cap_access *a);
 /*
  * What edge id grants at now, walking up to the owner's edge; ret_edge (may
  * be NULL) gets the edge itself. -ENOENT: no such edge; -ELOOP: deeper than
