@@ -183,8 +183,8 @@ static const struct json_field credential_fields[] = {
 	{},
 };
 
-static int
-bad_json(struct request *req, const struct json_error *err)
+int
+respond_bad_fields(struct request *req, const struct json_error *err)
 {
 	return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err->message);
 }
@@ -273,7 +273,7 @@ handle_setup(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &c, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	/* The link works once, and only while there is no user at all. */
 	r = db_user_count(f->db, &users);
 	if (r < 0)
@@ -306,7 +306,7 @@ handle_login(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", credential_fields, &c, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	if (login_throttled(req->address, c.name, now, &retry_after) < 0) {
 		(void)respond_header(req, "Retry-After", "%" PRId64, MAX(retry_after, 1));
 		return respond_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_failures",
@@ -376,7 +376,7 @@ handle_password(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &p, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	r = db_user_by_id(req->front->db, req->user.id, &u, hash, sizeof(hash));
 	if (r < 0)
 		return r;
@@ -439,7 +439,7 @@ handle_users_add(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &c, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	r = create_user(req, c.name, c.password, c.admin, &id);
 	if (r != 0)
 		return r < 0 ? r : 0;
@@ -887,7 +887,7 @@ handle_grain_create(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &gr, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	if (gr.owner && !req->user.admin)
 		return respond_error(req, MHD_HTTP_FORBIDDEN, "not_admin",
 				     "Only an admin may create grains for someone else");
@@ -944,7 +944,7 @@ handle_grain_update(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &u, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	r = owned_grain(req, &g);
 	if (r != 0)
 		return r < 0 ? r : 0;

@@ -30,12 +30,6 @@
 #define AUDIT_PAGE     1000
 
 static int
-bad_json(struct request *req, const struct json_error *err)
-{
-	return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_json", "%s", err->message);
-}
-
-static int
 no_such_grain(struct request *req)
 {
 	(void)respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_grain", "No such grain");
@@ -296,7 +290,7 @@ share_make(struct request *req, enum cap_kind kind)
 	int r;
 
 	if (json_dispatch(req->json, "", share_fields, &sr, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	if (json_object_get(req->json, "expiresIn") &&
 	    (sr.expires_in < 1 || sr.expires_in > EXPIRES_IN_MAX))
 		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_expiry",
@@ -304,7 +298,7 @@ share_make(struct request *req, enum cap_kind kind)
 				     EXPIRES_IN_MAX);
 	if (kind == CAP_TOKEN &&
 	    (json_object_get(req->json, "loginRequired") || json_object_get(req->json, "reshare")))
-		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_json",
+		return respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
 				     "loginRequired and reshare are for links only");
 	r = held_grain(req, sr.via, &h);
 	if (r != 0)
@@ -447,7 +441,7 @@ handle_share_update(struct request *req)
 	int r;
 
 	if (json_dispatch(req->json, "", fields, &name, 0, &err) < 0)
-		return bad_json(req, &err);
+		return respond_bad_fields(req, &err);
 	r = edge_of_path(req, &h, &c, &may_change);
 	if (r != 0)
 		return r < 0 ? r : 0;

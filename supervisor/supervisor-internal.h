@@ -653,6 +653,8 @@ int respond_json(struct request *req, unsigned status, json_t *value);
 /* {"error": {"code": code, "message": ...}} */
 int respond_error(struct request *req, unsigned status, const char *code, const char *format, ...)
 	_printf_(4, 5);
+/* 400 bad_request: JSON that parsed, with fields json_dispatch() refused (err says which). */
+int respond_bad_fields(struct request *req, const struct json_error *err);
 int respond_empty(struct request *req, unsigned status);
 const char *request_header(struct request *req, const char *name);
 const char *request_cookie(struct request *req, const char *name);

@@ -326,6 +326,30 @@ def test_every_bad_token_gets_the_same_404(world, grain):
     assert world.open_link(link["url"]).session
 
 
+def test_bad_share_requests_change_nothing(world, grain):
+    """Like every endpoint (docs/api.md): bad_json for what does not parse,
+    bad_request for fields that are wrong; no edge is made."""
+    before = len(world.shares(grain))
+    client = world.clients["alice"]
+    for kind, body, code in (
+            ("shares", b"{", "bad_json"),
+            ("shares", b'{"role":"viewer","role":"editor"}', "bad_json"),
+            ("shares", b'{"role":5}', "bad_request"),
+            ("shares", b'{"role":"viewer","nope":1}', "bad_request"),
+            ("shares", b'{"role":"viewer","via":0}', "bad_request"),
+            ("shares", b'["viewer"]', "bad_request"),
+            ("tokens", b'{"role":"viewer","reshare":false}', "bad_request"),
+            ("tokens", b'{"role":"viewer","loginRequired":true}', "bad_request")):
+        r = client.post(f"/api/grains/{grain}/{kind}", data=body,
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, (body, r.text)
+    edge = world.must_share(grain, "alice", role="viewer")["share"]["id"]
+    r = client.patch(f"/api/grains/{grain}/shares/{edge}", data=b'{"role":true}',
+                     headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", r.text
+    assert len(world.shares(grain)) == before + 1
+
+
 def test_expired_links_fail_and_end_what_came_from_them(world, grain):
     r = world.share(grain, "alice", role="viewer", expiresIn=0)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_expiry", r.text
