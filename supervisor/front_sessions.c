@@ -163,6 +163,18 @@ unlist_locked(struct session_cache *c, struct grain_session **link)
 	session_unref_locked(s);
 }
 
+/* Where the entry of key is linked in its bucket (*ret NULL: none) (c->lock held). */
+static struct grain_session **
+find_locked(struct session_cache *c, const uint8_t *key, bool api)
+{
+	struct grain_session **link = &c->buckets[bucket_of(key)];
+
+	while (*link && (memcmp((*link)->cache_key, key, crypto_shorthash_siphashx24_BYTES) != 0 ||
+			 (*link)->api != api))
+		link = &(*link)->next;
+	return link;
+}
+
 struct session_cache *
 session_cache_free(struct session_cache *c)
 {
@@ -384,7 +396,7 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 	struct grain_session **ret)
 {
 	struct session_cache *c = f->sessions;
-	struct grain_session *s;
+	struct grain_session *s, **link;
 	uint8_t key[crypto_shorthash_siphashx24_BYTES];
 	int64_t now = now_seconds(), retry;
 	bool touch = false;
@@ -392,17 +404,11 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 
 	label_cache_key(c, secret, api ? strlen(secret) : HOST_LABEL_LEN, key);
 	pthread_mutex_lock(&c->lock);
-	for (s = c->buckets[bucket_of(key)]; s; s = s->next)
-		if (memcmp(s->cache_key, key, sizeof(key)) == 0 && s->api == api)
-			break;
+	link = find_locked(c, key, api);
+	s = *link;
 	if (s && (s->expires_at <= now || (s->until && now >= s->until) ||
 		  s->generation != __atomic_load_n(&f->caps_generation, __ATOMIC_ACQUIRE))) {
-		for (struct grain_session **link = &c->buckets[bucket_of(key)]; *link;
-		     link = &(*link)->next)
-			if (*link == s) {
-				unlist_locked(c, link);
-				break;
-			}
+		unlist_locked(c, link);
 		s = NULL;
 	}
 	if (s && !api && now - s->written_expiry_at >= SESSION_TOUCH_EVERY) {
@@ -656,15 +662,13 @@ static void
 forget_label(struct session_cache *c, const char *label)
 {
 	uint8_t key[crypto_shorthash_siphashx24_BYTES];
+	struct grain_session **link;
 
 	label_cache_key(c, label, HOST_LABEL_LEN, key);
 	pthread_mutex_lock(&c->lock);
-	for (struct grain_session **link = &c->buckets[bucket_of(key)]; *link;
-	     link = &(*link)->next)
-		if (memcmp((*link)->cache_key, key, sizeof(key)) == 0 && !(*link)->api) {
-			unlist_locked(c, link);
-			break;
-		}
+	link = find_locked(c, key, false);
+	if (*link)
+		unlist_locked(c, link);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -722,8 +726,7 @@ session_enter(struct front *f, const char *label, const char *method, const char
 		return 0;
 	g->refusal = &refused_enter;
 	if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) ||
-	    query_param(query, "k", key, sizeof(key)) < 0 || !hex_valid(key, ENTER_KEY_LEN) ||
-	    key[ENTER_KEY_LEN] != '\0')
+	    query_param(query, "k", key, sizeof(key)) < 0 || !hex_valid(key, ENTER_KEY_LEN))
 		return 0;
 	r = random_hex(cookie, COOKIE_LEN / 2);
 	if (r < 0)
