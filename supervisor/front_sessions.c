@@ -23,8 +23,10 @@
  *
  * Requests on session hosts never take front's big lock on the hot path: the
  * cache (its own mutex) answers; a miss reads the database under f->lock once.
- * A session's expiry slides: every use pushes it SESSION_IDLE into the future,
- * written to the database at most once per SESSION_TOUCH_EVERY.
+ * A session's expiry slides: every request its cookie admits pushes it
+ * SESSION_IDLE into the future, written to the database at most once per
+ * SESSION_TOUCH_EVERY. Requests without the cookie do not: the host name
+ * alone cannot keep a session alive.
  *
  * What the app gets to know (X-Granary-*): a user id stable per grain and
  * person but different across grains (BLAKE2b keyed with a server secret of
@@ -336,7 +338,7 @@ load_session(struct front *f, const char *label, int64_t now, struct grain_sessi
 		r = session_access(f, row.capability_id, row.package_id, now, s);
 	if (r < 0)
 		return r;
-	(void)db_grain_session_touch(f->db, s->host_hash, now + SESSION_IDLE);
+	s->expires_at = row.expires_at;
 	(void)snprintf(s->grain_id, sizeof(s->grain_id), "%s", row.grain_id);
 	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
 	s->user_id = row.user_id;
@@ -399,7 +401,6 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 	struct grain_session *s, **link;
 	uint8_t key[crypto_shorthash_siphashx24_BYTES];
 	int64_t now = now_seconds(), retry;
-	bool touch = false;
 	int r;
 
 	label_cache_key(c, secret, api ? strlen(secret) : HOST_LABEL_LEN, key);
@@ -411,23 +412,12 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 		unlist_locked(c, link);
 		s = NULL;
 	}
-	if (s && !api && now - s->written_expiry_at >= SESSION_TOUCH_EVERY) {
-		if (!may_block) {
-			pthread_mutex_unlock(&c->lock);
-			return -EWOULDBLOCK;
-		}
-		s->written_expiry_at = now;
-		touch = true;
-	}
 	if (s) {
 		s->refs++;
-		s->expires_at = now + SESSION_IDLE;
+		/* An API token's entry lives while used; a session's by session_touch(). */
+		if (api)
+			s->expires_at = now + SESSION_IDLE;
 		pthread_mutex_unlock(&c->lock);
-		if (touch) {
-			pthread_mutex_lock(&f->lock);
-			(void)db_grain_session_touch(f->db, s->host_hash, now + SESSION_IDLE);
-			pthread_mutex_unlock(&f->lock);
-		}
 		*ret = s;
 		return 0;
 	}
@@ -459,8 +449,10 @@ resolve(struct front *f, const char *secret, bool api, const char *address, bool
 	if (s->user_id > 0)
 		user_id_header(f, s->grain_id, s->user_id, s->user_id_header);
 	hex_encode(s->session_id, s->host_hash, 16);
-	s->expires_at = now + SESSION_IDLE;
-	s->written_expiry_at = now;
+	if (api)
+		s->expires_at = now + SESSION_IDLE;
+	/* A session's expiry is the database's until a request with its cookie comes. */
+	s->written_expiry_at = 0;
 	s->refs = 2; /* the cache's and the caller's */
 	s->listed = true;
 
@@ -792,6 +784,36 @@ cookie_admits(struct front *f, struct grain_session *s, const char *const *field
 }
 
 /*
+ * A request its cookie admitted keeps s alive for SESSION_IDLE from now,
+ * written to the database at most every SESSION_TOUCH_EVERY. Without
+ * may_block, -EWOULDBLOCK when that write is due (nothing changed).
+ */
+static int
+session_touch(struct front *f, struct grain_session *s, bool may_block)
+{
+	struct session_cache *c = f->sessions;
+	int64_t now = now_seconds();
+	bool write;
+
+	pthread_mutex_lock(&c->lock);
+	write = now - s->written_expiry_at >= SESSION_TOUCH_EVERY;
+	if (write && !may_block) {
+		pthread_mutex_unlock(&c->lock);
+		return -EWOULDBLOCK;
+	}
+	s->expires_at = now + SESSION_IDLE;
+	if (write)
+		s->written_expiry_at = now;
+	pthread_mutex_unlock(&c->lock);
+	if (write) {
+		pthread_mutex_lock(&f->lock);
+		(void)db_grain_session_touch(f->db, s->host_hash, now + SESSION_IDLE);
+		pthread_mutex_unlock(&f->lock);
+	}
+	return 0;
+}
+
+/*
  * Who may use the session host of label: a request entering it, or one
  * with its cookie. Without may_block, -EWOULDBLOCK as resolve().
  */
@@ -820,11 +842,14 @@ session_gate(struct front *f, const char *label, const char *target, const char 
 	else if (s->trashed)
 		g->refusal = &refused_trashed;
 	else {
-		g->session = s;
-		return 0;
+		r = session_touch(f, s, may_block);
+		if (r >= 0) {
+			g->session = s;
+			return 0;
+		}
 	}
 	session_unref(f, s);
-	return 0;
+	return r;
 }
 
 /* ---- one proxied request --------------------------------------------------------- */

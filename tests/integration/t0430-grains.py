@@ -4,6 +4,7 @@ requests sharing one start, idle stop, crash and restart with the reason in
 the log, restart of granaryd with running grains, the header rules both
 ways, sessions that end, and data that survives a restart."""
 import concurrent.futures
+import hashlib
 import json
 import os
 import re
@@ -480,6 +481,34 @@ def test_kill_9_of_granaryd_leaves_no_grain_behind(start_granaryd, app_spk):
     client2 = Client(daemon2)
     client2.login("alice", PASSWORD)
     assert Grain(daemon2, client2, g.id).get("/").status_code == 200
+
+
+def test_only_admitted_requests_keep_a_session_alive(grain):
+    """Someone who has the host name but not the cookie cannot keep a session
+    from expiring: its expiry moves only for requests its cookie admits."""
+    import sqlite3
+    url = fresh_enter_url(grain)
+    label = urllib.parse.urlsplit(url).hostname[3:35]
+    key = hashlib.blake2b(label.encode(), digest_size=32).digest()
+    db = sqlite3.connect(os.path.join(grain.daemon.state, "granary.sqlite3"), timeout=30)
+
+    def expiry():
+        return db.execute("SELECT expires_at FROM grain_sessions WHERE host_hash = ?",
+                          (key,)).fetchone()[0]
+
+    soon = int(time.time()) + 120
+    with db:
+        db.execute("UPDATE grain_sessions SET expires_at = ? WHERE host_hash = ?", (soon, key))
+    for _ in range(3):  # a miss, then the cache
+        assert get_on(grain, url.split("?")[0].replace("/.granary/enter", "/")).status_code == 403
+    assert expiry() == soon
+    http = requests.Session()
+    enter_session(http, grain.daemon, url)
+    r = get_on(grain, url.split("?")[0].replace("/.granary/enter", "/echo"),
+               headers={"Cookie": http.headers["Cookie"]})
+    assert r.status_code == 200
+    assert expiry() >= soon + 23 * 3600  # a day from now
+    db.close()
 
 
 def test_sessions_end(grain):
