@@ -154,7 +154,14 @@ run: deps
 	@[ "$$(id -u)" != 0 ] || id -u granary >/dev/null 2>&1 || useradd --system --user-group \
 		--no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin granary
 	@echo "Granary $(VERSION): http://localhost:6080/ (state in ./var, Ctrl-C stops it)"
-	$(BUILD)/granaryd --state ./var --listen $(RUN_LISTEN)
+	$(RUN_SCOPE) $(BUILD)/granaryd --state ./var --listen $(RUN_LISTEN)
+
+# On cgroup v2 hosts run by systemd, granaryd gets a delegated scope of its own:
+# grains' cgroups go below it (docs/admin.md, Grains).
+RUN_SCOPE = $(shell [ "$$(id -u)" = 0 ] && [ -d /run/systemd/system ] && \
+	[ "$$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && \
+	command -v systemd-run >/dev/null && \
+	echo systemd-run --quiet --scope --collect -p Delegate=yes --)
 
 .PHONY: test
 test: deps-test

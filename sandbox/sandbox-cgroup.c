@@ -434,8 +434,8 @@ own_cgroups(int version, char *own[_CGROUP_MAX])
 		*path++ = '\0';
 		if (version == 2) {
 			/*
-			 * enable_v2() may have moved us into OWN/supervisor: grains
-			 * still belong below OWN, where the first ones went.
+			 * sandbox_cgroup_leave_own() or enable_v2() may have moved
+			 * us into OWN/supervisor: grains still belong below OWN.
 			 */
 			size_t len = strlen(path);
 
@@ -511,6 +511,57 @@ cgroup_create(const char *root, const char *parent, const char *name,
 	for (int c = 0; c < _CGROUP_MAX; c++)
 		free(own[c]);
 	return r;
+}
+
+int
+sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret,
+			 struct sandbox_error *e)
+{
+	char *own[_CGROUP_MAX] = {};
+	_cleanup_(buf_release) struct buf dir = BUF_INIT, leaf = BUF_INIT;
+	_cleanup_fclose_ FILE *procs = NULL;
+	char line[32];
+	int version, r;
+
+	*ret = (struct sandbox_cgroup_leaf){};
+	version = cgroup_version(&root, e);
+	if (version != 2)
+		return version < 0 ? version : 0;
+	r = own_cgroups(2, own);
+	if (r >= 0 && !own[0])
+		r = -ENOENT;
+	if (r >= 0 && strcmp(own[0], "/") != 0)
+		r = buf_printf(&dir, "%s%s", root, own[0]);
+	for (int c = 0; c < _CGROUP_MAX; c++)
+		free(own[c]);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to read this process's cgroup v2 "
+					 "(/proc/self/cgroup): %m");
+	/* The root cgroup may hold processes and still hand out controllers. */
+	if (!dir.len)
+		return 0;
+	r = buf_printf(&leaf, "%s/supervisor", dir.data);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Out of memory");
+	if (mkdir(leaf.data, 0755) < 0 && errno != EEXIST)
+		return sandbox_error_set(e, negative_errno(), "Failed to create the cgroup '%s': %m",
+					 leaf.data);
+	r = buf_append_str(&leaf, "/cgroup.procs");
+	if (r >= 0)
+		r = write_file(leaf.data, "0");
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to move into '%s': %m", leaf.data);
+	ret->moved = true;
+	/* Whatever else is left in OWN is not ours (a login shell, another program). */
+	r = buf_append_str(&dir, "/cgroup.procs");
+	if (r < 0)
+		return sandbox_error_set(e, r, "Out of memory");
+	procs = fopen(dir.data, "re");
+	if (!procs)
+		return sandbox_error_set(e, negative_errno(), "Failed to read '%s': %m", dir.data);
+	while (fgets(line, sizeof(line), procs))
+		ret->others++;
+	return 1;
 }
 
 int

@@ -190,6 +190,26 @@ int sandbox_cgroup_sweep(const char *cgroup_root, const char *parent,
 			 enum sandbox_sweep_flags flags, struct sandbox_sweep *ret,
 			 struct sandbox_error *error);
 
+struct sandbox_cgroup_leaf {
+	bool moved;	 /* the caller went into OWN/supervisor */
+	unsigned others; /* processes left in OWN: not the caller's, they keep
+			    grains from getting controllers (cgroup v2's
+			    no-internal-process rule) */
+};
+
+/*
+ * On cgroup v2 (cgroup_root, NULL: /sys/fs/cgroup), move the calling
+ * process from its cgroup OWN into the leaf OWN/supervisor, so that OWN
+ * holds no process and can hand its controllers to the grains' cgroups
+ * below it (OWN/PARENT/NAME); processes forked afterwards start in the
+ * leaf, and sandbox_spec's cgroups still go below OWN. For a supervisor
+ * before it forks anything: the systemd way (Delegate=yes) of running
+ * cgroups of one's own. Returns 1 when moved; 0 on cgroup v1 or hybrid
+ * hosts and in the root cgroup, where nothing needs to move.
+ */
+int sandbox_cgroup_leave_own(const char *cgroup_root, struct sandbox_cgroup_leaf *ret,
+			     struct sandbox_error *error);
+
 /* sandbox-seccomp.c */
 
 enum sandbox_syscall_kind {

@@ -32,6 +32,7 @@
 
 #include "common/log.h"
 #include "common/macro.h"
+#include "sandbox/sandbox.h"
 #include "supervisor/supervisor-internal.h"
 #include "common/banned.h"
 
@@ -287,6 +288,30 @@ state_lock(const char *state, int *ret_fd)
  * the database files owned by the front user; grains/ and packages/ root-only,
  * opened and checked by the launcher.
  */
+/*
+ * On cgroup v2 hosts, grains' cgroups go below ours, which must then hold no
+ * process: we move into a leaf of it before forking launcher and front.
+ * Not fatal: a grain that cannot get its limits says so when it starts.
+ */
+static void
+cgroup_leave_own(const char *cgroup_root)
+{
+	struct sandbox_cgroup_leaf leaf;
+	struct sandbox_error e = {};
+
+	if (sandbox_cgroup_leave_own(cgroup_root, &leaf, &e) < 0)
+		log_warning("cgroup v2: %s; grains may not get their limits", e.message);
+	else if (leaf.others)
+		log_warning("cgroup v2: %u process(es) that are not Granary's share its cgroup, so "
+			    "grains cannot get cgroups with limits below it; run granaryd as a "
+			    "systemd service with Delegate=yes, or in a scope: systemd-run --scope "
+			    "-p Delegate=yes granaryd ... (docs/admin.md)",
+			    leaf.others);
+	else if (leaf.moved)
+		log_debug("cgroup v2: moved into a leaf of our cgroup ('supervisor'); grains go "
+			  "beside it");
+}
+
 static int
 state_prepare(const char *state, bool as_root, uid_t uid, gid_t gid)
 {
@@ -503,6 +528,9 @@ main(int argc, char *argv[])
 	r = state_prepare(state, as_root, front_config.uid, front_config.gid);
 	if (r < 0)
 		return EXIT_FAILURE;
+
+	if (as_root)
+		cgroup_leave_own(launcher_config.cgroup_root);
 
 	/*
 	 * Signals are taken synchronously: blocked here, before any fork, so the

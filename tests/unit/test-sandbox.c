@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -364,6 +366,108 @@ TEST(cgroup_v2_files)
 	}
 	cg = cgroup_free(cg);
 	rm_rf(root);
+}
+
+/* The "0::" line of /proc/PID/cgroup ("self" when 0), or "". */
+static void
+cgroup2_of(pid_t pid, char *out, size_t size)
+{
+	char path[64], line[512];
+	FILE *f;
+
+	(void)snprintf(path, sizeof(path), pid ? "/proc/%d/cgroup" : "/proc/self/cgroup", (int)pid);
+	out[0] = '\0';
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			(void)snprintf(out, size, "%s", line + 3);
+		}
+	(void)fclose(f);
+}
+
+static void
+join_cgroup2(const char *dir)
+{
+	char path[512];
+
+	(void)snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	CHECK_OK(write_file(path, "0"));
+}
+
+/*
+ * A supervisor leaves its cgroup for a leaf before it forks, on a real
+ * cgroup2 file system (here the hybrid host's, which has no memory
+ * controller but the same rules for moving processes).
+ */
+TEST(cgroup_v2_supervisor_leaves_its_cgroup_for_a_leaf)
+{
+	const char *mount = "/sys/fs/cgroup/unified";
+	struct sandbox_cgroup_leaf leaf;
+	struct sandbox_error e;
+	char own[256], dir[300], leaf_dir[320], want[300], seen[512];
+	_cleanup_free_ char *fake = make_tmpdir();
+	pid_t child;
+	int status;
+
+	/* Not cgroup v2 (v1, hybrid): nothing to do. */
+	CHECK(fake);
+	CHECK_INT_EQ(sandbox_cgroup_leave_own(fake, &leaf, &e), 0);
+	CHECK(!leaf.moved);
+	rm_rf(fake);
+	if (geteuid() != 0 || access("/sys/fs/cgroup/unified/cgroup.procs", W_OK) < 0) {
+		SKIP("needs root and a cgroup2 file system at /sys/fs/cgroup/unified");
+		return;
+	}
+	cgroup2_of(0, own, sizeof(own));
+	/* In the root cgroup (which may hold processes): nothing to do either. */
+	join_cgroup2(mount);
+	CHECK_INT_EQ(sandbox_cgroup_leave_own(mount, &leaf, &e), 0);
+	CHECK(!leaf.moved);
+
+	(void)snprintf(dir, sizeof(dir), "%s/granary-test-%d", mount, (int)getpid());
+	(void)snprintf(leaf_dir, sizeof(leaf_dir), "%s/supervisor", dir);
+	CHECK(mkdir(dir, 0755) == 0);
+	join_cgroup2(dir);
+	CHECK_INT_EQ(sandbox_cgroup_leave_own(mount, &leaf, &e), 1);
+	CHECK(leaf.moved);
+	CHECK_UINT_EQ(leaf.others, 0);
+	(void)snprintf(want, sizeof(want), "/granary-test-%d/supervisor", (int)getpid());
+	cgroup2_of(0, seen, sizeof(seen));
+	CHECK_STR_EQ(seen, want);
+	/* Again: it stays in its leaf, no leaf below the leaf. */
+	CHECK_INT_EQ(sandbox_cgroup_leave_own(mount, &leaf, &e), 1);
+	cgroup2_of(0, seen, sizeof(seen));
+	CHECK_STR_EQ(seen, want);
+	/* What it forks starts in the leaf. */
+	child = fork();
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	CHECK(child > 0);
+	cgroup2_of(child, seen, sizeof(seen));
+	CHECK_STR_EQ(seen, want);
+	/* A process that is not ours in the cgroup: reported. */
+	(void)snprintf(seen, sizeof(seen), "%s/cgroup.procs", dir);
+	{
+		char pid[16];
+
+		(void)snprintf(pid, sizeof(pid), "%d", (int)child);
+		CHECK_OK(write_file(seen, pid));
+	}
+	CHECK_INT_EQ(sandbox_cgroup_leave_own(mount, &leaf, &e), 1);
+	CHECK_UINT_EQ(leaf.others, 1);
+	(void)kill(child, SIGKILL);
+	(void)waitpid(child, &status, 0);
+
+	/* Back where the test started, and nothing left behind. */
+	(void)snprintf(seen, sizeof(seen), "%s%s", mount, strcmp(own, "/") == 0 ? "" : own);
+	join_cgroup2(seen);
+	CHECK(rmdir(leaf_dir) == 0);
+	CHECK(rmdir(dir) == 0);
 }
 
 TEST(cgroup_bad_input)
