@@ -514,8 +514,7 @@ cgroup_create(const char *root, const char *parent, const char *name,
 }
 
 int
-sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret,
-			 struct sandbox_error *e)
+sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret, struct sandbox_error *e)
 {
 	char *own[_CGROUP_MAX] = {};
 	_cleanup_(buf_release) struct buf dir = BUF_INIT, leaf = BUF_INIT;
@@ -535,7 +534,8 @@ sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret,
 	for (int c = 0; c < _CGROUP_MAX; c++)
 		free(own[c]);
 	if (r < 0)
-		return sandbox_error_set(e, r, "Failed to read this process's cgroup v2 "
+		return sandbox_error_set(e, r,
+					 "Failed to read this process's cgroup v2 "
 					 "(/proc/self/cgroup): %m");
 	/* The root cgroup may hold processes and still hand out controllers. */
 	if (!dir.len)
@@ -544,8 +544,8 @@ sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret,
 	if (r < 0)
 		return sandbox_error_set(e, r, "Out of memory");
 	if (mkdir(leaf.data, 0755) < 0 && errno != EEXIST)
-		return sandbox_error_set(e, negative_errno(), "Failed to create the cgroup '%s': %m",
-					 leaf.data);
+		return sandbox_error_set(e, negative_errno(),
+					 "Failed to create the cgroup '%s': %m", leaf.data);
 	r = buf_append_str(&leaf, "/cgroup.procs");
 	if (r >= 0)
 		r = write_file(leaf.data, "0");
