@@ -172,6 +172,12 @@ test: deps-test
 check-asan: deps-test
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 test
 
+# Long runs (minutes each): tests/integration/soak-*.py.
+.PHONY: soak
+soak: deps-test
+	$(Q)$(MAKE) --no-print-directory all tests
+	$(Q)BUILD=$(BUILD) SOAK=1 TEST_TIMEOUT=3600 T='$(T)' tests/run
+
 .PHONY: fuzz
 fuzz: deps-test
 	$(Q)$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang FUZZ=1 fuzz-targets

@@ -162,6 +162,14 @@ def cpu_ns(pid):
     return total
 
 
+def cpu_ns_with_exited(pid):
+    """CPU time of pid so far, threads that ended included (/proc/PID/stat:
+    clock-tick resolution), in nanoseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
+
+
 def meminfo_used():
     """MemTotal - MemAvailable, KiB."""
     d = {}
@@ -263,6 +271,27 @@ http {{
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class SpliceRelay:
+    """tests/bench/splice-relay.c, built here with cc: the least work a TCP
+    proxy can do (two threads a connection, blocking splice through a 1 MiB
+    pipe, no HTTP), to 127.0.0.1:upstream_port. Its pid is the proxy's."""
+
+    def __init__(self, upstream_port, workdir):
+        src = os.path.join(HERE, "splice-relay.c")
+        binary = os.path.join(workdir, "splice-relay")
+        subprocess.run(["cc", "-O2", "-pthread", "-o", binary, src], check=True)
+        self.port = free_port()
+        self.proc = subprocess.Popen([binary, str(self.port), str(upstream_port)],
+                                     stdin=subprocess.DEVNULL)
+        if not conftest.wait_for(lambda: connect(self.port, 1).close() is None
+                                 or self.proc.poll() is not None):
+            raise SystemExit("splice-relay did not start")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def connect(port, timeout=10, netns=None):

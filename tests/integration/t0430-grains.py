@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 
@@ -18,9 +19,9 @@ import requests
 
 from conftest import (Client, Packager, add_user, enter_session, grain_cookie, make_cert,
                       set_cookies, wait_for)
+from grains import (PASSWORD, Grain, children, front_pid, grain_test_spk, rss_kib,
+                    setup_grain)
 
-PASSWORD = "correct horse battery"
-GRAIN_TEST = os.path.join(os.environ.get("GRANARY_BUILD", "build"), "apps", "grain-test")
 
 
 @pytest.fixture(scope="module")
@@ -28,69 +29,9 @@ def packager(tmp_path_factory):
     return Packager(tmp_path_factory.mktemp("grain-packages"))
 
 
-def grain_test_spk(packager, command=None, title="Grain test", version=1):
-    with open(GRAIN_TEST, "rb") as f:
-        binary = f.read()
-    return packager.build(
-        version=version, title=title,
-        files={"app/grain-test": (binary, 0o755)},
-        run_section={"command": command or ["/app/grain-test", "8000"], "httpPort": 8000,
-             "env": {"GREETING": "hi"}})
-
-
 @pytest.fixture(scope="module")
 def app_spk(packager):
     return grain_test_spk(packager)
-
-
-class Grain:
-    """A grain opened by its owner: requests go to 127.0.0.1 with the
-    session's Host (glibc does not resolve *.localhost)."""
-
-    def __init__(self, daemon, client, grain_id):
-        self.daemon, self.client, self.id = daemon, client, grain_id
-        self.open()
-
-    def open(self):
-        r = self.client.post(f"/api/grains/{self.id}/open")
-        assert r.status_code == 201, r.text
-        self.url, self.host = r.json()["url"], r.json()["host"]
-        self.http = requests.Session()
-        enter_session(self.http, self.daemon, self.url)
-        self.http.headers["Host"] = self.host
-        self.origin = f"http://{self.host}"
-
-    def request(self, method, path, **kwargs):
-        kwargs.setdefault("timeout", 60)
-        kwargs.setdefault("allow_redirects", False)
-        return self.http.request(method, self.daemon.url + path, **kwargs)
-
-    def get(self, path, **kwargs):
-        return self.request("GET", path, **kwargs)
-
-    def status(self):
-        r = self.client.get(f"/api/grains/{self.id}")
-        assert r.status_code == 200, r.text
-        return r.json()["grain"]
-
-    def log(self):
-        r = self.client.get(f"/api/grains/{self.id}/log")
-        assert r.status_code == 200, r.text
-        return r.text
-
-
-def setup_grain(start_granaryd, spk, *args):
-    daemon = start_granaryd(*args)
-    add_user(daemon.state, "alice", PASSWORD, admin=True)
-    client = Client(daemon)
-    client.login("alice", PASSWORD)
-    with open(spk, "rb") as f:
-        r = client.post("/api/apps", data=f, headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code in (200, 201), r.text
-    app_id = r.json()["app"]["id"]
-    r = client.post("/api/grains", json={"app": app_id, "title": "Test grain"})
-    assert r.status_code == 201, r.text
-    return daemon, client, Grain(daemon, client, r.json()["grain"]["id"])
 
 
 def grain_pids(grain_id):
@@ -537,56 +478,41 @@ def test_someone_elses_grain_cannot_be_opened(grain):
 
 
 def test_large_transfers_stream_through_front(grain):
-    size = 256 << 20
+    """1 GiB up and down through front, which must not grow by more than a
+    few MiB meanwhile (its VmRSS sampled every 10 ms)."""
+    size = 1 << 30
     front = front_pid(grain.daemon)
     before = rss_kib(front)
+    peak, done = [before], threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], rss_kib(front))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
 
     def body():
         chunk = bytes(range(256)) * 4096
         for _ in range(size // len(chunk)):
             yield chunk
 
-    r = grain.request("POST", "/upload", data=body(),
-                      headers={"Origin": grain.origin}, timeout=300)
-    assert r.status_code == 200, r.text
-    assert r.json()["bytes"] == size
-    r = grain.get(f"/download?bytes={size}", stream=True, timeout=300)
-    got = 0
-    for chunk in r.iter_content(1 << 20):
-        got += len(chunk)
-    assert got == size
-    growth = rss_kib(front) - before
-    assert growth < 16 * 1024, f"front grew by {growth} KiB"
-
-
-def children(ppid):
-    found = []
-    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                if f"PPid:\t{ppid}\n" in f.read():
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
-def front_pid(daemon):
-    """front is the child of granaryd's parent that does not run as root."""
-    for pid in children(daemon.proc.pid):
-        with open(f"/proc/{pid}/status") as f:
-            uid = next(line for line in f if line.startswith("Uid:")).split()[1]
-        if uid != "0":
-            return pid
-    raise AssertionError("no front process")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    try:
+        r = grain.request("POST", "/upload", data=body(),
+                          headers={"Origin": grain.origin}, timeout=600)
+        assert r.status_code == 200, r.text
+        assert r.json()["bytes"] == size
+        r = grain.get(f"/download?bytes={size}", stream=True, timeout=600)
+        assert int(r.headers["Content-Length"]) == size
+        got = 0
+        for chunk in r.iter_content(1 << 20):
+            got += len(chunk)
+        assert got == size
+    finally:
+        done.set()
+        sampler.join()
+    growth = peak[0] - before
+    print(f"# front: {before} KiB before, {peak[0]} KiB at most")
+    assert growth < 8 * 1024, f"front grew by {growth} KiB"
 
 
 def test_python_app_serves_through_the_proxy(start_granaryd):
