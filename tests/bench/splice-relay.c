@@ -38,12 +38,14 @@ relay(void *arg)
 		return NULL;
 	(void)fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
 	for (;;) {
-		ssize_t n = splice(d->from, NULL, p[1], NULL, PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_MORE);
+		ssize_t n =
+			splice(d->from, NULL, p[1], NULL, PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_MORE);
 
 		if (n <= 0)
 			break;
 		while (n > 0) {
-			ssize_t m = splice(p[0], NULL, d->to, NULL, (size_t)n, SPLICE_F_MOVE | SPLICE_F_MORE);
+			ssize_t m = splice(p[0], NULL, d->to, NULL, (size_t)n,
+					   SPLICE_F_MOVE | SPLICE_F_MORE);
 
 			if (m <= 0)
 				goto out;
