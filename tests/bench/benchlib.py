@@ -281,7 +281,7 @@ class SpliceRelay:
     def __init__(self, upstream_port, workdir):
         src = os.path.join(HERE, "splice-relay.c")
         binary = os.path.join(workdir, "splice-relay")
-        subprocess.run(["cc", "-O2", "-pthread", "-o", binary, src], check=True)
+        subprocess.run(["cc", "-O2", "-pthread", "-I", SOURCE, "-o", binary, src], check=True)
         self.port = free_port()
         self.proc = subprocess.Popen([binary, str(self.port), str(upstream_port)],
                                      stdin=subprocess.DEVNULL)

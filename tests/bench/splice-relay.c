@@ -14,11 +14,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "common/banned.h"
 
 #define PIPE_SIZE (1024 * 1024)
 
@@ -84,18 +87,31 @@ done:
 	return NULL;
 }
 
+static bool
+port_of(const char *s, uint16_t *ret)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno || end == s || *end || n == 0 || n > 65535)
+		return false;
+	*ret = (uint16_t)n;
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int one = 1, l;
 
-	if (argc != 3) {
+	if (argc != 3 || !port_of(argv[1], &a.sin_port) || !port_of(argv[2], &upstream_port)) {
 		fprintf(stderr, "usage: splice-relay LISTEN_PORT UPSTREAM_PORT\n");
 		return 2;
 	}
-	upstream_port = (uint16_t)atoi(argv[2]);
-	a.sin_port = htons((uint16_t)atoi(argv[1]));
+	a.sin_port = htons(a.sin_port);
 	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 128) < 0) {
