@@ -174,6 +174,8 @@ cut_begin(struct grain_log *log, uint64_t size)
 		if (ftruncate(log->fd, 0) < 0)
 			log_warning_errno(errno, "Failed to truncate the grain log: %m");
 		write_all(log, marker, (size_t)len);
+		/* The rest of a line the app had begun gets its own prefix, never the start of a line. */
+		log->line_start = true;
 		return;
 	}
 	log->saved_flags = flags;
@@ -189,15 +191,15 @@ cut_begin(struct grain_log *log, uint64_t size)
 	log->cutting = true;
 }
 
-/* After a write: start a cut if the file went past the cap. */
+/* Start a cut if the file is past the cap, or would be with extra more bytes. */
 static void
-check_cap(struct grain_log *log)
+check_cap(struct grain_log *log, size_t extra)
 {
 	struct stat st;
 
 	if (!log->capped || log->cutting || fstat(log->fd, &st) < 0)
 		return;
-	if ((uint64_t)st.st_size > log->max)
+	if ((uint64_t)st.st_size + extra > log->max)
 		cut_begin(log, (uint64_t)st.st_size);
 }
 
@@ -240,7 +242,7 @@ grain_log_open(struct grain_log *log, int fd, uint64_t max, int *ret_write_end)
 	log->pipe = p[0];
 	*ret_write_end = p[1];
 	/* A log left larger than the cap (a smaller cap now) is cut before anything else. */
-	check_cap(log);
+	check_cap(log, 0);
 	return 0;
 }
 
@@ -315,7 +317,7 @@ grain_log_step(struct grain_log *log, bool pipe_ready)
 		log->in_off += len;
 	}
 	write_all(log, out_buf, o);
-	check_cap(log);
+	check_cap(log, 0);
 	return 1;
 }
 
@@ -336,7 +338,7 @@ grain_log_note(struct grain_log *log, int level, const char *format, ...)
 	char line[1 + GRAIN_LOG_TIME_LEN + sizeof(INIT_TAG) + NOTE_MAX + 1];
 	char msg[NOTE_MAX];
 	va_list ap;
-	size_t len = 0;
+	size_t len;
 
 	va_start(ap, format);
 	(void)vsnprintf(msg, sizeof(msg), format, ap);
@@ -349,16 +351,21 @@ grain_log_note(struct grain_log *log, int level, const char *format, ...)
 	if (log->fd < 0)
 		return;
 
-	/* A note lands at the end of the file: finish a cut first. */
+	/* line[0] is for the newline that ends a line of the app's, if one is open. */
+	format_time(line + 1);
+	len = 1 + GRAIN_LOG_TIME_LEN;
+	len += (size_t)snprintf(line + len, sizeof(line) - len, INIT_TAG "%s\n", msg);
+	/*
+	 * A note lands at the end of the file, after any cut it would cause: a
+	 * cut of a log not open for reading keeps nothing but its marker, and
+	 * the last note (why the app exited) must survive it.
+	 */
 	while (log->cutting)
 		cut_step(log);
-	if (!log->line_start) {
-		line[len++] = '\n';
-		log->line_start = true;
-	}
-	format_time(line + len);
-	len += GRAIN_LOG_TIME_LEN;
-	len += (size_t)snprintf(line + len, sizeof(line) - len, INIT_TAG "%s\n", msg);
-	write_all(log, line, len);
-	check_cap(log);
+	check_cap(log, len);
+	while (log->cutting)
+		cut_step(log);
+	line[0] = '\n';
+	write_all(log, log->line_start ? line + 1 : line, log->line_start ? len - 1 : len);
+	log->line_start = true;
 }
