@@ -283,12 +283,6 @@ state_lock(const char *state, int *ret_fd)
 }
 
 /*
- * The state directory's layout and owners (see docs/IPC.md, "Who owns what"):
- * STATE root:<front group> 0770 so front can keep its database there;
- * the database files owned by the front user; grains/ and packages/ root-only,
- * opened and checked by the launcher.
- */
-/*
  * On cgroup v2 hosts, grains' cgroups go below ours, which must then hold no
  * process: we move into a leaf of it before forking launcher and front.
  * Not fatal: a grain that cannot get its limits says so when it starts.
@@ -312,6 +306,12 @@ cgroup_leave_own(const char *cgroup_root)
 			  "beside it");
 }
 
+/*
+ * The state directory's layout and owners (see docs/IPC.md, "Who owns what"):
+ * STATE root:<front group> 0770 so front can keep its database there;
+ * the database files owned by the front user; grains/ and packages/ root-only,
+ * opened and checked by the launcher.
+ */
 static int
 state_prepare(const char *state, bool as_root, uid_t uid, gid_t gid)
 {
