@@ -46,6 +46,8 @@
 const char *const cgroup_controller_names[_CGROUP_MAX] = { "memory", "pids", "cpu" };
 
 #define CPU_PERIOD_US 100000ULL
+/* The leaf a supervisor moves into so its own cgroup can hand out controllers (v2). */
+#define LEAF	      "supervisor"
 
 static bool
 wanted(const struct sandbox_limits *l, enum cgroup_controller c)
@@ -250,11 +252,33 @@ apply_v2(struct sandbox_cgroup *cg, const struct sandbox_limits *l, struct sandb
 	return r;
 }
 
+/* Move the calling process into dir/LEAF (made if missing). */
+static int
+join_leaf(const char *dir, struct sandbox_error *e)
+{
+	_cleanup_(buf_release) struct buf leaf = BUF_INIT;
+	int r;
+
+	r = buf_printf(&leaf, "%s/" LEAF, dir);
+	if (r < 0)
+		return sandbox_error_set(e, r, "Out of memory");
+	if (mkdir(leaf.data, 0755) < 0 && errno != EEXIST)
+		return sandbox_error_set(e, negative_errno(),
+					 "Failed to create the cgroup '%s': %m", leaf.data);
+	r = buf_append_str(&leaf, "/cgroup.procs");
+	if (r >= 0)
+		r = write_file(leaf.data, "0");
+	if (r < 0)
+		return sandbox_error_set(e, r, "Failed to move into '%s/" LEAF "': %m", dir);
+	return 0;
+}
+
 /*
  * v2: controllers reach a cgroup only when every ancestor enables them in
  * cgroup.subtree_control. A cgroup with processes of its own cannot (the
  * no-internal-process rule, EBUSY): then the caller moves itself into a leaf
- * "supervisor" below its own cgroup first, as systemd's delegation expects.
+ * LEAF below its own cgroup first, as systemd's delegation expects (granaryd
+ * does so before it forks: sandbox_cgroup_leave_own()).
  */
 static int
 enable_v2(const char *own_dir, const char *parent_dir, const struct sandbox_limits *l,
@@ -278,19 +302,12 @@ enable_v2(const char *own_dir, const char *parent_dir, const struct sandbox_limi
 						 dirs[i]);
 		r = write_file_at(dir, "cgroup.subtree_control", want.data);
 		if (r == -EBUSY && i == 0) {
-			_cleanup_(buf_release) struct buf leaf = BUF_INIT;
-
-			log_debug("cgroup: '%s' has processes, moving into '%s/supervisor'",
-				  own_dir, own_dir);
-			r = buf_printf(&leaf, "%s/supervisor", own_dir);
-			if (r >= 0 && mkdir(leaf.data, 0755) < 0 && errno != EEXIST)
-				r = negative_errno();
-			if (r >= 0)
-				r = buf_append_str(&leaf, "/cgroup.procs");
-			if (r >= 0)
-				r = write_file(leaf.data, "0");
-			if (r >= 0)
-				r = write_file_at(dir, "cgroup.subtree_control", want.data);
+			log_debug("cgroup: '%s' has processes, moving into '%s/" LEAF "'", own_dir,
+				  own_dir);
+			r = join_leaf(own_dir, e);
+			if (r < 0)
+				return r;
+			r = write_file_at(dir, "cgroup.subtree_control", want.data);
 		}
 		if (r < 0)
 			return sandbox_error_set(e, r, "Failed to enable %s in '%s': %m", want.data,
@@ -439,8 +456,9 @@ own_cgroups(int version, char *own[_CGROUP_MAX])
 			 */
 			size_t len = strlen(path);
 
-			if (len > 11 && strcmp(path + len - 11, "/supervisor") == 0)
-				path[len - 11] = '\0';
+			if (len > strlen("/" LEAF) &&
+			    strcmp(path + len - strlen("/" LEAF), "/" LEAF) == 0)
+				path[len - strlen("/" LEAF)] = '\0';
 			if (strcmp(line, "0") == 0 && *controllers == '\0')
 				for (int c = 0; c < _CGROUP_MAX; c++) {
 					free(own[c]);
@@ -517,7 +535,7 @@ int
 sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret, struct sandbox_error *e)
 {
 	char *own[_CGROUP_MAX] = {};
-	_cleanup_(buf_release) struct buf dir = BUF_INIT, leaf = BUF_INIT;
+	_cleanup_(buf_release) struct buf dir = BUF_INIT;
 	_cleanup_fclose_ FILE *procs = NULL;
 	char line[32];
 	int version, r;
@@ -540,17 +558,9 @@ sandbox_cgroup_leave_own(const char *root, struct sandbox_cgroup_leaf *ret, stru
 	/* The root cgroup may hold processes and still hand out controllers. */
 	if (!dir.len)
 		return 0;
-	r = buf_printf(&leaf, "%s/supervisor", dir.data);
+	r = join_leaf(dir.data, e);
 	if (r < 0)
-		return sandbox_error_set(e, r, "Out of memory");
-	if (mkdir(leaf.data, 0755) < 0 && errno != EEXIST)
-		return sandbox_error_set(e, negative_errno(),
-					 "Failed to create the cgroup '%s': %m", leaf.data);
-	r = buf_append_str(&leaf, "/cgroup.procs");
-	if (r >= 0)
-		r = write_file(leaf.data, "0");
-	if (r < 0)
-		return sandbox_error_set(e, r, "Failed to move into '%s': %m", leaf.data);
+		return r;
 	ret->moved = true;
 	/* Whatever else is left in OWN is not ours (a login shell, another program). */
 	r = buf_append_str(&dir, "/cgroup.procs");

@@ -116,7 +116,7 @@ bucket_of(const uint8_t *key)
 
 /*
  * The cache's key of a label: SipHash-128 under a key of this process, which
- * costs a fraction of BLAKE2b on every request; BLAKE2b (host_hash()) is only
+ * costs a fraction of BLAKE2b on every request; BLAKE2b (secret_hash()) is only
  * computed on a miss, for the database. Nobody can aim a collision at a
  * secret key, and 128 bits leave none to chance.
  */
@@ -682,9 +682,8 @@ enter_cookies(const struct front *f, const char *value, struct gate *g)
 	size_t len = strcspn(f->wildcard_suffix, ":");
 	const char *name = f->tls ? GRAIN_COOKIE_TLS : GRAIN_COOKIE;
 	bool single_label = !memchr(f->wildcard_suffix, '.', len);
-	bool localhost =
-		(len == 9 && strncasecmp(f->wildcard_suffix, "localhost", 9) == 0) ||
-		(len > 10 && strncasecmp(f->wildcard_suffix + len - 10, ".localhost", 10) == 0);
+	/* The one single label browsers treat as a secure context over http. */
+	bool localhost = len == 9 && strncasecmp(f->wildcard_suffix, "localhost", 9) == 0;
 
 	(void)snprintf(g->set_cookie[0], sizeof(g->set_cookie[0]),
 		       "%s=%s; Path=/; HttpOnly; SameSite=Lax%s", name, value,
@@ -915,10 +914,10 @@ exchange_acquire(void *userdata, int *ret_fd, bool *ret_reused, char *error, siz
 	}
 	r = grain_acquire(x->f->grains, x->run, ret_fd, ret_reused, &x->generation, error,
 			  error_size);
-	if (r >= 0)
+	if (r >= 0) {
 		x->acquired = true;
-	if (r >= 0)
 		__atomic_add_fetch(&x->refs, 1, __ATOMIC_ACQ_REL);
+	}
 	if (r < 0 && x->session->owner) {
 		_cleanup_free_ char *tail = NULL;
 		size_t len = strlen(error), tail_len;

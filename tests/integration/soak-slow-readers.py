@@ -92,7 +92,7 @@ def test_a_slow_reader_outlasting_every_timer_gets_every_byte(grain):
     got, seconds = download(grain, size, pace)
     print(f"# slow reader: {got} of {size} bytes in {seconds:.0f} s")
     assert got == size
-    assert seconds >= 300  # it did outlast front's timers
+    assert seconds >= 0.95 * SLOW_SECONDS  # it was as slow as asked (390 s: past every timer)
     grown = rss_kib(front) - before
     print(f"# front grew by {grown} KiB")
     assert grown < 8 * 1024
